@@ -1,0 +1,42 @@
+"""Shared fixtures: small random-weight CLIPSeg checkpoints written with save_pretrained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_denormals():
+    # Random weights on a CPU produce denormal floats that make timings jump 5-40x.
+    import torch
+
+    torch.set_flush_denormal(True)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random CLIPSeg folder in the hub's layout (loads in milliseconds)."""
+    from napari_vlsm.core.random_model import write_random_clipseg
+
+    return write_random_clipseg(tmp_path_factory.mktemp("tiny-clipseg"), arch="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def full_model_dir(tmp_path_factory) -> Path:
+    """The real CLIPSeg architecture with random weights (150,747,746 parameters, ~600 MB)."""
+    from napari_vlsm.core.random_model import write_random_clipseg
+
+    return write_random_clipseg(tmp_path_factory.mktemp("full-clipseg"), arch="full", seed=0)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip: a user's machine does not have it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (only development and CI machines have it)")
+    return SHARED_DATA
