@@ -49,8 +49,9 @@ def clipseg_config(arch: str, vocab_size: int):
     special = {"eos_token_id": eos, "bos_token_id": eos - 1, "pad_token_id": eos}
     if arch == "full":
         # The architecture of CIDAS/clipseg-rd64-refined (150,747,746 parameters).
+        # CLIP's embedding table keeps its 49,408 rows; the byte tokenizer uses the first 514.
         return CLIPSegConfig(
-            text_config={"vocab_size": vocab_size, **special},
+            text_config={"vocab_size": max(vocab_size, 49408), **special},
             vision_config={"patch_size": 16},
             use_complex_transposed_convolution=True,
         )
