@@ -1,0 +1,118 @@
+"""Open napari with the napari-vlsm dock and a sample image: ``python -m napari_vlsm._napari.launch``.
+
+The model is not loaded here: the dock loads it in the background when it is first needed and
+shows a notification if the source cannot be loaded (for example a hub id on a machine without
+internet). ``--demo-model`` writes a small random-weight, UNTRAINED CLIPSeg once into the user
+cache and uses it, so the whole prompt -> correct -> finetune loop can be tried with no model at
+all; its masks are noise until it has been finetuned on corrections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"  # same as napari_vlsm.core.loading (no torch here)
+SAMPLES = ("retina", "ct_slice", "mr_slice")
+PLUGIN, WIDGET = "napari-vlsm", "Text segmentation"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m napari_vlsm._napari.launch",
+        description="Open napari with the napari-vlsm dock and an image.",
+    )
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument(
+        "--model", default=DEFAULT_MODEL, metavar="SRC",
+        help="hub id or local CLIPSeg folder (default: %(default)s; loaded by the dock)",
+    )
+    model.add_argument(
+        "--demo-model", action="store_true",
+        help="use a small random-weight UNTRAINED model written into the user cache "
+             "(for machines with no internet and no local model folder)",
+    )
+    parser.add_argument("--sample", choices=SAMPLES, default="retina",
+                        help="sample image to open (default: %(default)s)")
+    parser.add_argument("--image", metavar="PATH",
+                        help="open this image instead of the sample (.dcm read with pydicom)")
+    return parser.parse_args(argv)
+
+
+def demo_model_dir() -> Path:
+    """The untrained demo model folder, written once (atomically) into the user cache."""
+    from platformdirs import user_cache_dir
+
+    folder = Path(user_cache_dir("napari-vlsm")) / "demo-model"
+    if (folder / "config.json").is_file():
+        return folder
+    from napari_vlsm.core.random_model import write_random_clipseg
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f"demo-model.tmp-{os.getpid()}")
+    write_random_clipseg(staging, arch="tiny", seed=0)
+    try:
+        staging.rename(folder)
+    except OSError:  # another launcher won the race: use its folder
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def add_image(viewer, args: argparse.Namespace) -> None:
+    """Add ``--image`` (DICOM through pydicom, anything else through napari's readers) or a sample."""
+    if args.image is None:
+        viewer.open_sample(PLUGIN, args.sample)
+    elif Path(args.image).suffix.lower() == ".dcm":
+        from napari_vlsm._napari.sample_data import dicom_layer
+
+        data, kwargs, _ = dicom_layer(args.image)
+        viewer.add_image(data, **kwargs)
+    else:
+        viewer.open(args.image)
+
+
+def dock_widget(viewer, model_source: str):
+    """Dock the plugin widget; on failure tell the user why instead of crashing napari."""
+    from napari.utils.notifications import show_error, show_info
+
+    try:
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    except Exception as err:  # the dock is optional for the viewer to be useful
+        show_error(f"napari-vlsm: the '{WIDGET}' dock could not be opened "
+                   f"({type(err).__name__}: {err}). Reinstall with: pip install -e '.[all]'")
+        return None
+    if hasattr(widget, "set_model_source"):
+        widget.set_model_source(model_source)
+    show_info(f"napari-vlsm: model source {model_source}")
+    return widget
+
+
+def open_viewer(args: argparse.Namespace, viewer=None):
+    """Set up ``viewer`` (a new one if None): image first, then the dock. Returns the viewer."""
+    import napari
+
+    source = str(demo_model_dir()) if args.demo_model else args.model
+    if args.demo_model:
+        print(f"napari-vlsm: using the UNTRAINED random-weight demo model in {source}; "
+              "its masks are noise until finetuned", file=sys.stderr)
+    viewer = viewer if viewer is not None else napari.Viewer(title="napari-vlsm")
+    add_image(viewer, args)
+    dock_widget(viewer, source)
+    return viewer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import napari
+
+    open_viewer(args)
+    napari.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
