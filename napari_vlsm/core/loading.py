@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +90,12 @@ def resolve_precision(name: str, device):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
 def _looks_like_path(source: str) -> bool:
-    return os.sep in source or source.startswith((".", "~")) or Path(source).exists() or source.count("/") > 1
+    # "org/name" is a hub id unless such a folder exists; "./x", "/x", "~/x", "a/b/c" are folders.
+    return Path(source).expanduser().exists() or not _HUB_ID.match(source)
 
 
 def resolve_folder(source: str | os.PathLike) -> Path:
