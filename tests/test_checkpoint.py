@@ -121,3 +121,42 @@ def test_save_is_atomic_when_interrupted(tiny, saved, monkeypatch):
         save_adapter(path, adapters, read_metadata(path))
     assert path.read_bytes() == before
     assert load_adapter(path, tiny)[1]["prompts"] == ["polyp"]
+
+
+_SAVE_LOOP = """
+import sys, torch
+from napari_vlsm.core.adapters import AdapterConfig, build_adapters
+from napari_vlsm.core.adapters.checkpoint import build_metadata, save_adapter
+from napari_vlsm.core.loading import load_model
+loaded = load_model(sys.argv[1], device="cpu")
+adapters = build_adapters(AdapterConfig.from_variant("shallow-vlc", loaded.config))
+for i in range(10_000):
+    with torch.no_grad():
+        for p in adapters.parameters():
+            p.fill_(i)
+    save_adapter(sys.argv[2], adapters, build_metadata(adapters, loaded, {"round": i}))
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.parametrize("kill_after", [1, 4])
+def test_sigkill_while_saving_leaves_a_loadable_adapter(tiny, tiny_model_dir, saved, kill_after):
+    import signal
+    import subprocess
+    import sys
+
+    path, _ = saved
+    proc = subprocess.Popen([sys.executable, "-c", _SAVE_LOOP, str(tiny_model_dir), str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    acknowledged = -1
+    try:
+        for _ in range(kill_after):
+            acknowledged = int(proc.stdout.readline())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    adapters, meta = load_adapter(path, tiny)
+    # the file is the last acknowledged save or a later complete one, never a torn one
+    assert meta["round"] >= acknowledged
+    value = next(iter(adapters.parameters())).flatten()[0].item()
+    assert all(torch.all(p == value) for p in adapters.parameters()) and value == meta["round"]
