@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -115,6 +116,17 @@ def test_window_constant_and_sparse_images_do_not_divide_by_zero():
     assert intensity_window(np.full((2, 2), np.nan)) == (0.0, 1.0)
 
 
+def test_extreme_floats_give_a_finite_window_without_warnings():
+    for a in (np.array([[3e38, -3e38]], np.float32), np.array([[1.7e308, -1.7e308]]),
+              np.array([[np.finfo(np.float64).max]])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            lo, hi = intensity_window(a)
+            out = normalize_intensity(a)
+        assert np.isfinite([lo, hi]).all() and lo < hi
+        assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
 def test_window_works_on_a_volume_and_rejects_bad_percentiles():
     vol = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
     lo, hi = intensity_window(vol, percentiles=(0, 100))
@@ -217,6 +229,21 @@ def test_to_model_input_shared_window_applies_to_every_image():
     b = np.full((4, 4), 300.0)
     x = to_model_input([a, b], 4, (0, 0, 0), (1, 1, 1), window=(0.0, 400.0))
     assert x[0].mean().item() == pytest.approx(0.25) and x[1].mean().item() == pytest.approx(0.75)
+
+
+def test_to_model_input_per_image_windows():
+    a = np.full((4, 4), 100.0)
+    b = np.full((4, 4), 100.0)
+    x = to_model_input([a, b], 4, (0, 0, 0), (1, 1, 1), window=[(0.0, 400.0), (0.0, 200.0)])
+    assert x[0].mean().item() == pytest.approx(0.25) and x[1].mean().item() == pytest.approx(0.5)
+    # a pair of numbers with a batch of two is ONE shared window, not two windows
+    y = to_model_input([a, b], 4, (0, 0, 0), (1, 1, 1), window=[0.0, 400.0])
+    assert y.mean().item() == pytest.approx(0.25)
+    c = np.array([[0.0, 1.0]])
+    z = to_model_input([c, a], 2, (0, 0, 0), (1, 1, 1), window=[None, (0.0, 100.0)])
+    assert z[1].mean().item() == pytest.approx(1.0)
+    with pytest.raises(ImageError, match="window"):
+        to_model_input([a, b], 4, MEAN, STD, window=[(0.0, 1.0), (3.0, 3.0)])
 
 
 @pytest.mark.parametrize(

@@ -179,7 +179,8 @@ def intensity_window(array, percentiles: tuple[float, float] = DEFAULT_PERCENTIL
     if values.dtype.kind in "iu" and values.dtype.itemsize <= 2:
         lo, hi = _percentiles_from_histogram(values, (p_lo, p_hi))
     else:
-        lo, hi = (float(v) for v in np.percentile(values, [p_lo, p_hi]))
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is handled just below
+            lo, hi = (float(v) for v in np.percentile(values, [p_lo, p_hi]))
     # Percentile interpolation can overflow on values near the float limits; min/max cannot.
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         lo, hi = float(values.min()), float(values.max())
@@ -273,8 +274,9 @@ def normalize_intensity(image, window=None) -> np.ndarray:
 def to_model_input(images, size: int, mean, std, window=None) -> "torch.Tensor":
     """One image or a list of images -> float32 tensor ``(B, 3, size, size)`` for CLIPSeg.
 
-    ``window`` (if given) is used for every image (e.g. one window per volume); otherwise each image
-    gets its own :func:`intensity_window`.
+    ``window``: None (each image gets its own :func:`intensity_window`), one ``(lo, hi)`` used for
+    every image (e.g. one window per volume), or a list with one ``(lo, hi)`` or None per image
+    (e.g. a training batch of stored corrections, each with the window it was predicted with).
     """
     import torch
     import torch.nn.functional as F
@@ -293,9 +295,16 @@ def to_model_input(images, size: int, mean, std, window=None) -> "torch.Tensor":
     if mean_t.numel() != 3 or std_t.numel() != 3 or not bool((std_t > 0).all()):
         raise ValueError(f"mean and std must be 3 numbers with std > 0; got {mean!r}, {std!r}")
 
+    per_image = (
+        isinstance(window, (list, tuple))
+        and len(window) == len(batch)
+        and all(w is None or np.ndim(w) == 1 for w in window)  # a pair of numbers has ndim 0 items
+    )
+    windows = list(window) if per_image else [window] * len(batch)
+
     out = torch.empty((len(batch), 3, size, size), dtype=torch.float32)
     for i, image in enumerate(batch):
-        norm = _normalize_channels(image, window)  # (H, W, C) float32, C in {1, 3}
+        norm = _normalize_channels(image, windows[i])  # (H, W, C) float32, C in {1, 3}
         # (1, C, H, W) as a view: RGB is channels-last in memory, which interpolate reads directly
         x = torch.from_numpy(norm).permute(2, 0, 1).unsqueeze(0)
         # Antialiased bilinear downscaling in torch: fast on large slides, and it matches what
