@@ -1,0 +1,67 @@
+"""VLSMDock: the "Text segmentation" dock widget (a thin assembly of the panels).
+
+prompt -> Segment -> correct with napari's Labels tools -> Add correction -> Finetune adapter ->
+the next Segment uses the adapter. State lives in :class:`Session`; each panel is one section.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
+
+from . import workers
+from .correction_panel import CorrectionPanel
+from .finetune_panel import FinetunePanel
+from .model_panel import AdvancedPanel, ModelPanel
+from .segment_panel import SegmentPanel
+from .session import Session
+
+
+def _group(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.addWidget(widget)
+    return box
+
+
+class VLSMDock(QWidget):
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = Session(napari_viewer, parent=self)
+        self.segment = SegmentPanel(self.session)
+        self.corrections = CorrectionPanel(self.session)
+        self.finetune = FinetunePanel(self.session)
+        self.model = ModelPanel(self.session)
+        self.advanced = AdvancedPanel(self.session)
+
+        content = QWidget()
+        box = QVBoxLayout(content)
+        box.addWidget(_group("Segment", self.segment))
+        box.addWidget(_group("Corrections", self.corrections))
+        box.addWidget(_group("Finetune", self.finetune))
+        box.addWidget(self.model)
+        box.addWidget(self.advanced)
+        box.addStretch(1)
+        scroll = QScrollArea()  # the dock may be shorter than its content
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(340)
+        self.segment._context_changed()
+
+    def set_model_source(self, source: str) -> None:
+        """Use this model (hub id or local CLIPSeg folder); it is loaded at the next Segment."""
+        self.session.set_model_source(source)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self.close_session()
+        super().closeEvent(event)
+
+    def close_session(self) -> None:
+        """Stop listening to the viewer and ask running jobs to stop (they save nothing half-done)."""
+        workers.cancel_all()
+        self.segment.disconnect_viewer()
+        self.corrections.close_watcher()

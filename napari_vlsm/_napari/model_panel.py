@@ -1,0 +1,145 @@
+"""The collapsible "Model & adapter" and "Advanced" sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+    QSpinBox, QWidget,
+)
+from superqt import QCollapsible
+
+from . import texts
+from .session import ADAPTER_LATEST, ADAPTER_NONE
+from .workers import guarded, on_click
+
+# = core.adapters.VARIANTS minus "none" (a test checks); importing the core's copy pulls torch in,
+# which would slow the dock's opening by seconds.
+TRAINABLE = ("shallow-v", "shallow-vl", "shallow-vlc", "dense-v", "dense-vl", "dense-vlc")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PICK_FILE = "Choose a file…"
+
+
+class ModelPanel(QCollapsible):
+    def __init__(self, session, parent=None):
+        super().__init__("Model && adapter", parent)
+        self.session = session
+        body = QWidget()
+        form = QFormLayout(body)
+        self.source = QLineEdit(session.model_source)
+        self.source.setToolTip(texts.TIP_MODEL)
+        self.btn_folder = QPushButton("Folder…")
+        row = QHBoxLayout()
+        row.addWidget(self.source, 1)
+        row.addWidget(self.btn_folder)
+        form.addRow("Model", row)
+        self.adapter = QComboBox()
+        self.adapter.addItem("none (plain model)", ADAPTER_NONE)
+        self.adapter.addItem("latest trained in this project", ADAPTER_LATEST)
+        self.adapter.addItem(PICK_FILE, None)
+        form.addRow("Adapter", self.adapter)
+        self.variant = _combo(TRAINABLE, session.variant)
+        self.variant.setToolTip(texts.TIP_VARIANT)
+        form.addRow("New adapter type", self.variant)
+        self.device = _combo(DEVICES, session.device)
+        self.precision = _combo(PRECISIONS, session.precision)
+        row = QHBoxLayout()
+        row.addWidget(self.device)
+        row.addWidget(QLabel("precision"))
+        row.addWidget(self.precision)
+        form.addRow("Device", row)
+        self.btn_load = QPushButton("Load now")
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        form.addRow(self.btn_load, self.info)
+        self.addWidget(body)
+        self._connect()
+        self.sync()
+
+    def _connect(self) -> None:
+        s = self.session
+        self.source.editingFinished.connect(lambda: s.set_model_source(self.source.text()))
+        on_click(self.btn_folder, self.choose_folder, "choosing the model")
+        self.adapter.activated.connect(guarded(self._adapter_chosen, "choosing the adapter"))
+        self.variant.currentTextChanged.connect(lambda v: setattr(s, "variant", v))
+        self.device.currentTextChanged.connect(lambda v: setattr(s, "device", v))
+        self.precision.currentTextChanged.connect(lambda v: setattr(s, "precision", v))
+        on_click(self.btn_load, lambda: s.with_model("loading", lambda seg: None), "loading the model")
+        s.model_changed.connect(self.sync)
+        s.busy_changed.connect(self._busy)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "CLIPSeg model folder (config.json, model.safetensors)")
+        if folder:
+            self.session.set_model_source(folder)
+
+    def _adapter_chosen(self, index: int) -> None:
+        data = self.adapter.itemData(index)
+        if data is None:  # "Choose a file…"
+            path, _ = QFileDialog.getOpenFileName(self, "Adapter file", str(self.session.adapters_dir),
+                                                  "napari-vlsm adapters (*.safetensors)")
+            if not path:
+                self.sync()
+                return
+            data = path
+        self.session.adapter = data
+        self.sync()
+
+    def sync(self) -> None:
+        """Show the session's state (also after a finetune or set_model_source)."""
+        s = self.session
+        if self.source.text() != s.model_source:
+            self.source.setText(s.model_source)
+        index = self.adapter.findData(s.adapter)
+        if index < 0:
+            self.adapter.insertItem(self.adapter.count() - 1, Path(s.adapter).name, s.adapter)
+            index = self.adapter.findData(s.adapter)
+        self.adapter.setCurrentIndex(index)
+        self.info.setText(describe(s))
+
+    def _busy(self, job: str) -> None:
+        self.btn_load.setEnabled(not job)
+        if job.startswith("loading"):
+            self.info.setText(f"{job.capitalize()}…")
+        else:
+            self.info.setText(describe(self.session))
+
+
+def describe(session) -> str:
+    seg = session.segmenter
+    if seg is None:
+        return "Not loaded yet (loads at the first Segment)."
+    info = seg.info()
+    adapter = Path(info["adapter_path"]).name if info.get("adapter_path") else (
+        "in memory" if info.get("adapter_loaded") else "none")
+    return f"{Path(info['source']).name} on {info['device']} ({info['precision']}); adapter: {adapter}"
+
+
+def _combo(items, current: str) -> QComboBox:
+    combo = QComboBox()
+    combo.addItems(list(items))
+    combo.setCurrentText(current)
+    return combo
+
+
+class AdvancedPanel(QCollapsible):
+    """Batch size for stacks and the finetune's limits (steps, time budget)."""
+
+    def __init__(self, session, parent=None):
+        super().__init__("Advanced", parent)
+        body = QWidget()
+        form = QFormLayout(body)
+        self.batch = QSpinBox(minimum=1, maximum=64, value=session.batch_size)
+        self.steps = QSpinBox(minimum=1, maximum=100_000, value=session.max_steps)
+        self.budget = QDoubleSpinBox(minimum=0, maximum=86_400, decimals=0, value=session.budget_s or 0)
+        self.budget.setSpecialValueText("no limit")
+        self.budget.setSuffix(" s")
+        form.addRow("Slices per batch", self.batch)
+        form.addRow("Finetune steps", self.steps)
+        form.addRow("Finetune time limit", self.budget)
+        self.addWidget(body)
+        self.batch.valueChanged.connect(lambda v: setattr(session, "batch_size", int(v)))
+        self.steps.valueChanged.connect(lambda v: setattr(session, "max_steps", int(v)))
+        self.budget.valueChanged.connect(lambda v: setattr(session, "budget_s", float(v) or None))

@@ -1,0 +1,103 @@
+"""Model results -> layers (GUI thread): proposals as one undo step, re-thresholding, revert,
+the optional probability layer. Writes made here are flagged so paint capture ignores them."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+
+from napari_vlsm.core.store import normalize_target
+
+from . import layers as L
+
+_WRITING: set[str] = set()  # unique ids of Labels layers being written by the model right now
+
+
+@contextmanager
+def model_write(labels):
+    """Group writes into ONE undo step and mark them as the model's (not a user's correction)."""
+    uid = str(labels.unique_id)
+    _WRITING.add(uid)
+    try:
+        with labels.block_history():
+            yield
+    finally:
+        _WRITING.discard(uid)
+
+
+def is_model_write(labels) -> bool:
+    return str(labels.unique_id) in _WRITING
+
+
+def apply_proposals(session, image, prompt: str, results, threshold: float):
+    """Write ``results`` [(plane, probability)] as the proposal for ``prompt``; returns the layer."""
+    viewer = session.viewer
+    target = normalize_target(prompt)
+    labels = L.find_output(viewer, image, target)
+    if labels is None:
+        labels = L.create_output(viewer, image, target, prompt)
+    entries = [(plane, session.proposals.put(labels, plane, prob, threshold)) for plane, prob in results]
+    with model_write(labels):
+        for plane, entry in entries:
+            L.write_plane(labels, plane, entry.mask)
+    provenance = session.segmenter.provenance() if session.segmenter is not None else {}
+    L.record_provenance(labels, [p for p, _ in entries], prompt, threshold, provenance)
+    if session.show_probability:
+        show_probability(viewer, image, labels, results)
+    return labels
+
+
+def rethreshold(labels, book, threshold: float) -> tuple[int, int]:
+    """Re-threshold every kept proposal of ``labels`` that the user has not edited.
+
+    Returns (slices changed, edited slices left alone). One undo step.
+    """
+    changes, skipped = [], 0
+    for plane, entry in book.planes(labels).items():
+        if abs(entry.threshold - threshold) < 1e-9:
+            continue
+        if not np.array_equal(L.plane_mask(labels, plane), entry.mask):
+            skipped += 1  # the user corrected this slice: never overwrite a correction silently
+            continue
+        entry.threshold, entry.mask = float(threshold), entry.at(threshold)
+        changes.append((plane, entry.mask))
+    if changes:
+        with model_write(labels):
+            for plane, mask in changes:
+                L.write_plane(labels, plane, mask)
+        meta = labels.metadata.get(L.TAG, {})
+        meta["threshold"] = float(threshold)
+        for plane, _ in changes:
+            meta.get("slices", {}).get(plane.label(), {})["threshold"] = float(threshold)
+    return len(changes), skipped
+
+
+def revert(labels, plane, entry) -> int:
+    """Put the kept proposal back on one slice (one undo step); returns pixels changed."""
+    with model_write(labels):
+        return L.write_plane(labels, plane, entry.mask)
+
+
+def find_probability(viewer, labels):
+    for layer in viewer.layers:
+        meta = layer.metadata.get(L.TAG)
+        if isinstance(meta, dict) and meta.get("probability_of") == str(labels.unique_id):
+            return layer
+    return None
+
+
+def show_probability(viewer, image, labels, results) -> None:
+    """Copy probabilities into an image layer aligned with ``labels`` (made on first use)."""
+    layer = find_probability(viewer, labels)
+    if layer is None:
+        layer = viewer.add_image(
+            np.zeros(labels.data.shape, np.float32), name=f"{labels.name} probability",
+            scale=image.scale, translate=image.translate, rotate=image.rotate, shear=image.shear,
+            affine=image.affine.affine_matrix, colormap="magma", contrast_limits=(0.0, 1.0),
+            blending="additive", opacity=0.7, metadata={L.TAG: {"probability_of": str(labels.unique_id)}},
+        )
+        viewer.layers.selection.active = labels  # keep the mask selected for painting
+    for plane, prob in results:
+        layer.data[plane.key(labels.ndim)] = prob
+    layer.refresh()

@@ -1,0 +1,52 @@
+"""The model's last proposal per (Labels layer, slice), kept outside napari's undo history.
+
+napari's history holds 100 steps and is reset when a layer stops being editable, so "Revert to
+proposal", the threshold slider and the proposal stored with a correction need their own copy.
+The probability is kept as float16 (half the memory; thresholds are set to 0.01) and the mask
+that was written, so an edited slice can be told from an untouched one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layers import Plane
+
+
+@dataclass
+class Proposal:
+    probability: np.ndarray  # float16 (H, W)
+    threshold: float
+    mask: np.ndarray  # bool (H, W): what was written into the layer
+
+    def at(self, threshold: float) -> np.ndarray:
+        return self.probability >= np.float16(threshold)
+
+
+class ProposalBook:
+    def __init__(self):
+        self._by_layer: dict[str, dict[Plane, Proposal]] = {}
+
+    @staticmethod
+    def _key(layer) -> str:
+        return str(layer.unique_id)
+
+    def put(self, layer, plane: Plane, probability: np.ndarray, threshold: float) -> Proposal:
+        prob = np.asarray(probability, dtype=np.float16)
+        entry = Proposal(prob, float(threshold), prob >= np.float16(threshold))
+        self._by_layer.setdefault(self._key(layer), {})[plane] = entry
+        return entry
+
+    def get(self, layer, plane: Plane) -> Proposal | None:
+        return self._by_layer.get(self._key(layer), {}).get(plane)
+
+    def planes(self, layer) -> dict[Plane, Proposal]:
+        return dict(self._by_layer.get(self._key(layer), {}))
+
+    def forget(self, layer) -> None:
+        self._by_layer.pop(self._key(layer), None)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_layer.values())

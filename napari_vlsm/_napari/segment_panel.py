@@ -1,0 +1,252 @@
+"""The "Segment" section: image, prompt, threshold, Segment slice / all slices, revert."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+from magicgui.widgets import create_widget
+from napari.layers import Image
+from napari.utils.notifications import show_info
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget,
+)
+from superqt import QLabeledDoubleSlider
+
+from napari_vlsm.core.errors import PromptError
+from napari_vlsm.core.store import normalize_target
+
+from . import layers as L
+from . import outputs, texts
+from .segment_jobs import predict_plane, predict_planes
+from .workers import guarded, on_click
+
+HISTORY = 15  # recent prompts kept in the prompt box
+
+
+class SegmentPanel(QWidget):
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.viewer = session.viewer
+        self._cancel: threading.Event | None = None
+        self._collected: list = []
+        self._told_skip = False
+
+        self.image = create_widget(annotation=Image, label="Image", options={"choices": self._images})
+        self.prompt = QComboBox()
+        self.prompt.setEditable(True)
+        self.prompt.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)  # history is kept by us
+        self.prompt.lineEdit().setPlaceholderText("e.g. polyp, liver, skin lesion")
+        self.prompt.setToolTip(texts.TIP_PROMPT)
+        self.threshold = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(0.01, 0.99)
+        self.threshold.setDecimals(2)
+        self.threshold.setValue(0.5)
+        self.threshold.setToolTip(texts.TIP_THRESHOLD)
+        self.show_prob = QCheckBox("Show probability map")
+        self.show_prob.setToolTip(texts.TIP_PROB)
+        self.btn_slice = QPushButton("&Segment slice")
+        self.btn_slice.setToolTip(texts.TIP_SEG_SLICE)
+        self.btn_all = QPushButton("Segment &all slices")
+        self.btn_all.setToolTip(texts.TIP_SEG_ALL)
+        self.btn_revert = QPushButton("&Revert to proposal")
+        self.btn_revert.setToolTip(texts.TIP_REVERT)
+        self.progress = QProgressBar()
+        self.btn_cancel = QPushButton("Cancel")
+        self._layout()
+        self._threshold_timer = QTimer(self, singleShot=True, interval=60)  # coalesce slider drags
+        self._connect()
+        self._follow_selection()
+
+    def _layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("Image", self.image.native)
+        form.addRow("Prompt", self.prompt)
+        form.addRow("Threshold", self.threshold)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.btn_slice)
+        buttons.addWidget(self.btn_all)
+        running = QHBoxLayout()
+        running.addWidget(self.progress)
+        running.addWidget(self.btn_cancel)
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(form)
+        box.addLayout(buttons)
+        box.addLayout(running)
+        row = QHBoxLayout()
+        row.addWidget(self.show_prob)
+        row.addWidget(self.btn_revert)
+        box.addLayout(row)
+        self._running(False)
+
+    def _connect(self) -> None:
+        s = self.session
+        on_click(self.btn_slice, self.segment_slice, "segmentation")
+        on_click(self.btn_all, self.segment_all, "segmentation")
+        self.prompt.lineEdit().returnPressed.connect(guarded(self.segment_slice, "segmentation"))
+        on_click(self.btn_revert, self.revert, "revert")
+        on_click(self.btn_cancel, self.cancel, "cancelling")
+        self.threshold.valueChanged.connect(lambda _: self._threshold_timer.start())
+        self._threshold_timer.timeout.connect(guarded(self.rethreshold, "re-thresholding"))
+        self.show_prob.toggled.connect(lambda on: setattr(s, "show_probability", on))
+        self.image.changed.connect(self._context_changed)
+        self.prompt.currentTextChanged.connect(self._context_changed)
+        s.busy_changed.connect(self._busy)
+        s.resegment_requested.connect(guarded(self.resegment, "segmentation"))
+        events = self.viewer.layers.events
+        for ev in (events.inserted, events.removed, events.moved):
+            ev.connect(self._refresh_choices)
+        self.viewer.layers.selection.events.active.connect(self._follow_selection)
+
+    def disconnect_viewer(self) -> None:
+        events = self.viewer.layers.events
+        for ev in (events.inserted, events.removed, events.moved):
+            ev.disconnect(self._refresh_choices)
+        self.viewer.layers.selection.events.active.disconnect(self._follow_selection)
+
+    # -------------------------------------------------------------------------- inputs
+    def _images(self, _widget=None) -> list:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_choices(self, event=None) -> None:
+        self.image.reset_choices()
+        if event is not None and getattr(event, "type", "") == "removed":
+            self.session.forget_layer(event.value)
+
+    def _follow_selection(self, event=None) -> None:
+        """Pick the image the user selects; selecting a mask made here brings back its prompt."""
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image) and L.TAG not in active.metadata:
+            self.image.value = active
+            return
+        meta = L.output_meta(active)
+        if meta is not None:
+            image = L.image_of(self.viewer, active)
+            if image is not None:
+                self.image.value = image
+            self.prompt.setCurrentText(meta.get("prompt", meta["target"]))
+
+    def _context_changed(self, *_) -> None:
+        self.session.image = self.image.value
+        self.session.prompt = self.prompt.currentText().strip()
+        self.session.context_changed.emit()
+
+    def inputs(self):
+        """(image layer, prompt) or a clinician-readable error."""
+        image = self.image.value
+        L.check_image(image)
+        prompt = self.prompt.currentText().strip()
+        if not prompt:
+            raise PromptError(texts.EMPTY_PROMPT)
+        return image, prompt
+
+    def _remember(self, prompt: str) -> None:
+        items = [prompt] + [self.prompt.itemText(i) for i in range(self.prompt.count())
+                            if self.prompt.itemText(i) != prompt]
+        self.prompt.blockSignals(True)
+        self.prompt.clear()
+        self.prompt.addItems(items[:HISTORY])
+        self.prompt.setCurrentText(prompt)
+        self.prompt.blockSignals(False)
+
+    # ------------------------------------------------------------------------- actions
+    def segment_slice(self) -> None:
+        image, prompt = self.inputs()
+        plane = L.current_plane(image, self.viewer.dims)
+        self._remember(prompt)
+
+        def run(segmenter):
+            self.session.run_job("segmenting", predict_plane, segmenter, self.session, image, plane, prompt,
+                                 on_return=partial(self._apply, image, prompt))
+
+        self.session.with_model("segmentation", run)
+
+    def segment_all(self) -> None:
+        image, prompt = self.inputs()
+        if image.ndim == 2:
+            return self.segment_slice()
+        axes = L.plane_axes(image, self.viewer.dims)
+        total = len(L.all_planes(image, axes))
+        self._remember(prompt)
+        cancel = threading.Event()
+
+        def run(segmenter):
+            self._cancel, self._collected = cancel, []
+            self.progress.setRange(0, total)
+            self.progress.setValue(0)
+            self._running(True)
+            self.session.run_job(
+                "segmenting all slices", predict_planes, segmenter, self.session, image, axes, prompt,
+                self.session.batch_size, cancel, on_yield=self._collect,
+                on_return=lambda _: self._finish_all(image, prompt),
+                progress={"total": total, "desc": f"napari-vlsm: segmenting '{prompt}'"}, cancel_event=cancel,
+            )
+
+        self.session.with_model("segmentation", run)
+
+    def _collect(self, item) -> None:
+        self._collected.append(item)
+        self.progress.setValue(len(self._collected))
+
+    def _finish_all(self, image, prompt) -> None:
+        results, self._collected = self._collected, []
+        if results:
+            self._apply(image, prompt, results)
+        if self._cancel is not None and self._cancel.is_set():
+            show_info(texts.info(f"stopped after {len(results)} slice(s); they are kept (Ctrl+Z removes them)"))
+
+    def _apply(self, image, prompt, results) -> None:
+        labels = outputs.apply_proposals(self.session, image, prompt, results, self.threshold.value())
+        if labels is not None and self.viewer.layers.selection.active is not labels:
+            self.viewer.layers.selection.active = labels  # ready to paint corrections
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def resegment(self) -> None:
+        """After a finetune: segment the current slice again if it has a mask for this prompt."""
+        image, prompt = self.image.value, self.prompt.currentText().strip()
+        if image is not None and prompt and L.find_output(self.viewer, image, normalize_target(prompt)):
+            self.segment_slice()
+
+    def current_output(self):
+        image, prompt = self.inputs()
+        return image, prompt, L.find_output(self.viewer, image, normalize_target(prompt))
+
+    def rethreshold(self) -> None:
+        image, prompt = self.image.value, self.prompt.currentText().strip()
+        if image is None or not prompt:
+            return
+        labels = L.find_output(self.viewer, image, normalize_target(prompt))
+        if labels is None:
+            return
+        _, skipped = outputs.rethreshold(labels, self.session.proposals, self.threshold.value())
+        if skipped and not self._told_skip:
+            self._told_skip = True
+            show_info(texts.info(f"{skipped} corrected slice(s) keep your edits; "
+                                 "'Revert to proposal' brings the model's mask back"))
+
+    def revert(self) -> None:
+        image, prompt, labels = self.current_output()
+        if labels is None:
+            raise PromptError(texts.NO_MASK.format(target=normalize_target(prompt), image=image.name))
+        plane = L.current_plane(image, self.viewer.dims)
+        entry = self.session.proposals.get(labels, plane)
+        if entry is None:
+            raise PromptError(texts.NO_PROPOSAL.format(layer=labels.name))
+        outputs.revert(labels, plane, entry)
+
+    # -------------------------------------------------------------------------- state
+    def _busy(self, job: str) -> None:
+        for button in (self.btn_slice, self.btn_all):
+            button.setEnabled(not job)
+        if not job:
+            self._running(False)
+
+    def _running(self, on: bool) -> None:
+        self.progress.setVisible(on)
+        self.btn_cancel.setVisible(on)

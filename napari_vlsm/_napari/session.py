@@ -1,0 +1,207 @@
+"""State shared by the dock's panels: the engine, the project (store + adapters), kept proposals.
+
+The panels are views: they read and change this object and listen to its signals. Model work
+(loading, segmenting) runs through :meth:`Session.with_model`, which loads the model in the
+background first when needed (lazily, at the first Segment) and allows one such job at a time.
+Finetuning is a separate job: it trains a copy of the adapters, so segmenting may go on meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qtpy.QtCore import QObject, Signal
+
+from napari_vlsm.core.errors import AdapterError, VLSMError
+
+from . import texts, workers
+from .proposals import ProposalBook
+
+DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"  # = core.loading.DEFAULT_MODEL, without importing torch
+DEFAULT_VARIANT = "shallow-vlc"
+ADAPTER_NONE, ADAPTER_LATEST = "none", "latest"
+
+
+def load_segmenter(source: str, device: str, precision: str, variant: str, adapter: str | None):
+    """Worker side: build the engine (imports torch; seconds for the real model)."""
+    from napari_vlsm.core.engine import Segmenter
+
+    return Segmenter(source, adapter=adapter, variant=variant, device=device, precision=precision)
+
+
+def swap_adapter(segmenter, adapter: str | None):
+    """Worker side: load an adapter file (or go back to the plain model)."""
+    if adapter is None:
+        segmenter.clear_adapter()
+    else:
+        segmenter.load_adapter(adapter)
+    return segmenter
+
+
+class Session(QObject):
+    model_changed = Signal()  # a model or adapter was loaded (info() changed)
+    store_changed = Signal()  # a correction was added or removed, or the project changed
+    busy_changed = Signal(str)  # the running model job's name, "" when idle
+    finetune_changed = Signal(bool)  # a finetune started (True) or ended (False)
+    context_changed = Signal()  # the image or prompt the user works on changed
+    resegment_requested = Signal()  # a new adapter is in use: refresh the current slice
+
+    def __init__(self, viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.model_source = DEFAULT_MODEL
+        self.device = self.precision = "auto"
+        self.variant = DEFAULT_VARIANT
+        self.adapter = ADAPTER_NONE  # "none", "latest", or a file path
+        self.segmenter = None
+        self._loaded_key = None  # (source, device, precision) of self.segmenter
+        self._adapter_key = None  # the adapter file the segmenter holds (None: plain model)
+        self._project = None
+        self._store = None
+        self.proposals = ProposalBook()
+        self.windows: dict[str, tuple | None] = {}  # image unique id -> intensity window
+        self.job = ""
+        self._waiting: list = []
+        self.finetuning = False
+        # What the user works on (kept up to date by the segment panel) and the Advanced settings.
+        self.image = None
+        self.prompt = ""
+        self.show_probability = False
+        self.batch_size = 8
+        self.max_steps = 200
+        self.budget_s: float | None = None
+
+    # ----------------------------------------------------------------------------- project
+    @property
+    def project(self) -> Path:
+        if self._project is None:
+            from napari_vlsm.core.store import default_root
+
+            self._project = default_root()
+        return self._project
+
+    def set_project(self, folder) -> None:
+        self._project, self._store = Path(folder).expanduser(), None
+        self.store_changed.emit()
+
+    @property
+    def store(self):
+        """The project's CorrectionStore, opened on first use (StoreError if unusable)."""
+        if self._store is None:
+            from napari_vlsm.core.store import CorrectionStore
+
+            self._store = CorrectionStore(self.project)
+        return self._store
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.project / "adapters"
+
+    def latest_adapter(self) -> Path | None:
+        """The adapter the project's ``adapters/latest.json`` points to, if it exists."""
+        try:
+            name = json.loads((self.adapters_dir / "latest.json").read_text(encoding="utf-8"))["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        path = self.adapters_dir / Path(str(name)).name  # only a file inside adapters/
+        return path if path.is_file() else None
+
+    def set_latest(self, path: Path) -> None:
+        from napari_vlsm.core.atomic import write_bytes_atomic
+
+        doc = {"path": Path(path).name}
+        write_bytes_atomic(self.adapters_dir / "latest.json", json.dumps(doc).encode())
+
+    # ------------------------------------------------------------------------------ model
+    def set_model_source(self, source: str) -> None:
+        """Use another model (hub id or local folder); it loads at the next model job."""
+        self.model_source = str(source).strip() or DEFAULT_MODEL
+        self.model_changed.emit()
+
+    def model_key(self) -> tuple:
+        return (self.model_source, self.device, self.precision)
+
+    def wanted_adapter(self) -> str | None:
+        if self.adapter == ADAPTER_NONE:
+            return None
+        if self.adapter == ADAPTER_LATEST:
+            path = self.latest_adapter()
+            if path is None:
+                raise AdapterError(texts.NO_LATEST.format(root=self.project))
+            return str(path)
+        return str(self.adapter)
+
+    def with_model(self, what: str, then) -> None:
+        """Call ``then(segmenter)`` on the GUI thread once the wanted model + adapter are loaded."""
+        if self.job:
+            raise VLSMError(texts.BUSY.format(job=self.job))
+        adapter = self.wanted_adapter()
+        if self.segmenter is not None and self._loaded_key == self.model_key():
+            if self._adapter_key == adapter:
+                return then(self.segmenter)
+            if self.finetuning:
+                raise VLSMError(texts.BUSY.format(job="finetuning"))
+            return self._start("loading the adapter", swap_adapter, (self.segmenter, adapter), adapter, then)
+        if self.finetuning:
+            raise VLSMError(texts.BUSY.format(job="finetuning"))
+        args = (*self.model_key(), self.variant, adapter)
+        return self._start("loading the model", load_segmenter, args, adapter, then)
+
+    def _start(self, what, func, args, adapter, then) -> None:
+        key = self.model_key()
+
+        def loaded(segmenter):
+            self.segmenter, self._loaded_key, self._adapter_key = segmenter, key, adapter
+            self.windows.clear()
+            self.set_job("")
+            self.model_changed.emit()
+            then(segmenter)
+
+        self.set_job(what)
+        workers.start(func, *args, what=what, on_return=loaded, on_error=lambda exc: self.set_job(""),
+                      progress={"desc": f"napari-vlsm: {what}"})
+
+    def run_job(self, what: str, func, *args, on_return=None, on_yield=None, progress=None, cancel_event=None):
+        """A model job (segmentation) in the background; one at a time."""
+        self.set_job(what)
+
+        def done():
+            self.set_job("")
+
+        return workers.start(func, *args, what=what, on_return=on_return, on_yield=on_yield,
+                             on_finish=done, progress=progress, cancel_event=cancel_event)
+
+    def set_job(self, name: str) -> None:
+        self.job = name
+        self.busy_changed.emit(name)
+
+    def adapter_trained(self, result) -> None:
+        """Use a freshly trained adapter (GUI thread; no file read: the weights are in memory)."""
+        self.segmenter.set_adapters(result.adapters, result.metadata, path=result.adapter_path)
+        self._adapter_key = str(result.adapter_path) if result.adapter_path else None
+        if result.adapter_path is not None:
+            self.set_latest(result.adapter_path)
+            self.adapter = ADAPTER_LATEST
+            self._adapter_key = str(self.latest_adapter())
+        self.model_changed.emit()
+
+    # ------------------------------------------------------------------------------ images
+    def window_for(self, image) -> tuple | None:
+        """One intensity window per volume (CT: every slice normalised the same way); None in 2D.
+
+        Computed in a worker (it may read a strided sample of a lazy volume) and cached.
+        """
+        if image.ndim < 3:
+            return None
+        uid = str(image.unique_id)
+        if uid not in self.windows:
+            from napari_vlsm.core.volume import volume_window
+
+            self.windows[uid] = tuple(float(v) for v in volume_window(image.data, rgb=image.rgb))
+        return self.windows[uid]
+
+    def forget_layer(self, layer) -> None:
+        self.proposals.forget(layer)
+        self.windows.pop(str(layer.unique_id), None)
+

@@ -1,0 +1,80 @@
+"""Every sentence the dock shows a user, in one place (wording is reviewed here, not in code)."""
+
+from __future__ import annotations
+
+PREFIX = "napari-vlsm: "
+
+NO_IMAGE = (
+    "no image to segment: open an image (File > Open, or File > Open Sample > napari-vlsm) "
+    "and choose it under 'Image'"
+)
+EMPTY_PROMPT = "type what to segment under 'Prompt' (for example: polyp, liver, skin lesion), then press Enter"
+MULTISCALE = (
+    "image '{name}' is multiscale (a pyramid); napari-vlsm segments single-resolution images. "
+    "Open a single resolution level as its own layer"
+)
+NO_MASK = (
+    "there is no '{target}' mask for image '{image}' yet: press 'Segment slice' first "
+    "(the model's proposal becomes a Labels layer you can correct)"
+)
+NO_PROPOSAL = "no model proposal is kept for this slice of '{layer}': segment it first"
+BUSY = "napari-vlsm is busy ({job}); wait for it to finish or press Cancel"
+NO_CORRECTIONS = (
+    "there are no stored corrections in {root} yet: correct a mask and press 'Add correction' "
+    "(at least one per structure) before finetuning"
+)
+NO_LATEST = (
+    "no adapter has been trained in project {root} yet: finetune once, or choose an adapter file"
+)
+
+# Tooltips and labels -------------------------------------------------------------------------
+TIP_PROMPT = "What to segment, in plain words. Enter runs 'Segment slice'. Recent prompts are kept."
+TIP_THRESHOLD = (
+    "Probability above which a pixel belongs to the mask. Moving it re-thresholds the last "
+    "prediction instantly (no model run); each change is one undo step."
+)
+TIP_SEG_SLICE = "Segment the slice you are looking at (Alt+S)."
+TIP_SEG_ALL = "Segment every slice of the stack into the same Labels layer, in the background."
+TIP_REVERT = "Put the model's last proposal back on this slice (your edits on it are replaced; Ctrl+Z undoes)."
+TIP_PROB = "Also show the model's probability map as an image layer."
+TIP_ADD = "Store this slice, its corrected mask and the model's proposal in the project (Alt+C)."
+TIP_AUTOSAVE = "Store every slice you edit about one second after your last brush stroke."
+TIP_FINETUNE = (
+    "Train a small adapter on the stored corrections, in the background. The viewer stays usable; "
+    "Cancel keeps the adapter you had."
+)
+TIP_MODEL = "A Hugging Face model id, or a local CLIPSeg folder (offline)."
+TIP_VARIANT = "Adapter type for a NEW finetune (shallow-vlc: small and fast, the recommended default)."
+
+
+def user_error(what: str, exc: BaseException) -> str:
+    """A user-caused problem: the core's message already names the bad value and the fix."""
+    return f"{PREFIX}{what + ': ' if what else ''}{exc}"
+
+
+def unexpected_error(what: str, exc: BaseException) -> str:
+    return (
+        f"{PREFIX}{what or 'a task'} failed unexpectedly ({type(exc).__name__}: {exc}). "
+        "This is a bug in napari-vlsm; the details are in the log. Please report it."
+    )
+
+
+def info(message: str) -> str:
+    return PREFIX + message
+
+
+def counts(target: str, train: int, val: int) -> str:
+    if not target:
+        return "No structure chosen yet."
+    return f"'{target}': {train} for training, {val} held out for validation"
+
+
+def dice_result(before: float | None, after: float | None, heldout: bool, cancelled: bool) -> str:
+    if before is None or after is None:
+        text = "Finished."
+    else:
+        where = "held-out corrections" if heldout else "training corrections (no held-out yet)"
+        text = f"Dice on {where}: {before:.3f} \u2192 {after:.3f}"
+    if cancelled:
+        text = "Cancelled: the previous adapter is kept. " + ("" if before is None else text)
+    return text

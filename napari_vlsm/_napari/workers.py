@@ -1,0 +1,154 @@
+"""The only place in napari-vlsm that starts threads.
+
+Every background job (model loading, segmentation, finetuning) goes through :func:`start`, which
+wraps ``napari.qt.threading.create_worker`` so that
+
+* generator jobs show up in napari's activity panel (``_progress``) and can be cancelled there;
+* user-caused errors (:class:`VLSMError`) reach the user as ONE clean notification with the
+  message the core wrote for them, and anything else as a notification that says it is a bug —
+  never a traceback dialog per error and never a dead widget;
+* a cancel request (our Cancel button, the activity panel's cancel, or closing napari) sets a
+  ``threading.Event`` that the job checks between steps, so the job can finish cleanly (keep the
+  previous adapter, return what it has) instead of being dropped at a random ``yield``.
+
+Callbacks run on the GUI thread (the worker's signals live on a QObject made there); results are
+applied to layers only there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
+
+from . import texts
+
+log = logging.getLogger(__name__)
+
+# Workers that are still running; kept so the dock can cancel them when it closes.
+_RUNNING: set = set()
+
+
+class _Quiet:
+    """Mixin: napari's workers relay every error as a traceback notification; we report ourselves."""
+
+    cancel_event: threading.Event | None = None
+
+    def _relay_error(self, exc: Exception) -> None:  # overrides napari's _NotifyingMixin
+        pass
+
+    def quit(self) -> None:
+        # With a cancel event the job stops itself at its next check and still returns its result.
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+        else:
+            super().quit()
+
+
+class _GeneratorWorker(_Quiet, GeneratorWorker):
+    pass
+
+
+class _FunctionWorker(_Quiet, FunctionWorker):
+    pass
+
+
+def report_error(exc: BaseException, what: str = "") -> None:
+    """Show an error as a napari notification: the core's own message for user errors."""
+    from napari.utils.notifications import show_error
+
+    from napari_vlsm.core.errors import VLSMError
+
+    if isinstance(exc, VLSMError):
+        show_error(texts.user_error(what, exc))
+    else:
+        log.error("napari-vlsm: %s failed", what or "a task", exc_info=exc)
+        show_error(texts.unexpected_error(what, exc))
+
+
+def guarded(fn: Callable, what: str = "") -> Callable:
+    """Wrap a GUI callback so an exception becomes a notification instead of a broken slot."""
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as exc:
+            if "has been deleted" in str(exc):  # the widget closed while the job ran: nothing to update
+                return None
+            report_error(exc, what)
+        except Exception as exc:
+            report_error(exc, what)
+        return None
+
+    call.__name__ = getattr(fn, "__name__", "callback")
+    return call
+
+
+def on_click(button, fn: Callable, what: str = "") -> None:
+    """Connect a button to ``fn()`` (without Qt's ``checked`` argument), errors as notifications."""
+    safe = guarded(fn, what)
+    button.clicked.connect(lambda *_: safe())
+
+
+def start(
+    func: Callable,
+    *args,
+    what: str,
+    on_yield: Callable | None = None,
+    on_return: Callable | None = None,
+    on_error: Callable | None = None,
+    on_finish: Callable | None = None,
+    progress: dict | bool | None = None,
+    cancel_event: threading.Event | None = None,
+    **kwargs,
+):
+    """Run ``func(*args, **kwargs)`` (a function or a generator function) in a worker thread.
+
+    ``what`` names the job in messages ("loading the model"). ``on_error`` runs after the error
+    was shown (to re-enable buttons); ``on_finish`` runs in every case, last.
+    """
+    import inspect
+
+    generator = inspect.isgeneratorfunction(func)
+    worker = create_worker(
+        func, *args,
+        _worker_class=_GeneratorWorker if generator else _FunctionWorker,
+        _progress=progress if generator else (bool(progress) or None),
+        _ignore_errors=True,
+        _start_thread=False,
+        **kwargs,
+    )
+    worker.cancel_event = cancel_event
+    if on_yield is not None:
+        worker.yielded.connect(guarded(on_yield, what))
+    if on_return is not None:
+        worker.returned.connect(guarded(on_return, what))
+
+    def errored(exc):
+        report_error(exc, what)
+        if on_error is not None:
+            guarded(on_error, what)(exc)
+
+    worker.errored.connect(errored)
+
+    def finished():
+        _RUNNING.discard(worker)
+        if on_finish is not None:
+            guarded(on_finish, what)()
+
+    worker.finished.connect(finished)
+    _RUNNING.add(worker)
+    worker.start()
+    return worker
+
+
+def cancel_all() -> None:
+    """Ask every running job to stop (used when the dock or napari closes)."""
+    for worker in list(_RUNNING):
+        worker.quit()
+
+
+def running() -> int:
+    return len(_RUNNING)
