@@ -607,6 +607,8 @@ def test_sigkill_never_loses_an_acknowledged_correction(tmp_path):
     CorrectionStore(root)
     plain: dict[str, int] = {}  # acknowledged plain adds: id -> i
     last_for_key: dict[int, int] = {}  # replace key -> last acknowledged i
+    key_split: dict[int, str] = {}
+    total_acked = 0
     schedule = [(1, rnd.uniform(0, 0.03)), (3, rnd.uniform(0, 0.03)), (8, rnd.uniform(0, 0.03)),
                 (None, rnd.uniform(0.3, 2.0))]
     for run, (after, delay) in enumerate(schedule):
@@ -640,14 +642,19 @@ def test_sigkill_never_loses_an_acknowledged_correction(tmp_path):
             np.testing.assert_array_equal(live[0].image, _make(got_i)[0], err_msg=ctx)
         extra = set(loaded) - set(plain) - {s.id for s in loaded.values() if s.source}
         assert len(extra) <= 1, ctx  # at most the plain add in flight at the kill
-        for target in store.targets():
-            first = store.samples(target=target)[0]
-            assert first.split == "train", ctx
+        for target in ("organ 0", "organ 1"):  # never replaced: exactly the sequential rule
+            splits = [x.split for x in store.samples(target=target)]
+            assert splits == _expected_splits(len(splits)), ctx
+        for key in last_for_key:  # a replacement keeps the split its slice got first
+            split = next(x.split for x in loaded.values() if x.source == f"vol{key}.tif")
+            assert key_split.setdefault(key, split) == split, ctx
+        total_acked += len(acked)
 
     # the store keeps working after all this
     s = CorrectionStore(root).add(*_make(99), "organ 0")
     assert s.id in {x.id for x in CorrectionStore(root).samples()}
-    assert len(plain) >= 12  # the kills really happened mid-stream
+    assert total_acked >= 12  # the writers really ran: kills after 1, 3 and 8 acknowledgements
+    assert plain and last_for_key
 
 
 _CRASH_AT = _MAKE + """
