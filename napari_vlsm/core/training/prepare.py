@@ -1,0 +1,148 @@
+"""Samples -> what the training loop needs: targets at model resolution, prompt tokens, features.
+
+The fast path lives here: for variants whose image features do not depend on the adapters
+(shallow, no dense image adapters), the frozen image encoder runs ONCE per sample, under
+``torch.no_grad`` (not ``inference_mode``: those tensors could not take part in backward later),
+and its outputs are reused at every step. Dense variants keep only the sample and re-encode the
+image at every step, with gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import PromptError, TrainingError, VLSMError
+from ..preprocess import as_2d_image, as_binary_mask, to_model_input
+
+
+def sample_name(sample, index: int) -> str:
+    for attr in ("name", "id", "source"):
+        value = getattr(sample, attr, None)
+        if value:
+            return str(value)
+    return f"#{index}"
+
+
+def clean_prompts(prompts, where: str) -> tuple[str, ...]:
+    """A sample's prompt phrasings: stripped, non-empty, without repeats, in their order."""
+    if isinstance(prompts, str):
+        prompts = (prompts,)
+    try:
+        items = [str(p).strip() for p in prompts or ()]
+    except TypeError:
+        raise PromptError(f"{where}: prompts must be a list of strings; got {prompts!r}") from None
+    out = tuple(dict.fromkeys(p for p in items if p))
+    if not out:
+        raise PromptError(f"{where} has no prompt; give each sample at least one phrasing such as 'polyp'")
+    return out
+
+
+class PromptTable:
+    """Every distinct phrasing once, so that each is tokenised (and, if possible, encoded) once."""
+
+    def __init__(self):
+        self.phrasings: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, prompts: Sequence[str]) -> list[int]:
+        ids = []
+        for p in prompts:
+            if p not in self._index:
+                self._index[p] = len(self.phrasings)
+                self.phrasings.append(p)
+            ids.append(self._index[p])
+        return ids
+
+    def tokenize(self, tokenizer, device) -> torch.Tensor:
+        max_len = getattr(tokenizer, "model_max_length", 77)
+        max_len = 77 if not max_len or max_len > 10_000 else max_len
+        tok = tokenizer(self.phrasings, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        return tok.input_ids.to(device)  # (P, L)
+
+
+@dataclass
+class PreparedSet:
+    """Training or validation samples, ready for steps and evaluation."""
+
+    samples: list
+    names: list[str]
+    shapes: list[tuple[int, int]]  # original (H, W), where Dice is measured
+    prompt_ids: list[list[int]]  # per sample: indices into the PromptTable, first = canonical
+    targets: torch.Tensor  # (N, S, S) float masks at model resolution (area-interpolated)
+    packed_masks: list[np.ndarray]  # original-resolution masks, np.packbits (8x smaller)
+    features: list[torch.Tensor] | None  # fast path: (N, T, D) per extracted layer
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def mask(self, i: int) -> np.ndarray:
+        h, w = self.shapes[i]
+        return np.unpackbits(self.packed_masks[i], count=h * w).reshape(h, w).astype(bool)
+
+
+def pixel_values(images: list, loaded) -> torch.Tensor:
+    return to_model_input(images, loaded.image_size, loaded.image_mean, loaded.image_std).to(loaded.device)
+
+
+def image_of(sample, where: str) -> np.ndarray:
+    try:
+        return as_2d_image(sample.image)
+    except VLSMError as err:
+        raise type(err)(f"{where}: {err}") from None
+
+
+def _target(mask: np.ndarray, size: int) -> torch.Tensor:
+    # Area interpolation of the float mask: the loss sees the fraction of each model pixel covered.
+    x = torch.from_numpy(mask.astype(np.float32))[None, None]  # (1, 1, H, W)
+    return F.interpolate(x, size=(size, size), mode="area")[0, 0]  # (S, S)
+
+
+def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, encode: bool, chunk: int, amp
+            ) -> Generator[tuple[int, int], None, PreparedSet]:
+    """Validate every sample, build its targets; with ``encode`` also run the image encoder once.
+
+    Yields ``(done, total)`` after each chunk so a progress bar moves during the precompute.
+    """
+    samples = list(samples)
+    names, shapes, prompt_ids, targets, packed = [], [], [], [], []
+    layers: list[list[torch.Tensor]] = []
+    pending: list[np.ndarray] = []
+
+    def flush():
+        with torch.no_grad(), amp():
+            taps = model.encode_image(pixel_values(pending, loaded))  # list of (B, T, D)
+        layers.append([t.float() for t in taps])
+        pending.clear()
+
+    for i, sample in enumerate(samples):
+        where = f"{what} sample {sample_name(sample, i)}"
+        if not all(hasattr(sample, a) for a in ("image", "mask", "prompts")):
+            raise TrainingError(f"{where} lacks .image, .mask or .prompts; pass correction samples")
+        image = image_of(sample, where)
+        try:
+            mask = as_binary_mask(sample.mask, shape=image.shape[:2])
+        except VLSMError as err:
+            raise type(err)(f"{where}: {err}") from None
+        names.append(sample_name(sample, i))
+        shapes.append(mask.shape)
+        prompt_ids.append(table.add(clean_prompts(sample.prompts, where)))
+        targets.append(_target(mask, loaded.image_size))
+        packed.append(np.packbits(mask.ravel()))
+        if encode:
+            pending.append(image)
+            if len(pending) == chunk:
+                flush()
+                yield i + 1, len(samples)
+    if encode and pending:
+        flush()
+    yield len(samples), len(samples)
+    features = [torch.cat([chunk_taps[k] for chunk_taps in layers]) for k in range(len(layers[0]))] if encode else None
+    return PreparedSet(
+        samples=samples, names=names, shapes=shapes, prompt_ids=prompt_ids,
+        targets=torch.stack(targets).to(loaded.device), packed_masks=packed, features=features,
+    )
