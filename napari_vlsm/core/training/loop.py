@@ -145,7 +145,7 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
 
     # The starting point: the adapter continued from, or the plain base model.
     base = VLSMModel(loaded.model, None) if init_adapters is None else model
-    before = evaluate(base, TextSide(base, input_ids, amp), val, loaded, amp, bs)
+    before = evaluate(base, TextSide(base, input_ids, amp), val, amp, bs)
     best = _Best()
     if init_adapters is not None:
         best.offer(adapters, before, 0)  # never end worse than what we started from
@@ -168,7 +168,7 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
 
     def run_eval():
         nonlocal last_eval, next_eval_t
-        metrics = evaluate(model, text, val, loaded, amp, bs)
+        metrics = evaluate(model, text, val, amp, bs)
         improved = best.offer(adapters, metrics, step)
         sched.step(metrics["loss"])
         now = time.perf_counter()
@@ -200,7 +200,7 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
             break
         epoch, idx, end_of_epoch = next(stream)
         choice = [train.prompt_ids[i][rng.integers(len(train.prompt_ids[i]))] for i in idx]
-        logits = logits_for(model, text, train, idx, choice, loaded, amp)
+        logits = logits_for(model, text, train, idx, choice, amp)
         loss = dice_bce_loss(logits, train.targets[idx])
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

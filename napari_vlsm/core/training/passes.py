@@ -1,8 +1,8 @@
 """The forward passes of training and evaluation on a PreparedSet.
 
 A training step is ``adapt_image(features) -> decode(·, encode_text(prompts))``; the image part
-comes from the precomputed features (fast path) or from ``encode_image`` on the fly (dense
-variants, or the reference way a benchmark compares against). Evaluation measures Dice and IoU
+comes from the precomputed features (fast path) or from ``encode_image`` on the preprocessed
+input at every step (dense variants, or the reference way a benchmark compares against). Evaluation measures Dice and IoU
 at each image's own resolution, as the paper does, and the loss at model resolution (for the
 plateau scheduler).
 """
@@ -14,7 +14,7 @@ import torch
 
 from ..metrics import dice, dice_bce_loss, iou
 from ..preprocess import logits_to_probability
-from .prepare import PreparedSet, image_of, pixel_values
+from .prepare import PreparedSet
 
 THRESHOLD = 0.5
 
@@ -44,29 +44,28 @@ class TextSide:
         return self.model.encode_text(self.input_ids[unique])[inverse]  # (B, proj)
 
 
-def image_side(model, data: PreparedSet, idx: list[int], loaded) -> list[torch.Tensor]:
+def image_side(model, data: PreparedSet, idx: list[int]) -> list[torch.Tensor]:
     """Adapted image activations of the samples ``idx`` (call under autocast)."""
     if data.features is not None:
         index = torch.as_tensor(idx, device=data.targets.device)
         acts = [f[index] for f in data.features]
     else:
-        images = [image_of(data.samples[i], f"sample {data.names[i]}") for i in idx]
-        acts = model.encode_image(pixel_values(images, loaded))
+        acts = model.encode_image(data.pixels[torch.as_tensor(idx, device=data.pixels.device)])
     return model.adapt_image(acts)
 
 
-def logits_for(model, text: TextSide, data: PreparedSet, idx: list[int], prompt_idx: list[int], loaded, amp):
+def logits_for(model, text: TextSide, data: PreparedSet, idx: list[int], prompt_idx: list[int], amp):
     with amp():
-        return model.decode(image_side(model, data, idx, loaded), text.cond(prompt_idx))  # (B, S, S)
+        return model.decode(image_side(model, data, idx), text.cond(prompt_idx))  # (B, S, S)
 
 
-def evaluate(model, text: TextSide, data: PreparedSet, loaded, amp, chunk: int) -> dict:
+def evaluate(model, text: TextSide, data: PreparedSet, amp, chunk: int) -> dict:
     """Mean Dice / IoU (threshold 0.5, original resolution) and mean loss, canonical prompt each."""
     dices, ious, loss_sum = [], [], 0.0
     with torch.no_grad():
         for start in range(0, len(data), chunk):
             idx = list(range(start, min(start + chunk, len(data))))
-            logits = logits_for(model, text, data, idx, [data.prompt_ids[i][0] for i in idx], loaded, amp)
+            logits = logits_for(model, text, data, idx, [data.prompt_ids[i][0] for i in idx], amp)
             loss_sum += float(dice_bce_loss(logits, data.targets[idx])) * len(idx)
             for j, i in enumerate(idx):
                 prob = logits_to_probability(logits[j : j + 1], data.shapes[i])[0]

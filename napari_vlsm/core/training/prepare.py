@@ -76,6 +76,7 @@ class PreparedSet:
     targets: torch.Tensor  # (N, S, S) float masks at model resolution (area-interpolated)
     packed_masks: list[np.ndarray]  # original-resolution masks, np.packbits (8x smaller)
     features: list[torch.Tensor] | None  # fast path: (N, T, D) per extracted layer
+    pixels: torch.Tensor | None  # otherwise: (N, 3, S, S) model input, preprocessed once
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -104,7 +105,9 @@ def _target(mask: np.ndarray, size: int) -> torch.Tensor:
 
 def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, encode: bool, chunk: int, amp
             ) -> Generator[tuple[int, int], None, PreparedSet]:
-    """Validate every sample, build its targets; with ``encode`` also run the image encoder once.
+    """Validate every sample, build its targets; with ``encode`` also run the image encoder once,
+    without it keep the preprocessed model input (resizing a large photo costs more than a step of
+    a small model; 3x less memory than the features).
 
     Yields ``(done, total)`` after each chunk so a progress bar moves during the precompute.
     """
@@ -112,6 +115,7 @@ def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, enc
     names, shapes, prompt_ids, targets, packed = [], [], [], [], []
     layers: list[list[torch.Tensor]] = []
     pending: list[np.ndarray] = []
+    pixels: list[torch.Tensor] = []
 
     def flush():
         with torch.no_grad(), amp():
@@ -138,6 +142,10 @@ def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, enc
             if len(pending) == chunk:
                 flush()
                 yield i + 1, len(samples)
+        else:
+            pixels.append(pixel_values([image], loaded))
+            if (i + 1) % chunk == 0:
+                yield i + 1, len(samples)
     if encode and pending:
         flush()
     yield len(samples), len(samples)
@@ -145,4 +153,5 @@ def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, enc
     return PreparedSet(
         samples=samples, names=names, shapes=shapes, prompt_ids=prompt_ids,
         targets=torch.stack(targets).to(loaded.device), packed_masks=packed, features=features,
+        pixels=None if encode else torch.cat(pixels),
     )

@@ -1,0 +1,64 @@
+"""Training on real images with expert masks (Kvasir-SEG polyps from ../shared/data) learns.
+
+The tiny architecture keeps this fast; its last decoder layer is made able to draw a mask (see
+test_training.loaded). On 8 colonoscopy photographs a shallow and a dense adapter must lower the
+loss and raise the Dice on those images well above the starting point (memorisation: this shows
+that gradients reach the adapters through real preprocessing, not that the model generalises).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from napari_vlsm.core.datasets import read_folder
+from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
+
+
+@dataclass
+class Sample:
+    image: np.ndarray
+    mask: np.ndarray
+    prompts: tuple
+    name: str
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def polyps(shared_data):
+    files = read_folder(shared_data / "kvasir", prompts=["polyp", "pink round polyp"])[:8]
+    return [Sample(f.image, f.mask, f.prompts, f.name) for f in files]  # decode the JPEGs once
+
+
+@pytest.fixture(scope="module")
+def drawable_tiny(tiny_model_dir):
+    from napari_vlsm.core.loading import load_model
+
+    loaded = load_model(tiny_model_dir, device="cpu", precision="fp32")
+    last = loaded.model.decoder.transposed_convolution[-1]
+    with torch.no_grad():
+        last.weight.abs_().mul_(0.05)
+        last.bias.fill_(-2.0)
+    return loaded
+
+
+@pytest.mark.parametrize("variant, steps", [("shallow-vlc", 150), ("dense-vl", 300)])
+def test_training_on_polyps_learns(drawable_tiny, polyps, variant, steps):
+    assert len(polyps) == 8 and all(p.mask.any() for p in polyps)
+    losses = []
+    config = TrainConfig(variant=variant, max_steps=steps, batch_size=4, lr=3e-3)
+    result = run_to_end(finetune(drawable_tiny, polyps, [], config),
+                        lambda e: e.kind == "step" and losses.append(e.loss))
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+    assert result.after["dice"] > result.before["dice"] + 0.2, (result.before, result.after)
+    assert result.after["n"] == 8 and not result.heldout
