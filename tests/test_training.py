@@ -178,7 +178,10 @@ def test_event_sequence(loaded):
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and "prepare" in kinds
     assert kinds.index("prepare") < kinds.index("step")
-    assert kinds.count("step") == 20 and kinds.count("eval") == 10  # auto: about 10 evaluations
+    assert kinds.count("step") == 20 and kinds.count("eval") == 1 + 10  # the start, then about 10
+    first_eval = events[kinds.index("eval")]
+    assert first_eval.step == 0 and first_eval.val_dice == result.before["dice"]
+    assert kinds.index("eval") < kinds.index("step")
     steps = [e for e in events if e.kind == "step"]
     assert [e.step for e in steps] == list(range(1, 21)) and all(e.total == 20 for e in steps)
     assert steps[-1].eta_s == 0 and all(e.eta_s >= 0 for e in steps)
@@ -272,7 +275,7 @@ def test_default_learning_rates():
 def test_epochs_budget_and_early_stopping(loaded):
     result, events = train(loaded, disks(10), disks(2, seed=1), epochs=2, batch_size=4)
     assert result.steps == 6 and result.stopped == "epochs" and len(result.history) == 2
-    assert [e.epoch for e in events if e.kind == "eval"] == [1, 2]
+    assert [e.epoch for e in events if e.kind == "eval"] == [0, 1, 2]
     result, _ = train(loaded, disks(4), max_steps=None, budget_s=1e-9)
     assert result.steps == 1 and result.stopped == "budget"
     # parameters that cannot move (lr 1e-30): validation never improves, patience 2 stops it

@@ -101,8 +101,9 @@ class ProgressEvent:
     kind "start": yielded at once, before any heavy work. "prepare": image features being
     precomputed; here ``step``/``total`` count prepared samples, not training steps. "step": one
     optimiser step done (``loss`` = its training loss). "eval": validation done (``val_dice``,
-    ``val_iou`` at the images' own resolution). "done": the last event, ``message`` says before →
-    after. ``total`` is None when only a time budget limits the run.
+    ``val_iou`` at the images' own resolution); the first one, at ``step`` 0, scores the starting
+    point (the adapter continued from, or the base model). "done": the last event, ``message`` says
+    before -> after. ``total`` is None when only a time budget limits the run.
     """
 
     kind: str

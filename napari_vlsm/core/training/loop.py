@@ -146,6 +146,10 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
     # The starting point: the adapter continued from, or the plain base model.
     base = VLSMModel(loaded.model, None) if init_adapters is None else model
     before = evaluate(base, TextSide(base, input_ids, amp), val, amp, bs)
+    per_epoch = math.ceil(len(train) / bs)
+    total = config.epochs * per_epoch if config.epochs else config.max_steps
+    yield ProgressEvent("eval", step=0, total=total, loss=None, val_dice=before["dice"], val_iou=before["iou"],
+                        elapsed_s=time.perf_counter() - t0, message=f"starting point: Dice {before['dice']:.3f}")
     best = _Best()
     if init_adapters is not None:
         best.offer(adapters, before, 0)  # never end worse than what we started from
@@ -159,8 +163,6 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
     scaler = torch.amp.GradScaler(loaded.device.type, enabled=loaded.dtype == torch.float16)
     rng = np.random.default_rng(config.seed)
     stream = batch_stream(len(train), bs, rng)
-    per_epoch = math.ceil(len(train) / bs)
-    total = config.epochs * per_epoch if config.epochs else config.max_steps
     eval_every = per_epoch if config.epochs else (config.eval_every or (max(1, round(total / 10)) if total else None))
     eval_interval_s = None if eval_every else config.budget_s / 10  # budget-only runs: time-based
     history, losses, step, epoch, last_eval, stopped = [], [], 0, 0, -1, ""
