@@ -10,30 +10,26 @@ follows the loaded model (bf16/fp16 autocast; fp16 with a GradScaler). Everythin
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Generator
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..adapters import AdapterConfig, build_adapters
 from ..adapters.checkpoint import save_adapter
 from ..errors import TrainingError
 from ..forward import VLSMModel
-from ..metrics import dice_bce_loss
 from .config import ProgressEvent, TrainConfig, TrainResult
-from .passes import TextSide, evaluate, logits_for
+from .passes import TextSide, evaluate
 from .prepare import PromptTable, prepare
 from .record import summary, training_metadata
-
+from .run import TrainingRun, total_steps
 
 def amp_factory(loaded):
-    enabled = loaded.dtype != torch.float32
-    if not enabled:
+    if loaded.dtype == torch.float32:
         return nullcontext
     return lambda: torch.autocast(device_type=loaded.device.type, dtype=loaded.dtype)
 
@@ -45,45 +41,26 @@ def seeded_adapters(variant: str, loaded, seed: int):
         return build_adapters(AdapterConfig.from_variant(variant, loaded.config))
 
 
-def batch_stream(n: int, batch_size: int, rng: np.random.Generator):
-    """(epoch, indices, last batch of the epoch) forever; a fresh shuffle each epoch."""
-    epoch = 0
-    while True:
-        epoch += 1
-        order = rng.permutation(n).tolist()
-        for start in range(0, n, batch_size):
-            yield epoch, order[start : start + batch_size], start + batch_size >= n
-
-
 class _Cancelled(Exception):
     pass
 
 
-class _Best:
-    """The best state by validation Dice (ties: lower validation loss), copied, not referenced."""
-
-    def __init__(self):
-        self.state, self.metrics, self.step, self.since = None, None, None, 0
-
-    def offer(self, adapters, metrics: dict, step: int) -> bool:
-        better = self.metrics is None or (metrics["dice"], -metrics["loss"]) > (self.metrics["dice"], -self.metrics["loss"])
-        if better:
-            self.state = {k: v.detach().clone() for k, v in adapters.state_dict().items()}
-            self.metrics, self.step, self.since = metrics, step, 0
-        else:
-            self.since += 1
-        return better
-
-    def adapters(self, like):
-        if self.state is None:
-            return None
-        out = copy.deepcopy(like)
-        out.load_state_dict(self.state)
-        return out.requires_grad_(False)
-
-
 def _public(metrics: dict | None) -> dict:
     return {k: metrics[k] for k in ("dice", "iou", "n")} if metrics else {}
+
+
+def _prepared(samples, what, loaded, model, table, fast, amp, cancel, t0, chunk):
+    """prepare() with its progress as ProgressEvents; raises _Cancelled when asked to stop."""
+    gen = prepare(samples, what, loaded, model, table, fast, chunk, amp)
+    while True:
+        try:
+            done, total = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield ProgressEvent("prepare", step=done, total=total, elapsed_s=time.perf_counter() - t0,
+                            message=f"preparing {what} samples {done}/{total}")
+        if cancel is not None and cancel.is_set():
+            raise _Cancelled
 
 
 def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = None, init_adapters=None,
@@ -110,150 +87,69 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
     start_from = "the loaded adapter" if init_adapters is not None else f"a new {config.variant} adapter"
     yield ProgressEvent("start", message=f"training {start_from} on {len(train_samples)} sample(s)")
 
-    if init_adapters is not None:
-        adapters = copy.deepcopy(init_adapters).to(loaded.device)
-    else:
-        adapters = seeded_adapters(config.variant, loaded, config.seed).to(loaded.device)
-    adapters.requires_grad_(True)
+    source = copy.deepcopy(init_adapters) if init_adapters is not None else seeded_adapters(
+        config.variant, loaded, config.seed)
+    adapters = source.to(loaded.device).requires_grad_(True)
     model = VLSMModel(loaded.model, adapters)
     fast = config.cache_features and not model.image_features_depend_on_adapters
-    amp, bs = amp_factory(loaded), config.batch_size
-    table = PromptTable()
-
-    def prepared(samples, what):
-        gen = prepare(samples, what, loaded, model, table, fast, bs, amp)
-        while True:
-            try:
-                done, total = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            yield ProgressEvent("prepare", step=done, total=total, elapsed_s=time.perf_counter() - t0,
-                                message=f"preparing {what} samples {done}/{total}")
-            if cancel is not None and cancel.is_set():
-                raise _Cancelled
-
+    amp, table = amp_factory(loaded), PromptTable()
     try:
-        train = yield from prepared(train_samples, "training")
-        val = (yield from prepared(val_samples, "validation")) if heldout else train
+        prep = (loaded, model, table, fast, amp, cancel, t0, config.batch_size)
+        train = yield from _prepared(train_samples, "training", *prep)
+        val = (yield from _prepared(val_samples, "validation", *prep)) if heldout else train
     except _Cancelled:
         message = "cancelled while preparing the samples; nothing was trained or saved"
         yield ProgressEvent("done", elapsed_s=time.perf_counter() - t0, message=message)
         return TrainResult(adapters=None, adapter_path=None, metadata={}, before={}, after={}, steps=0,
                            best_step=None, cancelled=True, heldout=heldout, stopped="cancelled", message=message)
-    prompts = list(table.phrasings)
     input_ids = table.tokenize(loaded.tokenizer, loaded.device)
 
     # The starting point: the adapter continued from, or the plain base model.
     base = VLSMModel(loaded.model, None) if init_adapters is None else model
-    before = evaluate(base, TextSide(base, input_ids, amp), val, amp, bs)
-    per_epoch = math.ceil(len(train) / bs)
-    total = config.epochs * per_epoch if config.epochs else config.max_steps
-    yield ProgressEvent("eval", step=0, total=total, loss=None, val_dice=before["dice"], val_iou=before["iou"],
-                        elapsed_s=time.perf_counter() - t0, message=f"starting point: Dice {before['dice']:.3f}")
-    best = _Best()
+    before = evaluate(base, TextSide(base, input_ids, amp), val, amp, config.batch_size)
+    yield ProgressEvent("eval", step=0, total=total_steps(config, len(train)), val_dice=before["dice"],
+                        val_iou=before["iou"], elapsed_s=time.perf_counter() - t0,
+                        message=f"starting point: Dice {before['dice']:.3f}")
+    run = TrainingRun(config, model, TextSide(model, input_ids, amp), train, val, amp, heldout, t0,
+                      loaded.device.type, fp16=loaded.dtype == torch.float16)
     if init_adapters is not None:
-        best.offer(adapters, before, 0)  # never end worse than what we started from
-    text = TextSide(model, input_ids, amp)
-
-    params = [p for p in adapters.parameters() if p.requires_grad]
-    lr = config.resolved_lr()
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.plateau_factor,
-                                                       patience=config.plateau_patience)
-    scaler = torch.amp.GradScaler(loaded.device.type, enabled=loaded.dtype == torch.float16)
-    rng = np.random.default_rng(config.seed)
-    stream = batch_stream(len(train), bs, rng)
-    eval_every = per_epoch if config.epochs else (config.eval_every or (max(1, round(total / 10)) if total else None))
-    eval_interval_s = None if eval_every else config.budget_s / 10  # budget-only runs: time-based
-    history, losses, step, epoch, last_eval, stopped = [], [], 0, 0, -1, ""
-    t_train = next_eval_t = time.perf_counter()
-
-    def run_eval():
-        nonlocal last_eval, next_eval_t
-        metrics = evaluate(model, text, val, amp, bs)
-        improved = best.offer(adapters, metrics, step)
-        sched.step(metrics["loss"])
-        now = time.perf_counter()
-        row = {"step": step, "epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
-               "val_loss": metrics["loss"], "val_dice": metrics["dice"], "val_iou": metrics["iou"],
-               "lr": opt.param_groups[0]["lr"], "elapsed_s": round(now - t0, 3), "best": improved}
-        history.append(row)
-        losses.clear()
-        last_eval = step
-        if eval_interval_s:
-            next_eval_t = now + eval_interval_s
-        return ProgressEvent("eval", step=step, total=total, epoch=epoch, loss=row["loss"], val_dice=metrics["dice"],
-                             val_iou=metrics["iou"], elapsed_s=now - t0, lr=row["lr"],
-                             message=f"{'validation' if heldout else 'training'} Dice {metrics['dice']:.3f}")
-
-    if eval_interval_s:
-        next_eval_t = t_train + eval_interval_s
-    while True:
-        elapsed = time.perf_counter() - t0
-        if cancel is not None and cancel.is_set():
-            stopped = "cancelled"
-        elif total is not None and step >= total:
-            stopped = "epochs" if config.epochs else "max_steps"
-        elif config.budget_s is not None and elapsed >= config.budget_s and step > 0:
-            stopped = "budget"
-        elif best.since >= config.early_stop_patience:
-            stopped = "early_stopping"
-        if stopped:
-            break
-        epoch, idx, end_of_epoch = next(stream)
-        choice = [train.prompt_ids[i][rng.integers(len(train.prompt_ids[i]))] for i in idx]
-        logits = logits_for(model, text, train, idx, choice, amp)
-        loss = dice_bce_loss(logits, train.targets[idx])
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        step += 1
-        losses.append(loss.item())
-        now = time.perf_counter()
-        eta = None
-        if total is not None:
-            eta = (now - t_train) / step * (total - step)
-        if config.budget_s is not None:
-            eta = min(eta if eta is not None else math.inf, max(0.0, config.budget_s - (now - t0)))
-        yield ProgressEvent("step", step=step, total=total, epoch=epoch, loss=losses[-1], elapsed_s=now - t0,
-                            eta_s=eta, lr=opt.param_groups[0]["lr"])
+        run.best.offer(adapters, before, 0)  # never end worse than what we started from
+    while not (stopped := run.stop_reason(cancel)):
+        yield run.train_step()
         if cancel is not None and cancel.is_set():
             continue  # stop before spending an evaluation
-        due = (end_of_epoch if config.epochs else step % eval_every == 0) if eval_every else now >= next_eval_t
-        if due:
-            yield run_eval()
-
+        if run.eval_due():
+            yield run.evaluate()
     cancelled = stopped == "cancelled"
-    if step > last_eval and step > 0 and (not cancelled or save_on_cancel):
-        yield run_eval()  # the final state is a candidate too
-    result_adapters = best.adapters(adapters)
-    elapsed = time.perf_counter() - t0
-    after = _public(best.metrics)
+    if run.step > run.last_eval and run.step > 0 and (not cancelled or save_on_cancel):
+        yield run.evaluate()  # the final state is a candidate too
+    result = _finish(run, loaded, config, stopped, table.phrasings, _public(before), len(val_samples),
+                     out_path if (not cancelled or save_on_cancel) else None, fast, base_metadata, extra_metadata)
+    if cancelled and result.adapter_path is None:
+        result.message += "; cancelled: " + ("no adapter to save" if save_on_cancel else "nothing saved")
+    yield ProgressEvent("done", step=run.step, total=run.total, epoch=run.epoch, val_dice=result.after.get("dice"),
+                        val_iou=result.after.get("iou"), elapsed_s=time.perf_counter() - t0, eta_s=0.0,
+                        loss=run.history[-1]["loss"] if run.history else None, message=result.message)
+    return result
+
+
+def _finish(run: TrainingRun, loaded, config, stopped, prompts, before, n_val, out_path, fast, base_metadata,
+            extra_metadata) -> TrainResult:
+    """Metadata, the saved file (if asked) and the result of a finished or stopped run."""
+    best = run.best.adapters(run.model.adapters)
+    after = _public(run.best.metrics)
     meta = training_metadata(
-        result_adapters if result_adapters is not None else adapters, loaded, config, prompts=prompts,
-        before=_public(before), after=after, heldout=heldout, n_train=len(train), n_val=len(val_samples),
-        steps=step, best_step=best.step, epochs=epoch, elapsed_s=elapsed, stopped=stopped, fast_path=fast,
-        eval_every=eval_every, history=history, base_metadata=base_metadata, extra=extra_metadata,
+        best if best is not None else run.model.adapters, loaded, config, prompts=list(prompts), before=before,
+        after=after, heldout=run.heldout, n_train=len(run.train), n_val=n_val, steps=run.step,
+        best_step=run.best.step, epochs=run.epoch, elapsed_s=time.perf_counter() - run.t0, stopped=stopped,
+        fast_path=fast, eval_every=run.eval_every, history=run.history, base_metadata=base_metadata,
+        extra=extra_metadata,
     )
-    path = None
-    if out_path is not None and result_adapters is not None and (not cancelled or save_on_cancel):
-        path = save_adapter(Path(out_path), result_adapters, meta)
-    message = summary(_public(before), after, heldout, step, stopped)
-    if path is not None:
-        message += f"; saved {path}"
-    elif cancelled:
-        message += "; cancelled: " + ("nothing saved" if not save_on_cancel else "no adapter to save")
-    yield ProgressEvent("done", step=step, total=total, epoch=epoch, loss=history[-1]["loss"] if history else None,
-                        val_dice=after.get("dice"), val_iou=after.get("iou"), elapsed_s=elapsed, eta_s=0.0,
-                        message=message)
-    return TrainResult(
-        adapters=result_adapters, adapter_path=path, metadata=meta, before=_public(before), after=after,
-        steps=step, best_step=best.step, cancelled=cancelled, history=history, heldout=heldout,
-        stopped=stopped, message=message,
-    )
+    path = save_adapter(Path(out_path), best, meta) if out_path is not None and best is not None else None
+    message = summary(before, after, run.heldout, run.step, stopped) + (f"; saved {path}" if path else "")
+    return TrainResult(adapters=best, adapter_path=path, metadata=meta, before=before, after=after, steps=run.step,
+                       best_step=run.best.step, cancelled=stopped == "cancelled", history=run.history,
+                       heldout=run.heldout, stopped=stopped, message=message)
 
 
 def run_to_end(gen: Generator[ProgressEvent, None, TrainResult], on_event=None) -> TrainResult:
