@@ -8,8 +8,10 @@ from pathlib import Path
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget,
+    QCheckBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy, QVBoxLayout,
+    QWidget,
 )
+from superqt import QElidingLabel
 
 from napari_vlsm.core.errors import PromptError
 from napari_vlsm.core.store import normalize_target
@@ -35,9 +37,11 @@ class CorrectionPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.viewer = session.viewer
-        self.project = QLabel()
-        self.project.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.btn_project = QPushButton("Project folder…")
+        self.project = QElidingLabel()  # long paths lose their start, not the dock's width
+        self.project.setElideMode(Qt.TextElideMode.ElideLeft)
+        self.project.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.btn_project = QPushButton("Project…")
+        self.btn_project.setToolTip("Folder that keeps this project's corrections and adapters")
         self.btn_add = QPushButton("Add &correction")
         self.btn_add.setToolTip(texts.TIP_ADD)
         self.autosave = QCheckBox("Auto-save corrections")
@@ -126,7 +130,7 @@ class CorrectionPanel(QWidget):
 
     # -------------------------------------------------------------------------- view
     def refresh(self) -> None:
-        self.project.setText(_short(self.session.project))
+        self.project.setText(str(self.session.project))
         self.project.setToolTip(str(self.session.project))
         target = normalize_target(self.session.prompt) if self.session.prompt else ""
         store = self.session.store
@@ -142,7 +146,3 @@ class CorrectionPanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, sample.id)
             self.list.addItem(item)
 
-
-def _short(path: Path, keep: int = 38) -> str:
-    text = str(path)
-    return text if len(text) <= keep else "…" + text[-keep:]

@@ -6,6 +6,7 @@ the next Segment uses the adapter. State lives in :class:`Session`; each panel i
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 from . import workers
@@ -45,12 +46,21 @@ class VLSMDock(QWidget):
         scroll = QScrollArea()  # the dock may be shorter than its content
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # squeeze, don't scroll
         scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        self.setMinimumWidth(340)
+        self._scroll, self._content = scroll, content
+        for section in (self.model, self.advanced):
+            section.toggled.connect(self._fit_width)
+        self._fit_width()
         self.segment._context_changed()
+
+    def _fit_width(self, *_) -> None:
+        """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off."""
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(max(self.minimumWidth(), self._content.sizeHint().width() + bar + 4))
 
     def set_model_source(self, source: str) -> None:
         """Use this model (hub id or local CLIPSeg folder); it is loaded at the next Segment."""

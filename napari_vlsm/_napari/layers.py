@@ -24,6 +24,9 @@ from . import texts
 
 TAG = "napari_vlsm"
 LABEL = 1  # the value of the structure in an output layer
+# One clear colour for model masks: cyan stands out on red fundus and endoscopy photos, on skin
+# and on grey CT/MR (napari's default label 1 is a dark red that vanishes on red tissue).
+MASK_COLOURS = {None: "yellow", 0: "transparent", LABEL: "cyan"}
 # Above this many changed pixels a proposal is written without undo history: napari's history
 # keeps index arrays (~24 bytes a pixel), which would cost gigabytes on a large volume.
 UNDO_PIXEL_BUDGET = 32 * 2**20
@@ -162,8 +165,10 @@ def create_output(viewer, image, target: str, prompt: str):
     for attr in ("units", "axis_labels"):  # napari >= 0.6
         if hasattr(image, attr):
             kwargs[attr] = getattr(image, attr)
-    labels = viewer.add_labels(data, **kwargs)
-    return labels
+    from napari.utils.colormaps import DirectLabelColormap
+
+    kwargs["colormap"] = DirectLabelColormap(color_dict=MASK_COLOURS)
+    return viewer.add_labels(data, **kwargs)
 
 
 def write_plane(labels, plane: Plane, mask: np.ndarray, undo: bool = True) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from functools import partial
 
+import numpy as np
 from magicgui.widgets import create_widget
 from napari.layers import Image
 from napari.utils.notifications import show_info
@@ -40,6 +41,9 @@ class SegmentPanel(QWidget):
         self.prompt.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)  # history is kept by us
         self.prompt.lineEdit().setPlaceholderText("e.g. polyp, liver, skin lesion")
         self.prompt.setToolTip(texts.TIP_PROMPT)
+        for combo in (self.prompt, self.image.native):  # long names must not widen the dock
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
         self.threshold = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.threshold.setRange(0.01, 0.99)
         self.threshold.setDecimals(2)
@@ -208,10 +212,19 @@ class SegmentPanel(QWidget):
             self._cancel.set()
 
     def resegment(self) -> None:
-        """After a finetune: segment the current slice again if it has a mask for this prompt."""
+        """After a finetune: show the new adapter's proposal on the current slice, unless the
+        user has edited that slice (a correction is never replaced without a click)."""
         image, prompt = self.image.value, self.prompt.currentText().strip()
-        if image is not None and prompt and L.find_output(self.viewer, image, normalize_target(prompt)):
-            self.segment_slice()
+        labels = L.find_output(self.viewer, image, normalize_target(prompt)) if image and prompt else None
+        if labels is None:
+            return
+        plane = L.current_plane(image, self.viewer.dims)
+        entry = self.session.proposals.get(labels, plane)
+        current = L.plane_mask(labels, plane)
+        if (entry is None and current.any()) or (entry is not None and not np.array_equal(current, entry.mask)):
+            show_info(texts.info(texts.NEW_ADAPTER_EDITED))
+            return
+        self.segment_slice()
 
     def current_output(self):
         image, prompt = self.inputs()

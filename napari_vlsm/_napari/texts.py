@@ -26,6 +26,10 @@ NO_CORRECTIONS = (
 NO_LATEST = (
     "no adapter has been trained in project {root} yet: finetune once, or choose an adapter file"
 )
+NEW_ADAPTER_EDITED = (
+    "the new adapter is in use. Your edits on this slice are kept: press 'Segment slice' to see "
+    "the adapter's proposal here (Ctrl+Z brings your mask back)"
+)
 
 # Tooltips and labels -------------------------------------------------------------------------
 TIP_PROMPT = "What to segment, in plain words. Enter runs 'Segment slice'. Recent prompts are kept."

@@ -86,6 +86,40 @@ def guarded(fn: Callable, what: str = "") -> Callable:
     return call
 
 
+def _thread_setup() -> None:
+    """Per-thread CPU state for torch: flush denormal floats to zero.
+
+    The flag lives in each thread's floating-point control register, so setting it in the main
+    thread does not reach a worker: measured here, a finetune step of the random test model took
+    ~350 ms in a napari worker against ~65 ms in the main thread, and ~30 ms once the worker
+    flushed denormals too (random and freshly trained weights produce denormals).
+    """
+    import sys
+
+    torch = sys.modules.get("torch")  # only model jobs need it, and they have imported torch
+    if torch is not None:
+        torch.set_flush_denormal(True)
+
+
+def _in_thread(func: Callable, generator: bool) -> Callable:
+    import functools
+
+    if generator:
+        @functools.wraps(func)
+        def run_gen(*args, **kwargs):
+            _thread_setup()
+            return (yield from func(*args, **kwargs))
+
+        return run_gen
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        _thread_setup()
+        return func(*args, **kwargs)
+
+    return run
+
+
 def on_click(button, fn: Callable, what: str = "") -> None:
     """Connect a button to ``fn()`` (without Qt's ``checked`` argument), errors as notifications."""
     safe = guarded(fn, what)
@@ -113,7 +147,7 @@ def start(
 
     generator = inspect.isgeneratorfunction(func)
     worker = create_worker(
-        func, *args,
+        _in_thread(func, generator), *args,
         _worker_class=_GeneratorWorker if generator else _FunctionWorker,
         _progress=progress if generator else (bool(progress) or None),
         _ignore_errors=True,

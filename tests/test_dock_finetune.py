@@ -1,0 +1,155 @@
+"""Finetuning from the dock: a napari worker that keeps the viewer responsive, a live curve,
+Cancel that keeps the previous adapter, the adapter saved + used + continued from."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from qtpy.QtCore import QTimer  # noqa: E402
+
+from napari_vlsm._napari import layers as L  # noqa: E402
+from napari_vlsm.core.adapters.checkpoint import read_metadata  # noqa: E402
+
+from test_dock import idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 120_000
+
+
+def corrected_image(qtbot, viewer, dock, n=2):
+    """A stack of n + 1 slices, the first ``n`` corrected and stored (the first is 'train', the
+    second 'val'); the viewer ends on the last, uncorrected slice."""
+    rng = np.random.default_rng(0)
+    stack = viewer.add_image(rng.integers(0, 255, (n + 1, 48, 48), dtype=np.uint8), name="scan")
+    labels = segment(qtbot, dock, "lesion", all_slices=True)
+    truth = labels.data.copy()
+    truth[:n] = 0
+    truth[:n, 12:36, 12:36] = 1  # the "expert" mask: a square
+    labels.data_setitem(np.nonzero(labels.data != truth), truth[labels.data != truth])
+    for z in range(n):
+        viewer.dims.set_current_step(0, z)
+        dock.corrections.btn_add.click()
+    viewer.dims.set_current_step(0, n)
+    assert dock.session.store.counts() == {"train": 1, "val": 1}
+    return stack, labels
+
+
+class LoopTicks:
+    """Counts 20 ms timer ticks on the GUI thread: a blocked event loop does not tick."""
+
+    def __init__(self):
+        self.ticks = 0
+        self.timer = QTimer(interval=20)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self):
+        self.ticks += 1
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.stop()
+
+
+def test_finetune_runs_in_a_worker_and_switches_to_the_new_adapter(qtbot, make_dock):
+    viewer, dock = make_dock()
+    _, labels = corrected_image(qtbot, viewer, dock)
+    corrected = labels.data[:2].copy()
+    before = dock.session.proposals.get(labels, L.Plane((1, 2), (2,))).probability.copy()
+    dock.advanced.steps.setValue(10_000)
+    dock.advanced.budget.setValue(2)  # about two seconds of training, whatever the machine's speed
+    with LoopTicks() as loop:
+        dock.finetune.btn_train.click()
+        assert dock.session.finetuning  # the click returned while training runs
+        started = time.perf_counter()
+        qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+        seconds = time.perf_counter() - started
+    # A loop blocked by training would tick about once; a turning one about seconds / 0.02 times.
+    assert seconds > 1.0 and loop.ticks > 10, (seconds, loop.ticks)
+    plot = dock.finetune.plot
+    assert plot.loss and plot.dice, "live curve got no points"  # (a loaded machine may do 1 step)
+    assert "Dice on held-out corrections:" in dock.finetune.result.text()
+    adapters = dock.session.adapters_dir
+    (path,) = adapters.glob("adapter-*.safetensors")
+    assert json.loads((adapters / "latest.json").read_text())["path"] == path.name
+    meta = read_metadata(path)
+    assert meta["adapter_config"]["variant"] == "shallow-vlc"
+    assert dock.session.segmenter.adapter_path == str(path)
+    assert dock.session.adapter == "latest" and dock.model.adapter.currentData() == "latest"
+    # the current (uncorrected) slice was segmented again with the adapter: the probability
+    # changed; the corrected slices kept their corrections
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    after = dock.session.proposals.get(labels, L.Plane((1, 2), (2,))).probability
+    assert not np.array_equal(before, after)
+    assert L.output_meta(labels)["slices"]["2"]["adapter_sha256"] == meta_sha(path)
+    np.testing.assert_array_equal(labels.data[:2], corrected)
+
+
+def test_finishing_on_a_corrected_slice_keeps_the_correction(qtbot, make_dock, notes):  # noqa: F811
+    viewer, dock = make_dock()
+    _, labels = corrected_image(qtbot, viewer, dock)
+    viewer.dims.set_current_step(0, 0)
+    corrected = labels.data.copy()
+    dock.advanced.steps.setValue(2)
+    dock.finetune.btn_train.click()
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    assert dock.session.segmenter.adapters is not None
+    np.testing.assert_array_equal(labels.data, corrected)
+    assert any("Your edits on this slice are kept" in n for n in notes), notes
+
+
+def meta_sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_second_finetune_continues_from_the_adapter(qtbot, make_dock, monkeypatch):
+    import napari_vlsm.core.training as training
+
+    viewer, dock = make_dock()
+    corrected_image(qtbot, viewer, dock)
+    dock.advanced.steps.setValue(2)
+    seen = []
+    real = training.finetune
+
+    def spy(loaded, train, val, config, init_adapters=None, **kwargs):
+        seen.append((len(train), len(val), init_adapters))
+        return real(loaded, train, val, config, init_adapters=init_adapters, **kwargs)
+
+    monkeypatch.setattr(training, "finetune", spy)
+    for _ in range(2):
+        dock.finetune.btn_train.click()
+        qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    assert [s[:2] for s in seen] == [(1, 1), (1, 1)]
+    assert seen[0][2] is None and seen[1][2] is not None
+    assert len(list(dock.session.adapters_dir.glob("adapter-*.safetensors"))) >= 1
+
+
+def test_cancel_stops_soon_and_keeps_the_previous_adapter(qtbot, make_dock):
+    viewer, dock = make_dock()
+    corrected_image(qtbot, viewer, dock)
+    dock.advanced.steps.setValue(100_000)  # would run for minutes
+    dock.finetune.btn_train.click()
+    qtbot.waitUntil(lambda: len(dock.finetune.plot.loss) >= 2, timeout=WAIT_MS)
+    dock.finetune.btn_cancel.click()
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    assert len(dock.finetune.plot.loss) < 100_000
+    assert "Cancelled" in dock.finetune.result.text()
+    assert dock.session.segmenter.adapters is None  # the plain model is still in use
+    assert not list(dock.session.adapters_dir.glob("*.safetensors"))
+
+
+def test_finetune_without_corrections_explains(qtbot, make_dock, notes):  # noqa: F811
+    viewer, dock = make_dock()
+    dock.finetune.btn_train.click()
+    assert any("no stored corrections" in n for n in notes), notes
+    assert idle(dock)
