@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import preprocess
-from .cache import DEFAULT_CACHE_BYTES, FeatureCache, TextCache, feature_key, image_digest
+from .cache import DEFAULT_CACHE_BYTES, FeatureCache, TextCache, feature_key, image_digest, low_precision_base
 from .errors import ImageError, PromptError, VLSMError
 from .loading import DEFAULT_MODEL
 from .volume import StackPlanes, volume_window
@@ -34,6 +34,9 @@ from .volume import StackPlanes, volume_window
 # Upsampling logits to a 4000 x 4000 image makes 64 MB float32 per prompt (and as much again for
 # the sigmoid): do it in chunks of prompts so the transient peak stays near this many bytes.
 PROB_CHUNK_BYTES = 256 * 2**20
+# CPU + bf16/fp16: predict with a low-precision copy of the frozen weights (+~220 MB at the full
+# architecture) instead of letting autocast cast every weight at every call. False: no copy.
+LOW_PRECISION_COPY = True
 _VERSIONS = itertools.count(1)  # adapter versions unique across Segmenters: no stale cache hit
 
 
@@ -122,13 +125,12 @@ class Segmenter:
     def __init__(self, model=DEFAULT_MODEL, *, adapter=None, variant: str = "none", device: str = "auto",
                  precision: str = "auto", cache_bytes: int = DEFAULT_CACHE_BYTES, loaded=None):
         from .adapters import AdapterConfig
-        from .forward import VLSMModel
         from .loading import load_model
 
         self._loaded = loaded if loaded is not None else load_model(model, device=device, precision=precision)
         AdapterConfig.from_variant(variant, self._loaded.config)  # AdapterError on an unknown name
         self._variant = variant
-        self._vlsm = VLSMModel(self._loaded.model, None)
+        self._build_models(None)
         self._lock = threading.RLock()
         self._features = FeatureCache(cache_bytes)
         self._texts = TextCache()
@@ -173,7 +175,6 @@ class Segmenter:
         """Use ``adapter_set`` (None: the plain model). Call again after changing weights in place:
         every call bumps the adapter version, so no cached feature or embedding goes stale."""
         from .adapters import AdapterSet
-        from .forward import VLSMModel
 
         if adapter_set is not None:
             if not isinstance(adapter_set, AdapterSet):
@@ -183,13 +184,29 @@ class Segmenter:
         sha = file_sha256(path) if path is not None else None
         with self._lock:
             old = self._version
-            self._vlsm = VLSMModel(self._loaded.model, adapter_set)
+            self._build_models(adapter_set)
             self._version = next(_VERSIONS)
             self._meta, self._path, self._sha256 = metadata, (str(path) if path else None), sha
             if adapter_set is not None:
                 self._variant = adapter_set.variant
             self._texts.clear()  # keyed by version: old entries can never be hit again
             self._features.drop(lambda key: key[3] == old)  # dense features of the old adapters
+
+    def _build_models(self, adapters) -> None:
+        """``.vlsm`` on the shared fp32 weights (what the trainer uses) and the model that predicts:
+        on a CPU in bf16/fp16, the same modules over a low-precision copy of the Linear/Conv weights
+        (``cache.low_precision_base``, shared per model; identical results, 2x faster text encoder)."""
+        import torch
+
+        from .forward import VLSMModel
+
+        lm = self._loaded
+        self._vlsm = self._runner = VLSMModel(lm.model, adapters)
+        if LOW_PRECISION_COPY and lm.device.type == "cpu" and lm.dtype != torch.float32:
+            vision = lm.model.clip.vision_model.encoder.layers
+            unused = range(max(self._vlsm.extract_layers) + 1, len(vision))  # never run: no copy
+            skip = tuple(f"clip.vision_model.encoder.layers.{i}." for i in unused) + ("clip.visual_projection",)
+            self._runner = VLSMModel(low_precision_base(lm.model, lm.dtype, skip), adapters)
 
     def clear_adapter(self) -> None:
         self.set_adapters(None)
@@ -300,7 +317,7 @@ class Segmenter:
             first = {k: images[keys.index(k)] for k in missing}
             px = preprocess.to_model_input(list(first.values()), lm.image_size, lm.image_mean, lm.image_std,
                                            window=window).to(lm.device)
-            taps = self._vlsm.encode_image(px)  # list of (B, T, D)
+            taps = self._runner.encode_image(px)  # list of (B, T, D)
             for j, k in enumerate(missing):
                 # clone: a view would keep the whole batch tensor alive behind the cache's byte count
                 found[k] = [t[j: j + 1].clone() if len(missing) > 1 else t for t in taps]
@@ -315,7 +332,7 @@ class Segmenter:
         missing = [p for p, v in found.items() if v is None]
         if missing:
             ids, mask = self._tokenize(missing)
-            cond = self._vlsm.encode_text(ids, mask)  # (M, proj)
+            cond = self._runner.encode_text(ids, mask)  # (M, proj)
             for p, c in zip(missing, cond):
                 found[p] = c
                 self._texts.put(p, self._version, c)
@@ -340,11 +357,11 @@ class Segmenter:
 
         n_img, n_prompt = len(feats), cond.shape[0]
         acts = [torch.cat([f[k] for f in feats]) for k in range(len(feats[0]))]  # (B, T, D) per layer
-        acts = self._vlsm.adapt_image(acts)
+        acts = self._runner.adapt_image(acts)
         if n_img > 1:
             acts = [a.repeat_interleave(n_prompt, dim=0) for a in acts]  # (B*P, T, D): image-major
             cond = cond.repeat(n_img, 1)  # (B*P, proj)
-        logits = self._vlsm.decode(acts, cond)  # (B*P, S, S)
+        logits = self._runner.decode(acts, cond)  # (B*P, S, S)
         return logits.view(n_img, n_prompt, *logits.shape[-2:])
 
     def _probabilities(self, logits, hw) -> np.ndarray:
