@@ -153,14 +153,40 @@ def read_image_processing(folder: Path) -> tuple[int, tuple, tuple]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{path} is not valid JSON ({err}); download the model again") from None
-        data = data.get("image_processor", data)
-        size = data.get("size", CLIP_SIZE)
-        if isinstance(size, dict):
-            size = size.get("height", size.get("shortest_edge", CLIP_SIZE))
-        mean = tuple(float(v) for v in data.get("image_mean", IMAGENET_MEAN))
-        std = tuple(float(v) for v in data.get("image_std", IMAGENET_STD))
-        return int(size), mean, std
+        try:
+            data = data.get("image_processor", data)
+            size = data.get("size", CLIP_SIZE)
+            if isinstance(size, dict):
+                size = size.get("height", size.get("shortest_edge", CLIP_SIZE))
+            mean = tuple(float(v) for v in data.get("image_mean", IMAGENET_MEAN))
+            std = tuple(float(v) for v in data.get("image_std", IMAGENET_STD))
+            size = int(size)
+        except (AttributeError, TypeError, ValueError):  # a list, a string, "size": "big", ...
+            size, mean, std = 0, (), ()
+        if not (0 < size <= 4096 and len(mean) == len(std) == 3 and all(v > 0 for v in std)):
+            raise ModelLoadError(
+                f"{path} holds unusable image settings (size, image_mean, image_std); "
+                "download the model again"
+            )
+        return size, mean, std
     return CLIP_SIZE, IMAGENET_MEAN, IMAGENET_STD
+
+
+# Parameters this package never reads: a checkpoint without them still segments correctly.
+UNUSED_PARAMETERS = ("clip.visual_projection.", "clip.logit_scale", "clip.vision_model.post_layernorm.")
+
+
+def check_complete(folder: Path, model, info: dict) -> None:
+    """Refuse weights that lack parameters: transformers would fill them with random numbers and
+    (with its log silenced) the model would give wrong masks without a word."""
+    params = dict(model.named_parameters())
+    missing = sorted(k for k in info.get("missing_keys", ()) if k in params and not k.startswith(UNUSED_PARAMETERS))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ModelLoadError(
+            f"{folder / 'model.safetensors'} lacks {len(missing)} weight tensor(s) ({shown}); the file is "
+            "incomplete or belongs to another model: download the model again"
+        )
 
 
 def fingerprint_model(model) -> str:
@@ -190,16 +216,20 @@ def load_model(source: str | os.PathLike = DEFAULT_MODEL, device: str = "auto", 
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"{folder / 'config.json'} is not valid JSON ({err}); download the model again") from None
-    if config.get("model_type") != "clipseg":
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{folder / 'config.json'} is not a JSON object; download the model again")
+    model_type = config.get("model_type")
+    if model_type != "clipseg":
         raise ModelLoadError(
-            f"{folder} holds a {config.get('model_type')!r} model, not CLIPSeg; "
+            f"{folder} holds a {model_type!r} model, not CLIPSeg; "
             f"use a CLIPSeg checkpoint such as {DEFAULT_MODEL}"
         )
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # no "weights not initialised" chatter for a user
     hf_logging.disable_progress_bar()
     try:
-        model = CLIPSegForImageSegmentation.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+        model, info = CLIPSegForImageSegmentation.from_pretrained(
+            folder, use_safetensors=True, local_files_only=True, output_loading_info=True)
         tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception as err:
         raise ModelLoadError(
@@ -210,6 +240,7 @@ def load_model(source: str | os.PathLike = DEFAULT_MODEL, device: str = "auto", 
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+    check_complete(folder, model, info)
     model.eval().requires_grad_(False).to(dev)
     size, mean, std = read_image_processing(folder)
     return LoadedModel(

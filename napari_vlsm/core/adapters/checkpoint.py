@@ -48,8 +48,16 @@ def build_metadata(adapters: AdapterSet, loaded, extra: dict | None = None) -> d
     return meta
 
 
+class AdapterSaveError(AdapterError, OSError):
+    """Writing an adapter failed (disk full, no permission). Still an OSError for old callers, but
+    a VLSMError, so the CLI prints one line and the widget one notification instead of a traceback."""
+
+
 def save_adapter(path: str | Path, adapters: AdapterSet, metadata: dict) -> Path:
-    """Write adapter weights + metadata atomically (a crash leaves the previous file intact)."""
+    """Write adapter weights + metadata atomically (a crash leaves the previous file intact).
+
+    Raises :class:`AdapterSaveError` when the disk is full or the folder is not writable.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -57,9 +65,22 @@ def save_adapter(path: str | Path, adapters: AdapterSet, metadata: dict) -> Path
         path = path.with_suffix(".safetensors")
     state = {k: v.detach().to("cpu").float().contiguous() for k, v in adapters.state_dict().items()}
     header = {HEADER_KEY: json.dumps(metadata, default=str)}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=header)
-    write_bytes_atomic(path.with_suffix(".json"), json.dumps(metadata, indent=2, default=str).encode())
+    committed = False
+    try:
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=header)
+        committed = True
+        write_bytes_atomic(path.with_suffix(".json"), json.dumps(metadata, indent=2, default=str).encode())
+    except OSError as err:
+        state_of = (
+            f"the adapter itself was saved; only its readable copy {path.with_suffix('.json').name} is stale"
+            if committed
+            else ("the previous adapter file is unchanged" if path.exists() else "nothing was written")
+        )
+        raise AdapterSaveError(
+            f"could not save the adapter to {path}: {err.strerror or err}; free some disk space or "
+            f"choose a writable folder, then try again ({state_of})"
+        ) from err
     return path
 
 
@@ -80,11 +101,14 @@ def read_metadata(path: str | Path) -> dict:
         ) from None
     try:
         meta = json.loads(header[HEADER_KEY])
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, RecursionError):  # RecursionError: a nesting bomb
         raise AdapterError(f"{path} has no napari-vlsm metadata; it was not saved by napari-vlsm") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise AdapterError(f"{path} is not a napari-vlsm adapter (format {meta.get('format')!r})")
-    if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise AdapterError(f"{path} is not a napari-vlsm adapter (format {found!r})")
+    if type(meta.get("format_version")) is not int:
+        raise AdapterError(f"{path} has malformed metadata (format_version {meta.get('format_version')!r})")
+    if meta["format_version"] > FORMAT_VERSION:
         raise AdapterError(
             f"{path} uses adapter format {meta.get('format_version')!r}, newer than this napari-vlsm "
             f"understands ({FORMAT_VERSION}); update napari-vlsm"

@@ -106,6 +106,16 @@ class AdapterConfig:
                 f"(vision/text/projection width and extracted layers {mine}, the loaded model has {theirs}); "
                 "load the base model it was trained on, or train a new adapter"
             )
+        # Checked before anything is built: a file claiming a huge bottleneck or thousands of dense
+        # layers would otherwise allocate gigabytes before the tensor shapes could be compared.
+        mine = (self.style, self.scope, self.bottleneck, self.cond_bottleneck, self.dense_layers)
+        theirs = (expected.style, expected.scope, expected.bottleneck, expected.cond_bottleneck,
+                  expected.dense_layers)
+        if mine != theirs:
+            raise AdapterError(
+                f"adapter settings {mine} do not match the {self.variant} variant {theirs}; "
+                "the adapter file is damaged or was edited: train a new adapter"
+            )
 
 
 def _variant_name(style: str, scope: str) -> str:
