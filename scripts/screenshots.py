@@ -129,6 +129,7 @@ def main() -> int:
     labels.data_setitem(np.nonzero(wrong), truth[wrong].astype(labels.data.dtype))
     labels.mode = "paint"
     dock.corrections.btn_add.click()
+    wait(lambda: not dock.corrections.saving and dock.corrections.list.count() == 1)
     shot("03-corrected")
 
     dock.finetune.btn_train.click()

@@ -57,6 +57,11 @@ def segment(qtbot, dock, prompt="polyp", all_slices=False):
     return L.find_output(dock.viewer, image, normalize_target(prompt))
 
 
+def add_correction(qtbot, dock):
+    dock.corrections.btn_add.click()
+    qtbot.waitUntil(lambda: not dock.corrections.saving, timeout=WAIT_MS)
+
+
 def image_2d(viewer, shape=(64, 80), **kwargs):
     rng = np.random.default_rng(0)
     return viewer.add_image(rng.integers(0, 255, shape, dtype=np.uint8), name="scan", **kwargs)
@@ -161,17 +166,18 @@ def test_add_correction_stores_slice_mask_and_proposal(qtbot, make_dock):
     labels = segment(qtbot, dock)
     proposal = labels.data != 0
     labels.data_setitem((np.arange(10, 20), np.arange(10, 20)), 1)
-    dock.corrections.btn_add.click()
+    add_correction(qtbot, dock)
     (sample,) = dock.session.store.samples("polyp")
     np.testing.assert_array_equal(sample.image, image.data)
     np.testing.assert_array_equal(sample.mask, labels.data != 0)
     np.testing.assert_array_equal(sample.proposal, proposal)
     assert sample.prompts == ("polyp",) and sample.source == "layer:scan" and sample.slice_index is None
-    assert dock.corrections.list.count() == 1
+    qtbot.waitUntil(lambda: dock.corrections.list.count() == 1, timeout=WAIT_MS)
     assert "1 for training" in dock.corrections.counts.text()
     dock.corrections.list.item(0).setSelected(True)
     dock.corrections.btn_remove.click()
-    assert dock.session.store.samples() == [] and dock.corrections.list.count() == 0
+    assert dock.session.store.samples() == []
+    qtbot.waitUntil(lambda: dock.corrections.list.count() == 0, timeout=WAIT_MS)
 
 
 def test_segment_all_slices_fills_one_stacked_layer(qtbot, make_dock):
@@ -273,3 +279,21 @@ def test_add_correction_without_a_mask_explains(qtbot, make_dock, notes):
     dock.segment.prompt.setCurrentText("polyp")
     dock.corrections.btn_add.click()
     assert any("no 'polyp' mask" in n for n in notes), notes
+
+
+def test_the_variant_list_matches_the_core():
+    from napari_vlsm._napari.model_panel import TRAINABLE
+    from napari_vlsm.core.adapters import VARIANTS
+
+    assert TRAINABLE == tuple(v for v in VARIANTS if v != "none")
+
+
+def test_touched_planes_reads_both_kinds_of_history_atoms():
+    from types import SimpleNamespace
+
+    masked = SimpleNamespace(slice_key=(slice(2, 4), slice(0, 3), slice(5, 8)),
+                             mask=np.zeros((2, 3, 3), bool), old_values=None, new_value=1)
+    masked.mask[1, 0, 0] = True  # only the second slice (index 3) changed
+    fancy = ((np.array([0, 0, 5]), np.array([1, 2, 3]), np.array([4, 4, 4])), None, 1)
+    assert L.touched_planes([masked, fancy], (1, 2), (6, 10, 10)) == {(3,), (0,), (5,)}
+    assert L.touched_planes([fancy], (0, 1), (6, 10)) == {()}

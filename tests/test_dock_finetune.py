@@ -16,7 +16,7 @@ from qtpy.QtCore import QTimer  # noqa: E402
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm.core.adapters.checkpoint import read_metadata  # noqa: E402
 
-from test_dock import idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
+from test_dock import add_correction, idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 120_000
@@ -34,10 +34,29 @@ def corrected_image(qtbot, viewer, dock, n=2):
     labels.data_setitem(np.nonzero(labels.data != truth), truth[labels.data != truth])
     for z in range(n):
         viewer.dims.set_current_step(0, z)
-        dock.corrections.btn_add.click()
+        add_correction(qtbot, dock)
     viewer.dims.set_current_step(0, n)
     assert dock.session.store.counts() == {"train": 1, "val": 1}
     return stack, labels
+
+
+@pytest.fixture
+def force_dice(monkeypatch):
+    """Set the Dice a real finetune reports, to drive the dock's keep-or-switch decision."""
+    import napari_vlsm.core.training as training
+
+    real = training.finetune
+
+    def force(before: float, after: float):
+        def finetune(*args, **kwargs):
+            result = yield from real(*args, **kwargs)
+            result.before = {**result.before, "dice": before}
+            result.after = {**result.after, "dice": after}
+            return result
+
+        monkeypatch.setattr(training, "finetune", finetune)
+
+    return force
 
 
 class LoopTicks:
@@ -59,8 +78,9 @@ class LoopTicks:
         self.timer.stop()
 
 
-def test_finetune_runs_in_a_worker_and_switches_to_the_new_adapter(qtbot, make_dock):
+def test_finetune_runs_in_a_worker_and_switches_to_the_new_adapter(qtbot, make_dock, force_dice):
     viewer, dock = make_dock()
+    force_dice(0.2, 0.6)
     _, labels = corrected_image(qtbot, viewer, dock)
     corrected = labels.data[:2].copy()
     before = dock.session.proposals.get(labels, L.Plane((1, 2), (2,))).probability.copy()
@@ -76,7 +96,7 @@ def test_finetune_runs_in_a_worker_and_switches_to_the_new_adapter(qtbot, make_d
     assert seconds > 1.0 and loop.ticks > 10, (seconds, loop.ticks)
     plot = dock.finetune.plot
     assert plot.loss and plot.dice, "live curve got no points"  # (a loaded machine may do 1 step)
-    assert "Dice on held-out corrections:" in dock.finetune.result.text()
+    assert "Dice on held-out corrections: 0.200 \u2192 0.600" in dock.finetune.result.text()
     adapters = dock.session.adapters_dir
     (path,) = adapters.glob("adapter-*.safetensors")
     assert json.loads((adapters / "latest.json").read_text())["path"] == path.name
@@ -93,8 +113,24 @@ def test_finetune_runs_in_a_worker_and_switches_to_the_new_adapter(qtbot, make_d
     np.testing.assert_array_equal(labels.data[:2], corrected)
 
 
-def test_finishing_on_a_corrected_slice_keeps_the_correction(qtbot, make_dock, notes):  # noqa: F811
+def test_an_adapter_that_is_not_better_is_saved_but_not_used(qtbot, make_dock, force_dice):
     viewer, dock = make_dock()
+    _, labels = corrected_image(qtbot, viewer, dock)
+    force_dice(0.6, 0.5)
+    before = labels.data.copy()
+    dock.advanced.steps.setValue(2)
+    dock.finetune.btn_train.click()
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    assert dock.session.segmenter.adapters is None and dock.session.adapter == "none"
+    assert "did not beat" in dock.finetune.result.text()
+    assert len(list(dock.session.adapters_dir.glob("adapter-*.safetensors"))) == 1
+    assert not (dock.session.adapters_dir / "latest.json").exists()
+    np.testing.assert_array_equal(labels.data, before)
+
+
+def test_finishing_on_a_corrected_slice_keeps_the_correction(qtbot, make_dock, notes, force_dice):  # noqa: F811
+    viewer, dock = make_dock()
+    force_dice(0.2, 0.6)
     _, labels = corrected_image(qtbot, viewer, dock)
     viewer.dims.set_current_step(0, 0)
     corrected = labels.data.copy()
@@ -112,13 +148,14 @@ def meta_sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_a_second_finetune_continues_from_the_adapter(qtbot, make_dock, monkeypatch):
+def test_a_second_finetune_continues_from_the_adapter(qtbot, make_dock, monkeypatch, force_dice):
     import napari_vlsm.core.training as training
 
     viewer, dock = make_dock()
     corrected_image(qtbot, viewer, dock)
     dock.advanced.steps.setValue(2)
     seen = []
+    force_dice(0.2, 0.6)
     real = training.finetune
 
     def spy(loaded, train, val, config, init_adapters=None, **kwargs):
@@ -153,3 +190,32 @@ def test_finetune_without_corrections_explains(qtbot, make_dock, notes):  # noqa
     dock.finetune.btn_train.click()
     assert any("no stored corrections" in n for n in notes), notes
     assert idle(dock)
+
+
+def test_closing_napari_during_training_saves_nothing_half_done(qtbot, make_dock):
+    viewer, dock = make_dock()
+    corrected_image(qtbot, viewer, dock)
+    store = dock.session.store
+    adapters = dock.session.adapters_dir
+    dock.advanced.steps.setValue(100_000)
+    dock.finetune.btn_train.click()
+    qtbot.waitUntil(lambda: len(dock.finetune.plot.loss) >= 1, timeout=WAIT_MS)
+    worker = dock.finetune.worker
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        viewer.close()  # napari cancels running tasks (after asking the user, when they click X)
+    assert len(store.samples()) == 2  # the corrections are intact
+    assert not list(adapters.glob("*.safetensors")) and not list(adapters.glob(".*tmp"))
+
+
+def test_the_activity_panel_cancel_keeps_the_result_path(qtbot, make_dock):
+    """napari's own cancel (activity panel, window close) calls worker.quit(): it must end the run
+    cleanly through our cancel flag, so the 'returned' handler still runs."""
+    viewer, dock = make_dock()
+    corrected_image(qtbot, viewer, dock)
+    dock.advanced.steps.setValue(100_000)
+    dock.finetune.btn_train.click()
+    qtbot.waitUntil(lambda: len(dock.finetune.plot.loss) >= 1, timeout=WAIT_MS)
+    dock.finetune.worker.quit()
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    assert "Cancelled" in dock.finetune.result.text()
+    assert dock.session.segmenter.adapters is None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from napari.utils.notifications import show_info
+import numpy as np
+
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy, QVBoxLayout,
@@ -17,19 +18,26 @@ from napari_vlsm.core.errors import PromptError
 from napari_vlsm.core.store import normalize_target
 
 from . import layers as L
-from . import texts
+from . import texts, workers
 from .autosave import PaintWatcher
 from .workers import guarded, on_click
 
 
-def save_plane(session, labels, image, plane, prompt: str):
-    """Store one corrected slice with the model's proposal for it (durable when this returns)."""
+def plane_sample(session, labels, image, plane, prompt: str) -> dict:
+    """GUI thread: copy what a correction of one slice needs (cheap); written later in a worker."""
     entry = session.proposals.get(labels, plane)
-    return session.store.add(
-        L.read_plane(image.data, image.ndim, plane), L.plane_mask(labels, plane), [prompt],
-        proposal=None if entry is None else entry.mask, source=L.source_id(image, plane.axes),
-        slice_index=plane.slice_index, window=session.window_for(image),
-    )
+    return {
+        "image": np.array(L.read_plane(image.data, image.ndim, plane)), "mask": L.plane_mask(labels, plane),
+        "prompts": [prompt], "proposal": None if entry is None else entry.mask.copy(),
+        "source": L.source_id(image, plane.axes), "slice_index": plane.slice_index,
+        "window": session.window_for(image),
+    }
+
+
+def write_samples(store, items: list[dict]):
+    """Worker: store the corrections in order; each is durable on disk when it is yielded."""
+    for item in items:
+        yield store.add(**item)
 
 
 class CorrectionPanel(QWidget):
@@ -52,6 +60,10 @@ class CorrectionPanel(QWidget):
         self.list.setMaximumHeight(110)
         self.btn_remove = QPushButton("Remove selected")
         self.watcher = PaintWatcher(self.viewer, parent=self)
+        self._queue: list[dict] = []  # corrections waiting for the writer (kept in order)
+        self._writer = None
+        self._reader = None  # the worker reading the list, and whether it must read again
+        self._dirty = False
         self._layout()
         on_click(self.btn_project, self.choose_project, "opening the project")
         on_click(self.btn_add, self.add_correction, "saving the correction")
@@ -96,29 +108,53 @@ class CorrectionPanel(QWidget):
         if labels is None:
             raise PromptError(texts.NO_MASK.format(target=target, image=image.name))
         plane = L.current_plane(image, self.viewer.dims)
-        sample = save_plane(self.session, labels, image, plane, prompt)
-        self._saved(1, target)
-        show_info(texts.info(f"correction of '{target}' saved ({sample.split})"))
+        self.save([plane_sample(self.session, labels, image, plane, prompt)], auto=False)
 
     def _auto_save(self, pending: dict) -> None:
         if not self.autosave.isChecked():
             return
-        saved, targets = 0, set()
+        items = []
         for labels, planes in pending.values():
             image = L.image_of(self.viewer, labels)
             meta = L.output_meta(labels)
             if image is None or meta is None:
                 continue
-            for plane in sorted(planes, key=lambda p: p.index):
-                save_plane(self.session, labels, image, plane, meta.get("prompt", meta["target"]))
-                saved += 1
-            targets.add(meta["target"])
-        if saved:
-            self._saved(saved, ", ".join(sorted(targets)), auto=True)
+            prompt = meta.get("prompt", meta["target"])
+            items += [plane_sample(self.session, labels, image, p, prompt) for p in sorted(planes, key=lambda p: p.index)]
+        if items:
+            self.save(items, auto=True)
 
-    def _saved(self, n: int, target: str, auto: bool = False) -> None:
+    # -------------------------------------------------------------------------- writing
+    def save(self, items: list[dict], auto: bool) -> None:
+        """Queue corrections for the writer: one worker at a time, so they land in order and the
+        GUI thread never waits for the disk (~0.1 s per 512 x 512 slice with its fsyncs)."""
+        for item in items:
+            item["_auto"] = auto
+        self._queue += items
+        if self._writer is None:
+            self._write_next()
+
+    def _write_next(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            self._writer = None
+            return
+        auto = {item.pop("_auto") for item in batch}
+        self.status.setText(f"Saving {len(batch)} correction(s)…")
+        self._writer = workers.start(
+            write_samples, self.session.store, batch, what="saving the correction",
+            on_yield=lambda sample: self._saved(sample, True in auto), on_finish=self._write_next,
+            group=self.session.workers,
+        )
+
+    @property
+    def saving(self) -> bool:
+        return self._writer is not None
+
+    def _saved(self, sample, auto: bool) -> None:
         how = "auto-saved" if auto else "saved"
-        self.status.setText(f"{how} {n} slice(s) of '{target}' at {time.strftime('%H:%M:%S')}")
+        where = f"slice {','.join(map(str, sample.slice_index))}" if sample.slice_index else "the image"
+        self.status.setText(f"{how} {where} of '{sample.target}' ({sample.split}) at {time.strftime('%H:%M:%S')}")
         self.session.store_changed.emit()
 
     def remove_selected(self) -> None:
@@ -130,19 +166,41 @@ class CorrectionPanel(QWidget):
 
     # -------------------------------------------------------------------------- view
     def refresh(self) -> None:
+        """Re-read counts and the list of stored corrections (in a worker, coalesced)."""
         self.project.setText(str(self.session.project))
         self.project.setToolTip(str(self.session.project))
+        self._dirty = True
+        if self._reader is None:
+            self._read_next()
+
+    def _read_next(self) -> None:
+        if not self._dirty:
+            self._reader = None
+            return
+        self._dirty = False
         target = normalize_target(self.session.prompt) if self.session.prompt else ""
-        store = self.session.store
-        counts = store.counts(target) if target else {"train": 0, "val": 0}
+        self._reader = workers.start(
+            list_corrections, self.session.store, target, what="reading the corrections",
+            on_return=lambda listing: self._show(target, *listing), on_finish=self._read_next,
+            group=self.session.workers,
+        )
+
+    def _show(self, target: str, counts: dict, rows: list) -> None:
         self.counts.setText(texts.counts(target, counts["train"], counts["val"]))
         self.list.clear()
-        if not target:
-            return
-        for sample in store.samples(target):
-            where = f"slice {','.join(map(str, sample.slice_index))}" if sample.slice_index else "2D"
-            source = Path(sample.source.removeprefix("layer:")).name or "?"
-            item = QListWidgetItem(f"{source} · {where} · {sample.split} · {sample.created[11:19]}")
-            item.setData(Qt.ItemDataRole.UserRole, sample.id)
+        for sample_id, text in rows:
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, sample_id)
             self.list.addItem(item)
 
+
+def list_corrections(store, target: str):
+    """Worker: counts and one line per stored correction of ``target`` (reads the store)."""
+    if not target:
+        return {"train": 0, "val": 0}, []
+    rows = []
+    for sample in store.samples(target):
+        where = f"slice {','.join(map(str, sample.slice_index))}" if sample.slice_index else "2D"
+        source = Path(sample.source.removeprefix("layer:")).name or "?"
+        rows.append((sample.id, f"{source} · {where} · {sample.split} · {sample.created[11:19]}"))
+    return store.counts(target), rows

@@ -28,6 +28,7 @@ class VLSMDock(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self._closed = False
         self.session = Session(napari_viewer, parent=self)
         self.segment = SegmentPanel(self.session)
         self.corrections = CorrectionPanel(self.session)
@@ -72,6 +73,8 @@ class VLSMDock(QWidget):
 
     def close_session(self) -> None:
         """Stop listening to the viewer and ask running jobs to stop (they save nothing half-done)."""
-        workers.cancel_all()
-        self.segment.disconnect_viewer()
-        self.corrections.close_watcher()
+        workers.cancel(self.session.workers)
+        if not self._closed:
+            self._closed = True
+            self.segment.disconnect_viewer()
+            self.corrections.close_watcher()

@@ -91,6 +91,7 @@ class FinetunePanel(QWidget):
             train_job, segmenter.loaded, s.store, config, init, out, self._cancel, what="finetuning",
             on_yield=self._event, on_return=self._done, on_finish=lambda: self._set_running(False),
             progress={"total": config.max_steps or 0, "desc": "Finetuning adapter"}, cancel_event=self._cancel,
+            group=s.workers,
         )
         pbar = getattr(self.worker, "pbar", None)
         if pbar is not None and config.max_steps:
@@ -124,9 +125,14 @@ class FinetunePanel(QWidget):
             self.result.setText(texts.dice_result(before, after, heldout, cancelled=True))
             self.status.setText("Cancelled.")
             return
-        self.session.adapter_trained(result)
         text = texts.dice_result(result.before.get("dice"), result.after.get("dice"), result.heldout, False)
         name = result.adapter_path.name if result.adapter_path else "(not saved)"
+        if result.before and not result.improved:
+            # Never make the user's results worse behind their back: keep what was in use.
+            self.result.setText(f"{text}\n{texts.NOT_IMPROVED.format(name=name)}")
+            self.status.setText(f"Done: {result.steps} steps ({result.stopped}).")
+            return
+        self.session.adapter_trained(result)
         self.result.setText(f"{text}\nAdapter {name} is now in use.")
         self.status.setText(f"Done: {result.steps} steps ({result.stopped}).")
         self.session.resegment_requested.emit()

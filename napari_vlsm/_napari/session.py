@@ -64,6 +64,7 @@ class Session(QObject):
         self.job = ""
         self._waiting: list = []
         self.finetuning = False
+        self.workers: set = set()  # this dock's running jobs
         # What the user works on (kept up to date by the segment panel) and the Advanced settings.
         self.image = None
         self.prompt = ""
@@ -153,14 +154,13 @@ class Session(QObject):
 
         def loaded(segmenter):
             self.segmenter, self._loaded_key, self._adapter_key = segmenter, key, adapter
-            self.windows.clear()
             self.set_job("")
             self.model_changed.emit()
             then(segmenter)
 
         self.set_job(what)
         workers.start(func, *args, what=what, on_return=loaded, on_error=lambda exc: self.set_job(""),
-                      progress={"desc": f"napari-vlsm: {what}"})
+                      progress={"desc": f"napari-vlsm: {what}"}, group=self.workers)
 
     def run_job(self, what: str, func, *args, on_return=None, on_yield=None, progress=None, cancel_event=None):
         """A model job (segmentation) in the background; one at a time."""
@@ -170,7 +170,7 @@ class Session(QObject):
             self.set_job("")
 
         return workers.start(func, *args, what=what, on_return=on_return, on_yield=on_yield,
-                             on_finish=done, progress=progress, cancel_event=cancel_event)
+                             on_finish=done, progress=progress, cancel_event=cancel_event, group=self.workers)
 
     def set_job(self, name: str) -> None:
         self.job = name

@@ -30,6 +30,10 @@ NEW_ADAPTER_EDITED = (
     "the new adapter is in use. Your edits on this slice are kept: press 'Segment slice' to see "
     "the adapter's proposal here (Ctrl+Z brings your mask back)"
 )
+NOT_IMPROVED = (
+    "It did not beat the model in use, which stays in use. The new adapter is saved as {name}: "
+    "choose it under Model & adapter > Adapter to use it anyway."
+)
 
 # Tooltips and labels -------------------------------------------------------------------------
 TIP_PROMPT = "What to segment, in plain words. Enter runs 'Segment slice'. Recent prompts are kept."

@@ -27,8 +27,6 @@ from . import texts
 
 log = logging.getLogger(__name__)
 
-# Workers that are still running; kept so the dock can cancel them when it closes.
-_RUNNING: set = set()
 
 
 class _Quiet:
@@ -136,12 +134,14 @@ def start(
     on_finish: Callable | None = None,
     progress: dict | bool | None = None,
     cancel_event: threading.Event | None = None,
+    group: set | None = None,
     **kwargs,
 ):
     """Run ``func(*args, **kwargs)`` (a function or a generator function) in a worker thread.
 
     ``what`` names the job in messages ("loading the model"). ``on_error`` runs after the error
-    was shown (to re-enable buttons); ``on_finish`` runs in every case, last.
+    was shown (to re-enable buttons); ``on_finish`` runs in every case, last. The worker stays in
+    ``group`` (a set) while it runs, so its owner can cancel it (see :func:`cancel`).
     """
     import inspect
 
@@ -168,21 +168,19 @@ def start(
     worker.errored.connect(errored)
 
     def finished():
-        _RUNNING.discard(worker)
+        if group is not None:
+            group.discard(worker)
         if on_finish is not None:
             guarded(on_finish, what)()
 
     worker.finished.connect(finished)
-    _RUNNING.add(worker)
+    if group is not None:
+        group.add(worker)
     worker.start()
     return worker
 
 
-def cancel_all() -> None:
-    """Ask every running job to stop (used when the dock or napari closes)."""
-    for worker in list(_RUNNING):
+def cancel(group: set) -> None:
+    """Ask every running job of ``group`` to stop (used when the dock closes)."""
+    for worker in list(group):
         worker.quit()
-
-
-def running() -> int:
-    return len(_RUNNING)
