@@ -18,7 +18,7 @@ from napari_vlsm.core.errors import TrainingError
 
 from . import texts, workers
 from .plot import CurvePlot
-from .workers import guarded, on_click
+from .workers import on_click
 
 
 def train_job(loaded, store, config, init_adapters, out_path, cancel):
