@@ -128,13 +128,30 @@ def test_fast_path_encodes_each_image_once(loaded, monkeypatch, steps):
     assert result.metadata["training"]["fast_path"] is True
 
 
-def test_no_text_adapters_encode_prompts_once(loaded, monkeypatch):
+@pytest.mark.parametrize("variant, cached", [("shallow-v", True), ("shallow-vlc", True), ("dense-vl", False)])
+def test_text_encoder_runs_once_unless_dense(loaded, monkeypatch, variant, cached):
     counts = []
     for steps in (4, 12):
         seen = _count_encodes(monkeypatch)
-        train(loaded, disks(4), variant="shallow-v", max_steps=steps, batch_size=2)
+        train(loaded, disks(4), variant=variant, max_steps=steps, batch_size=2, eval_every=100)
         counts.append(seen["text"])
-    assert counts[0] == counts[1]  # cached per prompt, not per step
+    assert (counts[0] == counts[1]) == cached  # shallow: per prompt, not per step
+
+
+@pytest.mark.parametrize("variant", ["shallow-vl", "shallow-vlc"])
+def test_cached_text_side_equals_encode_text(loaded, variant):
+    from napari_vlsm.core.training.passes import TextSide
+
+    adapters = seeded_adapters(variant, loaded, 3)
+    model = forward.VLSMModel(loaded.model, adapters)
+    ids = loaded.tokenizer(["disk", "a bright disk"], padding=True, return_tensors="pt").input_ids
+    text = TextSide(model, ids, lambda: torch.autocast("cpu", enabled=False))
+    assert text.mode == "shallow"
+    cond = text.cond([1, 0, 1])
+    torch.testing.assert_close(cond, model.encode_text(ids[[1, 0, 1]]), rtol=1e-6, atol=1e-6)
+    cond.sum().backward()  # the text adapters still train
+    assert all(p.grad is not None for p in adapters.text_shallow.parameters())
+    assert adapters.cond is None or adapters.cond.down.weight.grad is not None
 
 
 def test_dense_encodes_every_step(loaded, monkeypatch):
@@ -283,10 +300,24 @@ def test_epochs_budget_and_early_stopping(loaded):
     assert result.stopped == "early_stopping" and result.steps == 3 and result.best_step == 1
 
 
-def test_bf16_autocast_runs(tiny_model_dir):
+@pytest.mark.parametrize("variant", ["dense-vlc", "shallow-vlc"])
+def test_bf16_autocast_runs(tiny_model_dir, monkeypatch, variant):
+    from napari_vlsm.core.training import prepare as prep
+
+    kept = []
+    real = prep.prepare
+
+    def spy(*args):
+        data = yield from real(*args)
+        kept.append(data)
+        return data
+
+    monkeypatch.setattr("napari_vlsm.core.training.loop.prepare", spy)
     bf16 = load_model(tiny_model_dir, device="cpu", precision="bf16")
-    result, events = train(bf16, disks(4), max_steps=3, batch_size=2, variant="dense-vlc")
+    result, events = train(bf16, disks(4), max_steps=3, batch_size=2, variant=variant)
     assert result.steps == 3 and all(np.isfinite(step_losses(events)))
+    if variant.startswith("shallow"):  # cached features in the compute dtype: half the memory
+        assert all(f.dtype == torch.bfloat16 for f in kept[0].features)
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,8 @@ class TrainConfig:
     plateau_factor: float = 0.3
     plateau_patience: int = 5
     early_stop_patience: int = 20
-    # False runs the reference way (the image encoder every step) even where features could be
-    # cached; only benchmarks and tests that compare both ways set it.
+    # False runs the reference way (VLSMModel.forward every step: image and text encoders) even
+    # where their outputs could be cached; only benchmarks and tests that compare both ways set it.
     cache_features: bool = True
 
     def validate(self) -> None:

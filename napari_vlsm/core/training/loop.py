@@ -110,7 +110,8 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
     yield ProgressEvent("eval", step=0, total=total_steps(config, len(train)), val_dice=before["dice"],
                         val_iou=before["iou"], elapsed_s=time.perf_counter() - t0,
                         message=f"starting point: Dice {before['dice']:.3f}")
-    run = TrainingRun(config, model, TextSide(model, input_ids, amp), train, val, amp, heldout, t0,
+    text = TextSide(model, input_ids, amp, cache=config.cache_features)
+    run = TrainingRun(config, model, text, train, val, amp, heldout, t0,
                       loaded.device.type, fp16=loaded.dtype == torch.float16)
     if init_adapters is not None:
         run.best.offer(adapters, before, 0)  # never end worse than what we started from

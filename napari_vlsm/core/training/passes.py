@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
+from ..forward import VLSMModel
 from ..metrics import dice, dice_bce_loss, iou
 from ..preprocess import logits_to_probability
 from .prepare import PreparedSet
@@ -25,21 +27,64 @@ def text_depends_on_adapters(adapters) -> bool:
     )
 
 
-class TextSide:
-    """Conditional embeddings per prompt index. Without text adapters they never change, so they
-    are encoded once; with text adapters each step encodes the distinct phrasings of its batch."""
+class _Tap(nn.Module):
+    """Stands in for a shallow text adapter: records the end-of-text token it gets, adds nothing."""
 
-    def __init__(self, model, input_ids: torch.Tensor, amp):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x
+        return torch.zeros_like(x)
+
+
+class _Probe(nn.Module):
+    """An adapter-set stand-in that makes ``encode_text`` return the plain conditional embedding
+    and record the text-block outputs the shallow text adapters read."""
+
+    def __init__(self, keys):
+        super().__init__()
+        self.text_dense = nn.ModuleDict()
+        self.text_shallow = nn.ModuleDict({k: _Tap() for k in keys})
+        self.cond = None
+
+
+class TextSide:
+    """Conditional embeddings per prompt index, computed as little as possible.
+
+    * no text adapters: the embeddings never change; encoded once.
+    * shallow text adapters only (shallow-vl/-vlc): they read text-block outputs on the side and
+      never change the encoder's stream, so the frozen text encoder runs once per prompt and each
+      step applies only the adapters (the composition of ``VLSMModel.encode_text``: the conditional
+      adapter first, then the layer terms in layer order; a test checks they agree).
+    * dense text adapters, or ``cache=False`` (the reference way): the text encoder every step.
+    """
+
+    def __init__(self, model, input_ids: torch.Tensor, amp, cache: bool = True):
         self.model, self.input_ids, self.amp = model, input_ids, amp
-        self.cached = None
-        if not text_depends_on_adapters(model.adapters):
+        adapters = model.adapters
+        self.mode = "encode"
+        if cache and not text_depends_on_adapters(adapters):
+            self.mode = "fixed"
             with torch.no_grad(), amp():
-                self.cached = model.encode_text(input_ids).float()  # (P, proj)
+                self.table = model.encode_text(input_ids).float()  # (P, proj)
+        elif cache and len(adapters.text_dense) == 0:
+            self.mode = "shallow"
+            self.keys = sorted(adapters.text_shallow.keys(), key=int)
+            probe = _Probe(self.keys)
+            with torch.no_grad(), amp():
+                self.table = VLSMModel(model.base, probe).encode_text(input_ids).float()  # (P, proj)
+            self.taps = [probe.text_shallow[k].seen.float() for k in self.keys]  # each (P, width)
 
     def cond(self, prompt_idx: list[int]) -> torch.Tensor:
         index = torch.as_tensor(prompt_idx, device=self.input_ids.device)
-        if self.cached is not None:
-            return self.cached[index]
+        if self.mode == "fixed":
+            return self.table[index]
+        if self.mode == "shallow":
+            adapters = self.model.adapters
+            cond = self.table[index]
+            if adapters.cond is not None:
+                cond = adapters.cond(cond)
+            for key, tap in zip(self.keys, self.taps):
+                cond = cond + adapters.text_shallow[key](tap[index])
+            return cond  # (B, proj)
         unique, inverse = torch.unique(index, return_inverse=True)
         return self.model.encode_text(self.input_ids[unique])[inverse]  # (B, proj)
 
