@@ -128,8 +128,11 @@ def load_adapter(path: str | Path, loaded, strict_base: bool = False) -> tuple[A
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    config = AdapterConfig.from_dict(meta["adapter_config"])
-    config.check_base(loaded.config)
+    try:
+        config = AdapterConfig.from_dict(meta["adapter_config"])
+        config.check_base(loaded.config)
+    except AdapterError as err:  # name the file: the user may have chosen several
+        raise AdapterError(f"{path}: {err}") from None
     fingerprint = meta.get("base_model", {}).get("fingerprint")
     if fingerprint != loaded.fingerprint:
         message = (
