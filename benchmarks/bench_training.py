@@ -1,0 +1,153 @@
+"""Training: the shallow fast path vs the reference way (image encoder every step), plus a dense step.
+
+    python benchmarks/bench_training.py [--model DIR] [--images 16] [--batch-size 4] [--precision auto]
+
+Full CLIPSeg architecture (random weights unless ``--model``), ``--images`` real Kvasir-SEG
+photographs from ../shared/data (prompt "polyp"), ONE epoch of shallow-vlc training with the
+product's ``finetune`` on each side:
+
+* fast: the image encoder runs once per sample before training (the one-off precompute), each
+  step runs shallow adapters + text encoder + decoder only;
+* reference: the same training done the usual way, ``VLSMModel.forward`` every step, i.e. the
+  frozen image encoder re-run on every batch (``TrainConfig(cache_features=False)``);
+* dense: dense-vl steps (backpropagation through encoder blocks 0-9), ``--dense-steps`` of them.
+
+Per side: the training images' precompute (fast: preprocessing + encoder; reference/dense:
+preprocessing only), the epoch's step time (first step to last, evaluations excluded) and the
+peak resident memory, each side in its own subprocess (``--repeats`` times, sides alternating, the
+median kept: the machine is shared). ``--threads 1`` avoids the stalls that 2 OpenMP threads suffer
+on a loaded 2-core machine (every small op then waits a scheduler slice for the other thread, which
+hits the fast path's many small ops far harder than the encoder's large matrix products).
+Results: a table on stdout, JSON in benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kvasir"
+SIDES = {"fast": ("shallow-vlc", True), "reference": ("shallow-vlc", False), "dense": ("dense-vl", True)}
+N_VAL = 2  # validation images (the evaluations are not part of the timed epoch)
+
+
+class Sample:
+    def __init__(self, image, mask, name):
+        self.image, self.mask, self.prompts, self.name = image, mask, ("polyp",), name
+
+
+def load_samples(data: Path, n: int) -> list[Sample]:
+    from napari_vlsm.core.datasets import read_folder
+
+    files = read_folder(data, prompts=["polyp"])[:n]
+    if len(files) < n:
+        raise SystemExit(f"{data} holds {len(files)} image/mask pairs; {n} needed")
+    return [Sample(f.image, f.mask, f.name) for f in files]  # decoded once, outside the timing
+
+
+def side(args) -> dict:
+    """One side in this process: train, time the events, report JSON."""
+    common.setup_torch()
+    import torch
+
+    from napari_vlsm.core.loading import load_model
+    from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    variant, cache = SIDES[args.side]
+    loaded = load_model(common.model_folder(args.model), device="cpu", precision=args.precision)
+    samples = load_samples(Path(args.data), args.images + N_VAL)
+    train, val = samples[: args.images], samples[args.images:]
+    limits = {"epochs": 1, "max_steps": None} if args.side != "dense" else {"max_steps": args.dense_steps}
+    config = TrainConfig(variant=variant, batch_size=args.batch_size, cache_features=cache, eval_every=10**6,
+                         **limits)
+    marks: dict[str, float] = {}
+    steps: list[float] = []
+
+    def on_event(event):
+        now = time.perf_counter()
+        if event.kind == "start":
+            marks["start"] = now
+        elif event.kind == "prepare" and event.message.startswith("preparing training"):
+            marks["train_prepared"] = now
+        elif event.kind == "eval" and event.step == 0:
+            marks["evaluated_start"] = now
+        elif event.kind == "step":
+            steps.append(now)
+
+    result = run_to_end(finetune(loaded, train, val, config), on_event)
+    step_times = [b - a for a, b in zip([marks["evaluated_start"], *steps[:-1]], steps)]
+    return {
+        "side": args.side, "variant": variant, "threads": torch.get_num_threads(), "fast_path": result.metadata["training"]["fast_path"],
+        "precision": loaded.precision, "images": len(train), "batch_size": args.batch_size,
+        "steps": result.steps, "precompute_s": marks["train_prepared"] - marks["start"],
+        "epoch_s": sum(step_times), "step_s": step_times, "peak_rss_mib": common.peak_rss_mib(),
+        "losses": [h["loss"] for h in result.history],
+    }
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    med = {s: {k: statistics.median(r[k] for r in rs) for k in ("precompute_s", "epoch_s", "peak_rss_mib")}
+           for s, rs in runs.items()}
+    for s, rs in runs.items():
+        med[s]["step_s_median"] = statistics.median(t for r in rs for t in r["step_s"])
+    fast, ref = med["fast"], med["reference"]
+    return {
+        "per_side": med,
+        "steady_state_epoch_ratio": ref["epoch_s"] / fast["epoch_s"],
+        "first_epoch_ratio": (ref["epoch_s"] + ref["precompute_s"]) / (fast["epoch_s"] + fast["precompute_s"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="CLIPSeg folder (default: random-weight full architecture)")
+    parser.add_argument("--data", default=str(DATA), help="dataset folder with images/ and masks/")
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--dense-steps", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per side (default: torch's)")
+    parser.add_argument("--side", choices=tuple(SIDES), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        print(json.dumps(side(args)))
+        return
+    common.setup_torch()
+    forwarded = ["--data", args.data, "--images", str(args.images), "--batch-size", str(args.batch_size),
+                 "--precision", args.precision, "--dense-steps", str(args.dense_steps), "--threads", str(args.threads),
+                 "--model", str(common.model_folder(args.model))]
+    load = os.getloadavg()
+    runs: dict[str, list[dict]] = {s: [] for s in SIDES}
+    for r in range(args.repeats):
+        for name in (SIDES if r % 2 == 0 else reversed(tuple(SIDES))):
+            print(f"repeat {r + 1}/{args.repeats}: {name} ...", file=sys.stderr)
+            runs[name].append(common.run_side(__file__, name, forwarded))
+    summary = summarise(runs)
+    rows = []
+    for name, m in summary["per_side"].items():
+        steps = runs[name][0]["steps"]
+        rows.append((name, SIDES[name][0], f"{m['precompute_s']:.2f}", steps, f"{m['step_s_median']:.3f}",
+                     f"{m['epoch_s']:.2f}", f"{m['epoch_s'] + m['precompute_s']:.2f}", f"{m['peak_rss_mib']:.0f}"))
+    print(common.table(rows, ("side", "variant", "precompute s", "steps", "step s (median)", "steps total s",
+                              "incl. precompute s", "peak RSS MiB")))
+    print(f"epoch ratio reference/fast: steady state {summary['steady_state_epoch_ratio']:.1f}x, "
+          f"first epoch incl. precompute {summary['first_epoch_ratio']:.1f}x")
+    path = common.save("training", {"machine": common.machine(), "load_before": load, "load_after": os.getloadavg(),
+                                    "args": vars(args), "runs": runs, "summary": summary})
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
