@@ -91,13 +91,16 @@ class Engine:
         return (lambda: self.masks(image, prompts)), self.seg.clear_cache
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (robust to other processes, 1 thread)
+
+
 def timed(side, key, image) -> float:
     fn, setup = side.case(key, image)
     if setup is not None:
         setup()
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def memory_side(folder: Path, side: str, precision: str) -> dict:
@@ -117,9 +120,14 @@ def main() -> int:
     parser.add_argument("--model", help="CLIPSeg folder (default: random-weight full architecture)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--precision", default="auto", help="engine precision (default auto)")
+    parser.add_argument("--threads", type=int, help="torch threads for both sides (default: torch's)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process CPU time, meaningful with --threads 1 on a busy machine")
     parser.add_argument("--side", choices=("plain", "engine"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    common.setup_torch()
+    common.setup_torch(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     folder = common.model_folder(args.model)
     if args.side:
         print(json.dumps(memory_side(folder, args.side, args.precision)))
@@ -141,7 +149,8 @@ def main() -> int:
         for key in CASES:
             for side, name in order:
                 times[name][key].append(timed(side, key, images[r]))
-    mem_args = ["--model", str(folder), "--precision", args.precision]
+    mem_args = ["--model", str(folder), "--precision", args.precision] + (
+        ["--threads", str(args.threads)] if args.threads else [])
     memory = {name: common.run_side(__file__, name, mem_args) for name in ("plain", "engine")}
     med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
     speedups = {k: med["plain"][k] / med["engine"][k] for k in CASES}
@@ -156,10 +165,11 @@ def main() -> int:
         rows.append((label, f"{memory['plain'][key]:.0f} MiB", f"{memory['engine'][key]:.0f} MiB", "", ""))
     rows.append(("model load", f"{plain_load:.1f} s", f"{engine_load:.1f} s", "", ""))
     precision = engine.seg.loaded.precision
-    print(common.table(rows, ("case (median of %d)" % args.repeats, "plain (fp32)", f"engine ({precision})",
+    clock = "CPU time" if args.clock == "cpu" else "wall time"
+    print(common.table(rows, (f"{clock}, median of {args.repeats}", "plain (fp32)", f"engine ({precision})",
                               "speed-up", "target")))
     result = {"benchmark": "inference", "machine": common.machine(), "image": "512x512 RGB uint8",
-              "repeats": args.repeats, "model": str(folder), "engine_precision": precision, "times_s": times,
+              "repeats": args.repeats, "clock": args.clock, "model": str(folder), "engine_precision": precision, "times_s": times,
               "median_s": med, "speedup": speedups, "targets": TARGETS, "peak_rss_mib": memory,
               "load_s": {"plain": plain_load, "engine": engine_load}}
     common.warn_if_busy()

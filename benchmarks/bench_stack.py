@@ -95,9 +95,10 @@ def main() -> int:
     parser.add_argument("--slices", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--threads", type=int, help="torch threads for both sides (default: torch's)")
     parser.add_argument("--side", choices=("plain", "engine"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    common.setup_torch()
+    common.setup_torch(args.threads)
     folder = common.model_folder(args.model)
     if args.side == "plain":
         print(json.dumps(plain_side(folder, args.slices)))
@@ -107,7 +108,7 @@ def main() -> int:
         return 0
     common.warn_if_busy()
     side_args = ["--model", str(folder), "--slices", str(args.slices), "--batch-size", str(args.batch_size),
-                 "--precision", args.precision]
+                 "--precision", args.precision] + (["--threads", str(args.threads)] if args.threads else [])
     plain = common.run_side(__file__, "plain", side_args)
     engine = common.run_side(__file__, "engine", side_args)
     ratio = engine["slices_per_s"] / plain["slices_per_s"]

@@ -20,11 +20,13 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def setup_torch() -> None:
+def setup_torch(threads: int | None = None) -> None:
     import torch
 
     # Random weights on a CPU produce denormal floats that make timings jump 5-40x at random.
     torch.set_flush_denormal(True)
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def model_folder(path: str | None) -> Path:
