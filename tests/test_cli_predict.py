@@ -98,6 +98,19 @@ def test_predict_png_jpeg_tiff_and_stacks(capsys, tiny_model_dir, inputs, tmp_pa
         np.testing.assert_array_equal(prob >= 0.5, mask > 0)
     saved = json.loads((out_dir / "napari-vlsm-predict.json").read_text())
     assert saved["provenance"]["model_fingerprint"] and len(saved["outputs"]) == 12
+    with tifffile.TiffFile(by_name["ct__left-kidney.tif"]["path"]) as tif:  # provenance inside the file
+        meta = tif.shaped_metadata[0]
+    assert meta["prompt"] == "Left kidney!" and meta["model_fingerprint"] == saved["provenance"]["model_fingerprint"]
+
+
+def test_4d_tiff_gives_a_4d_mask(capsys, tiny_model_dir, tmp_path):
+    tifffile.imwrite(tmp_path / "tzyx.tif", np.arange(2 * 3 * 10 * 12, dtype=np.uint16).reshape(2, 3, 10, 12),
+                     photometric="minisblack")
+    code, _, err = run_main(capsys, "predict", "--model", tiny_model_dir, "--prompt", "x", tmp_path / "tzyx.tif",
+                            "--out", tmp_path / "o", "--save-prob")
+    assert code == 0, err
+    assert tifffile.imread(tmp_path / "o" / "tzyx__x.tif").shape == (2, 3, 10, 12)
+    assert tifffile.imread(tmp_path / "o" / "tzyx__x__prob.tif").shape == (2, 3, 10, 12)
 
 
 def test_stack_mask_equals_engine_with_one_volume_window(capsys, tiny_model_dir, inputs, tmp_path):

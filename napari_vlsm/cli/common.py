@@ -133,12 +133,23 @@ def write_png(path: Path, array) -> None:
     _write(path, lambda tmp: iio.imwrite(tmp, array, extension=".png"))
 
 
-def write_tiff(path: Path, array, description: str | None = None) -> None:
+def write_tiff(path: Path, array, metadata: dict | None = None) -> None:
+    """A TIFF that reads back with the array's shape (tifffile's shaped JSON description, which
+    also carries ``metadata``: prompt and provenance); zlib-compressed."""
     import tifffile
 
     # minisblack: a (3, H, W) mask stack must not be stored as an RGB image
     _write(path, lambda tmp: tifffile.imwrite(tmp, array, photometric="minisblack", compression="zlib",
-                                              description=description, metadata=None))
+                                              metadata=dict(metadata or {})))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    from ..core import atomic
+
+    try:
+        atomic.write_bytes_atomic(path, data)
+    except OSError as err:
+        raise VLSMError(f"cannot write {path}: {err.strerror or err}; check the --out folder") from None
 
 
 def _write(path: Path, writer) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.errors import ImageError, VLSMError
 from .common import (add_model_args, collect_inputs, error, make_segmenter, progress, read_image, unique_slugs,
-                     unique_stems, write_png, write_tiff)
+                     unique_stems, write_bytes, write_png, write_tiff)
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -70,7 +70,7 @@ def _write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> li
         if is_stack:
             mask, prob = result
             target = out / f"{stem}__{name}.tif"
-            write_tiff(target, mask, description=json.dumps({"prompt": prompt, **provenance}))
+            write_tiff(target, mask, metadata={"prompt": prompt, **provenance})
         else:
             mask, prob = result.mask.astype(np.uint8) * np.uint8(255), result.probability
             target = out / f"{stem}__{name}.png"
@@ -79,14 +79,13 @@ def _write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> li
                   "foreground_fraction": round(float(np.count_nonzero(mask)) / mask.size, 6)}
         if args.save_prob:
             prob_path = out / f"{stem}__{name}__prob.tif"
-            write_tiff(prob_path, prob, description=json.dumps({"prompt": prompt, **provenance}))
+            write_tiff(prob_path, prob, metadata={"prompt": prompt, **provenance})
             record["probability_path"] = str(prob_path)
         records.append(record)
     return records
 
 
 def run(args) -> int:
-    from ..core.atomic import write_bytes_atomic
     from ..core.engine import check_threshold, clean_prompts
 
     prompts = clean_prompts(args.prompt)  # usage errors first: before the (slow) model load
@@ -114,7 +113,7 @@ def run(args) -> int:
                 records += _write_outputs(path, stem, slugs, is_stack, results, args, provenance)
             bar.update(1)
     summary = {"outputs": records, "failed": failed, "provenance": provenance}
-    write_bytes_atomic(out / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False).encode())
+    write_bytes(out / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False).encode())
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
