@@ -119,10 +119,11 @@ def _odd(name):
         "negative-float": (-rng.random((20, 24)) * 1e4, (20, 24)),
         "rgba": (rng.integers(0, 255, (20, 24, 4), dtype=np.uint8), (20, 24)),
         "4d": (rng.integers(0, 4000, (2, 3, 20, 24), dtype=np.uint16), (2, 3, 20, 24)),
+        "bool": (rng.random((20, 24)) > 0.5, (20, 24)),
     }[name]
 
 
-@pytest.mark.parametrize("name", ["1x1", "all-nan", "constant", "negative-float", "rgba", "4d"])
+@pytest.mark.parametrize("name", ["1x1", "all-nan", "constant", "negative-float", "rgba", "4d", "bool"])
 def test_odd_images_segment_without_errors(qtbot, make_dock, notes, name):
     viewer, dock = make_dock()
     data, shape = _odd(name)
