@@ -156,8 +156,6 @@ def test_cli_predict_on_a_full_disk_is_one_line_exit_2(tiny_model_dir, data_dir,
     assert not list((tmp_path / "out").iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason="cli/predict.py writes napari-vlsm-predict.json with write_bytes_atomic "
-                   "outside any OSError handling: a full disk at the end prints a traceback; fix in the report")
 def test_cli_predict_summary_on_a_full_disk_is_one_line(tiny_model_dir, data_dir, tmp_path, capsys, monkeypatch):
     from napari_vlsm.core import atomic
 

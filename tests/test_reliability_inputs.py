@@ -240,8 +240,6 @@ def test_cli_odd_images_are_segmented(capsys, tiny_model_dir, files, tmp_path):
                       "tzyx__liver.tif": (2, 3, 10, 12)}
 
 
-@pytest.mark.xfail(strict=True, reason="cli/common.write_tiff passes metadata=None, so tifffile stores a 4D mask "
-                   "as flat pages: it reads back (6, 10, 12) for a (2, 3, 10, 12) input; fix: metadata={}")
 def test_cli_4d_mask_file_reads_back_with_the_input_shape(capsys, tiny_model_dir, files, tmp_path):
     code, _, err = run_cli(capsys, "predict", "--model", tiny_model_dir, "--prompt", "liver", files / "tzyx.tif",
                            "--out", tmp_path, "--save-prob")
