@@ -68,16 +68,6 @@ def wait_for_jobs(qtbot, dock):
     qtbot.wait(300)
 
 
-WORKER_BUGS = (
-    "superqt's GeneratorWorker drops any RuntimeError raised by a generator job (it takes it for a "
-    "deleted worker): no errored, no finished -> no message and the dock stays busy for good; torch "
-    "raises RuntimeError for out-of-memory and device failures. Fix in _napari/workers.py (see the "
-    "reliability report)"
-)
-WARNINGS_LOST = (
-    "warnings raised in worker jobs never reach the user: napari 0.9's _NotifyingMixin relay is not "
-    "connected, and workers.start does not connect worker.warned; fix in _napari/workers.py"
-)
 
 
 # ----------------------------------------------------------------------------- prompts and images
@@ -101,7 +91,6 @@ def test_a_long_prompt_still_segments(qtbot, make_dock):
     assert labels is not None and labels.data.shape == (40, 50) and usable(dock)
 
 
-@pytest.mark.xfail(strict=True, reason=WARNINGS_LOST)
 def test_a_long_prompt_is_truncated_with_a_warning(qtbot, make_dock, notes):
     viewer, dock = make_dock()
     viewer.add_image(np.zeros((40, 50), np.uint8), name="scan")
@@ -240,7 +229,6 @@ def _device_failure(*_args, **_kwargs):
     raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
-@pytest.mark.xfail(strict=True, reason=WORKER_BUGS + "; or the trainer's out-of-memory handling")
 def test_out_of_memory_in_a_finetune_is_notified_and_leaves_the_dock_usable(qtbot, make_dock, notes, monkeypatch):
     viewer, dock = make_dock()
     _two_corrections(qtbot, viewer, dock)
@@ -255,7 +243,6 @@ def test_out_of_memory_in_a_finetune_is_notified_and_leaves_the_dock_usable(qtbo
     assert segment(qtbot, dock, "lesion") is not None  # the viewer and the model still work
 
 
-@pytest.mark.xfail(strict=True, reason=WORKER_BUGS)
 @pytest.mark.parametrize("job", ["finetune", "segment all slices"])
 def test_a_device_failure_in_a_background_job_is_notified_and_the_dock_recovers(qtbot, make_dock, notes,
                                                                                monkeypatch, job):
@@ -390,11 +377,6 @@ def _stack_with_masks(qtbot, viewer, dock, n=4):
     return labels
 
 
-CLOSE_LOSES = (
-    "closing the dock cancels the correction writer (a generator job: quit() stops it between samples) and "
-    "drops the auto-save watcher's pending edits: acknowledged corrections are lost; fix in "
-    "_napari/dock.py + correction_panel.py (see the reliability report)"
-)
 
 
 def _queue_three_while_the_writer_is_busy(qtbot, viewer, dock, labels, monkeypatch):
@@ -421,7 +403,6 @@ def _queue_three_while_the_writer_is_busy(qtbot, viewer, dock, labels, monkeypat
     return gate, writing
 
 
-@pytest.mark.xfail(strict=True, reason=CLOSE_LOSES)
 def test_closing_the_dock_with_corrections_queued_loses_none(qtbot, make_dock, monkeypatch):
     """Add correction returns at once and the disk write happens in a worker: closing the dock (or
     napari) while corrections are being written must still store every acknowledged click."""
@@ -439,7 +420,6 @@ def test_closing_the_dock_with_corrections_queued_loses_none(qtbot, make_dock, m
     assert sorted(s.slice_index for s in stored) == [(0,), (1,), (2,), (3,)]
 
 
-@pytest.mark.xfail(strict=True, reason=CLOSE_LOSES)
 def test_closing_the_dock_right_after_a_stroke_still_auto_saves_it(qtbot, make_dock):
     viewer, dock = make_dock()
     labels = _stack_with_masks(qtbot, viewer, dock, n=2)

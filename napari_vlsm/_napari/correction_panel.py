@@ -141,10 +141,11 @@ class CorrectionPanel(QWidget):
             return
         auto = {item.pop("_auto") for item in batch}
         self.status.setText(f"Saving {len(batch)} correction(s)…")
+        # Not in the dock's cancellable group: closing the dock must not stop a write between two
+        # acknowledged corrections (each write takes a fraction of a second).
         self._writer = workers.start(
             write_samples, self.session.store, batch, what="saving the correction",
             on_yield=lambda sample: self._saved(sample, True in auto), on_finish=self._write_next,
-            group=self.session.workers,
         )
 
     @property

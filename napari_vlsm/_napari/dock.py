@@ -73,6 +73,8 @@ class VLSMDock(QWidget):
 
     def close_session(self) -> None:
         """Stop listening to the viewer and ask running jobs to stop (they save nothing half-done)."""
+        if not self._closed:
+            self.corrections.watcher.flush()  # edits still waiting for auto-save are stored, not dropped
         workers.cancel(self.session.workers)
         if not self._closed:
             self._closed = True

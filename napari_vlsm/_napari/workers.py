@@ -53,12 +53,21 @@ class _FunctionWorker(_Quiet, FunctionWorker):
     pass
 
 
+class JobError(Exception):
+    """A RuntimeError raised inside a generator job, carried out as something superqt lets through:
+    superqt's GeneratorWorker takes any RuntimeError for "the worker was deleted" and ends the job
+    without ``errored`` or ``finished`` (no message, buttons never re-enabled). torch raises
+    RuntimeError for out-of-memory and most device failures."""
+
+
 def report_error(exc: BaseException, what: str = "") -> None:
     """Show an error as a napari notification: the core's own message for user errors."""
     from napari.utils.notifications import show_error
 
     from napari_vlsm.core.errors import VLSMError
 
+    if isinstance(exc, JobError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     if isinstance(exc, VLSMError):
         show_error(texts.user_error(what, exc))
     else:
@@ -106,7 +115,10 @@ def _in_thread(func: Callable, generator: bool) -> Callable:
         @functools.wraps(func)
         def run_gen(*args, **kwargs):
             _thread_setup()
-            return (yield from func(*args, **kwargs))
+            try:
+                return (yield from func(*args, **kwargs))
+            except RuntimeError as err:
+                raise JobError(str(err)) from err
 
         return run_gen
 
@@ -116,6 +128,12 @@ def _in_thread(func: Callable, generator: bool) -> Callable:
         return func(*args, **kwargs)
 
     return run
+
+
+def _show_warning(args: tuple) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(texts.info(" ".join(str(args[0]).split())))
 
 
 def on_click(button, fn: Callable, what: str = "") -> None:
@@ -166,6 +184,9 @@ def start(
             guarded(on_error, what)(exc)
 
     worker.errored.connect(errored)
+    # napari's own relay of worker warnings is not connected in napari 0.9 (its mixin's __init__
+    # is never reached): show them here, e.g. "prompt ... was truncated".
+    worker.warned.connect(guarded(_show_warning, what))
 
     def finished():
         if group is not None:
