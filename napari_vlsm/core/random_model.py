@@ -85,7 +85,9 @@ def write_random_clipseg(folder: str | Path, arch: str = "tiny", seed: int = 0) 
     torch.manual_seed(seed)
     model = CLIPSegForImageSegmentation(config)
     model.save_pretrained(folder)
-    size = config.vision_config.image_size
+    # CIDAS/clipseg-rd64-refined feeds 352 x 352 images to a ViT whose position embeddings were
+    # made for 224 (interpolated at run time); the tiny model keeps its own size.
+    size = 352 if arch == "full" else config.vision_config.image_size
     image_processor = ViTImageProcessor(
         do_resize=True, size={"height": size, "width": size}, resample=2,
         do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
