@@ -13,8 +13,8 @@ product's ``finetune`` on each side:
 * dense: dense-vl steps (backpropagation through encoder blocks 0-9), ``--dense-steps`` of them.
 
 Per side: the training images' precompute (fast: preprocessing + encoder; reference/dense:
-preprocessing only), the epoch's step time (first step to last, evaluations excluded) and the
-peak resident memory, each side in its own subprocess (``--repeats`` times, sides alternating, the
+preprocessing only), the epoch's step time (first step to last, evaluations excluded), the
+resident memory before training and its peak during training (sampled), each side in its own subprocess (``--repeats`` times, sides alternating, the
 median kept: the machine is shared). ``--threads 1`` avoids the stalls that 2 OpenMP threads suffer
 on a loaded 2-core machine (every small op then waits a scheduler slice for the other thread, which
 hits the fast path's many small ops far harder than the encoder's large matrix products).
@@ -55,14 +55,13 @@ def load_samples(data: Path, n: int) -> list[Sample]:
 
 def side(args) -> dict:
     """One side in this process: train, time the events, report JSON."""
-    common.setup_torch()
+    common.setup_torch(args.threads)
     import torch
 
     from napari_vlsm.core.loading import load_model
     from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     variant, cache = SIDES[args.side]
     loaded = load_model(common.model_folder(args.model), device="cpu", precision=args.precision)
@@ -75,7 +74,7 @@ def side(args) -> dict:
     steps: list[float] = []
 
     def on_event(event):
-        now = time.perf_counter()
+        now = clock()
         if event.kind == "start":
             marks["start"] = now
         elif event.kind == "prepare" and event.message.startswith("preparing training"):
@@ -85,19 +84,22 @@ def side(args) -> dict:
         elif event.kind == "step":
             steps.append(now)
 
-    result = run_to_end(finetune(loaded, train, val, config), on_event)
+    with common.RssSampler() as memory:  # training only: loading a model has its own, higher peak
+        result = run_to_end(finetune(loaded, train, val, config), on_event)
     step_times = [b - a for a, b in zip([marks["evaluated_start"], *steps[:-1]], steps)]
     return {
         "side": args.side, "variant": variant, "threads": torch.get_num_threads(), "fast_path": result.metadata["training"]["fast_path"],
         "precision": loaded.precision, "images": len(train), "batch_size": args.batch_size,
         "steps": result.steps, "precompute_s": marks["train_prepared"] - marks["start"],
-        "epoch_s": sum(step_times), "step_s": step_times, "peak_rss_mib": common.peak_rss_mib(),
+        "epoch_s": sum(step_times), "step_s": step_times, "rss_before_mib": memory.start_mib,
+        "peak_rss_mib": memory.peak_mib, "process_peak_rss_mib": common.peak_rss_mib(), "clock": args.clock,
         "losses": [h["loss"] for h in result.history],
     }
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
-    med = {s: {k: statistics.median(r[k] for r in rs) for k in ("precompute_s", "epoch_s", "peak_rss_mib")}
+    keys = ("precompute_s", "epoch_s", "rss_before_mib", "peak_rss_mib")
+    med = {s: {k: statistics.median(r[k] for r in rs) for k in keys}
            for s, rs in runs.items()}
     for s, rs in runs.items():
         med[s]["step_s_median"] = statistics.median(t for r in rs for t in r["step_s"])
@@ -119,14 +121,17 @@ def main() -> None:
     parser.add_argument("--dense-steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads per side (default: torch's)")
+    parser.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                        help="cpu: process CPU time (with --threads 1: robust against other processes)")
     parser.add_argument("--side", choices=tuple(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         print(json.dumps(side(args)))
         return
-    common.setup_torch()
+    common.warn_if_busy()
     forwarded = ["--data", args.data, "--images", str(args.images), "--batch-size", str(args.batch_size),
                  "--precision", args.precision, "--dense-steps", str(args.dense_steps), "--threads", str(args.threads),
+                 "--clock", args.clock,
                  "--model", str(common.model_folder(args.model))]
     load = os.getloadavg()
     runs: dict[str, list[dict]] = {s: [] for s in SIDES}
@@ -139,9 +144,10 @@ def main() -> None:
     for name, m in summary["per_side"].items():
         steps = runs[name][0]["steps"]
         rows.append((name, SIDES[name][0], f"{m['precompute_s']:.2f}", steps, f"{m['step_s_median']:.3f}",
-                     f"{m['epoch_s']:.2f}", f"{m['epoch_s'] + m['precompute_s']:.2f}", f"{m['peak_rss_mib']:.0f}"))
+                     f"{m['epoch_s']:.2f}", f"{m['epoch_s'] + m['precompute_s']:.2f}",
+                     f"{m['rss_before_mib']:.0f}", f"{m['peak_rss_mib']:.0f}"))
     print(common.table(rows, ("side", "variant", "precompute s", "steps", "step s (median)", "steps total s",
-                              "incl. precompute s", "peak RSS MiB")))
+                              "incl. precompute s", "RSS before MiB", "peak RSS training MiB")))
     print(f"epoch ratio reference/fast: steady state {summary['steady_state_epoch_ratio']:.1f}x, "
           f"first epoch incl. precompute {summary['first_epoch_ratio']:.1f}x")
     path = common.save("training", {"machine": common.machine(), "load_before": load, "load_after": os.getloadavg(),
