@@ -1,10 +1,10 @@
 """The forward passes of training and evaluation on a PreparedSet.
 
 A training step is ``adapt_image(features) -> decode(·, encode_text(prompts))``; the image part
-comes from the precomputed features (fast path) or from ``encode_image`` on the preprocessed
-input at every step (dense variants, or the reference way a benchmark compares against). Evaluation measures Dice and IoU
-at each image's own resolution, as the paper does, and the loss at model resolution (for the
-plateau scheduler).
+comes from the precomputed features (fast path) or from ``encode_image`` on the preprocessed input
+at every step (dense variants, or the reference way a benchmark compares against). Evaluation
+measures Dice and IoU at each image's own resolution, as the paper does, and the loss at model
+resolution (for the plateau scheduler).
 """
 
 from __future__ import annotations

@@ -103,6 +103,21 @@ def _target(mask: np.ndarray, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="area")[0, 0]  # (S, S)
 
 
+class _Rows:
+    """(N, ...) tensors filled row block by row block, allocated at the first block: no torch.cat
+    at the end, which would hold every feature twice for a moment."""
+
+    def __init__(self, n: int):
+        self.n, self.filled, self.tensors = n, 0, None
+
+    def put(self, blocks: list[torch.Tensor]) -> None:
+        if self.tensors is None:
+            self.tensors = [b.new_empty((self.n, *b.shape[1:])) for b in blocks]
+        for out, b in zip(self.tensors, blocks):
+            out[self.filled : self.filled + b.shape[0]] = b
+        self.filled += blocks[0].shape[0]
+
+
 def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, encode: bool, chunk: int, amp
             ) -> Generator[tuple[int, int], None, PreparedSet]:
     """Validate every sample, build its targets; with ``encode`` also run the image encoder once,
@@ -113,15 +128,13 @@ def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, enc
     """
     samples = list(samples)
     names, shapes, prompt_ids, targets, packed = [], [], [], [], []
-    layers: list[list[torch.Tensor]] = []
-    pending: list[np.ndarray] = []
-    pixels: list[torch.Tensor] = []
+    rows, pending = _Rows(len(samples)), []
 
     def flush():
         with torch.no_grad(), amp():
             taps = model.encode_image(pixel_values(pending, loaded))  # list of (B, T, D)
         # Kept in the compute dtype: half the memory under bf16/fp16, and no cast at every step.
-        layers.append([t.to(loaded.dtype) for t in taps])
+        rows.put([t.to(loaded.dtype) for t in taps])
         pending.clear()
 
     for i, sample in enumerate(samples):
@@ -142,17 +155,15 @@ def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, enc
             pending.append(image)
             if len(pending) == chunk:
                 flush()
-                yield i + 1, len(samples)
         else:
-            pixels.append(pixel_values([image], loaded))
-            if (i + 1) % chunk == 0:
-                yield i + 1, len(samples)
-    if encode and pending:
+            rows.put([pixel_values([image], loaded)])  # (1, 3, S, S)
+        if (i + 1) % chunk == 0:
+            yield i + 1, len(samples)
+    if pending:
         flush()
     yield len(samples), len(samples)
-    features = [torch.cat([chunk_taps[k] for chunk_taps in layers]) for k in range(len(layers[0]))] if encode else None
     return PreparedSet(
         samples=samples, names=names, shapes=shapes, prompt_ids=prompt_ids,
-        targets=torch.stack(targets).to(loaded.device), packed_masks=packed, features=features,
-        pixels=None if encode else torch.cat(pixels),
+        targets=torch.stack(targets).to(loaded.device), packed_masks=packed,
+        features=rows.tensors if encode else None, pixels=None if encode else rows.tensors[0],
     )
