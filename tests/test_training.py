@@ -331,6 +331,51 @@ def test_bf16_autocast_runs(tiny_model_dir, monkeypatch, variant):
         assert all(f.dtype == torch.bfloat16 for f in kept[0].features)
 
 
+def _oom_above(monkeypatch, method: str, limit: int):
+    real = getattr(forward.VLSMModel, method)
+    sizes = []
+
+    def call(self, *args):
+        size = args[0][0].shape[0] if method == "decode" else args[0].shape[0]
+        sizes.append(size)
+        if size > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, *args)
+
+    monkeypatch.setattr(forward.VLSMModel, method, call)
+    return sizes
+
+
+def test_out_of_memory_splits_the_batch_and_keeps_its_gradients(loaded, monkeypatch):
+    whole = step_losses(train(loaded, disks(8), max_steps=6, batch_size=4, variant="shallow-vl")[1])
+    sizes = _oom_above(monkeypatch, "decode", 2)
+    result, events = train(loaded, disks(8), max_steps=6, batch_size=4, variant="shallow-vl")
+    assert result.steps == 6 and 2 in sizes and 4 in sizes  # tried whole, then in pieces of 2
+    # pieces of 2 whose weighted gradients add up to the batch's: the same training
+    np.testing.assert_allclose(step_losses(events), whole, rtol=1e-4)
+
+
+def test_out_of_memory_while_preparing_encodes_fewer_images_at_once(loaded, monkeypatch):
+    sizes = _oom_above(monkeypatch, "encode_image", 1)
+    result, _ = train(loaded, disks(5), max_steps=2, batch_size=4)
+    assert result.steps == 2 and sizes.count(1) == 5 and sizes[0] == 4  # 4 failed, then one by one
+
+
+def test_out_of_memory_with_one_sample_is_a_clear_error(loaded, monkeypatch):
+    _oom_above(monkeypatch, "decode", 0)
+    with pytest.raises(TrainingError, match="out of cpu memory .* even one sample at a time; use a shallow"):
+        train(loaded, disks(2), max_steps=2, batch_size=2)
+
+
+def test_other_errors_are_not_taken_for_out_of_memory(loaded, monkeypatch):
+    def broken(self, activations, cond):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(forward.VLSMModel, "decode", broken)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):  # a bug stays visible
+        train(loaded, disks(2), max_steps=1)
+
+
 @pytest.mark.parametrize(
     "samples, config, error, match",
     [

@@ -23,6 +23,7 @@ from ..adapters.checkpoint import save_adapter
 from ..errors import TrainingError
 from ..forward import VLSMModel
 from .config import ProgressEvent, TrainConfig, TrainResult
+from .memory import MemoryLimit
 from .passes import TextSide, evaluate
 from .prepare import PromptTable, prepare
 from .record import summary, training_metadata
@@ -49,9 +50,9 @@ def _public(metrics: dict | None) -> dict:
     return {k: metrics[k] for k in ("dice", "iou", "n")} if metrics else {}
 
 
-def _prepared(samples, what, loaded, model, table, fast, amp, cancel, t0, chunk):
+def _prepared(samples, what, loaded, model, table, fast, amp, cancel, t0, chunk, limit):
     """prepare() with its progress as ProgressEvents; raises _Cancelled when asked to stop."""
-    gen = prepare(samples, what, loaded, model, table, fast, chunk, amp)
+    gen = prepare(samples, what, loaded, model, table, fast, chunk, amp, limit)
     while True:
         try:
             done, total = next(gen)
@@ -93,8 +94,9 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
     model = VLSMModel(loaded.model, adapters)
     fast = config.cache_features and not model.image_features_depend_on_adapters
     amp, table = amp_factory(loaded), PromptTable()
+    limit = MemoryLimit(config.batch_size, loaded.device, "encoding or evaluating images")
     try:
-        prep = (loaded, model, table, fast, amp, cancel, t0, config.batch_size)
+        prep = (loaded, model, table, fast, amp, cancel, t0, config.batch_size, limit)
         train = yield from _prepared(train_samples, "training", *prep)
         val = (yield from _prepared(val_samples, "validation", *prep)) if heldout else train
     except _Cancelled:
@@ -106,13 +108,13 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
 
     # The starting point: the adapter continued from, or the plain base model.
     base = VLSMModel(loaded.model, None) if init_adapters is None else model
-    before = evaluate(base, TextSide(base, input_ids, amp), val, amp, config.batch_size)
+    before = evaluate(base, TextSide(base, input_ids, amp), val, amp, limit)
     yield ProgressEvent("eval", step=0, total=total_steps(config, len(train)), val_dice=before["dice"],
                         val_iou=before["iou"], elapsed_s=time.perf_counter() - t0,
                         message=f"starting point: Dice {before['dice']:.3f}")
     text = TextSide(model, input_ids, amp, cache=config.cache_features)
-    run = TrainingRun(config, model, text, train, val, amp, heldout, t0,
-                      loaded.device.type, fp16=loaded.dtype == torch.float16)
+    run = TrainingRun(config, model, text, train, val, amp, heldout, t0, loaded.device,
+                      fp16=loaded.dtype == torch.float16, limit=limit)
     if init_adapters is not None:
         run.best.offer(adapters, before, 0)  # never end worse than what we started from
     while not (stopped := run.stop_reason(cancel)):

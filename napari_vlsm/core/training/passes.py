@@ -16,6 +16,7 @@ from torch import nn
 from ..forward import VLSMModel
 from ..metrics import dice, dice_bce_loss, iou
 from ..preprocess import logits_to_probability
+from .memory import MemoryLimit
 from .prepare import PreparedSet
 
 THRESHOLD = 0.5
@@ -104,20 +105,25 @@ def logits_for(model, text: TextSide, data: PreparedSet, idx: list[int], prompt_
         return model.decode(image_side(model, data, idx), text.cond(prompt_idx))  # (B, S, S)
 
 
-def evaluate(model, text: TextSide, data: PreparedSet, amp, chunk: int) -> dict:
+def _scores(model, text: TextSide, data: PreparedSet, idx: list[int], amp) -> tuple[float, list, list]:
+    logits = logits_for(model, text, data, idx, [data.prompt_ids[i][0] for i in idx], amp)
+    loss = float(dice_bce_loss(logits, data.targets[idx])) * len(idx)
+    dices, ious = [], []
+    for j, i in enumerate(idx):
+        pred = logits_to_probability(logits[j : j + 1], data.shapes[i])[0] >= THRESHOLD
+        truth = data.mask(i)
+        dices.append(dice(pred, truth))
+        ious.append(iou(pred, truth))
+    return loss, dices, ious
+
+
+def evaluate(model, text: TextSide, data: PreparedSet, amp, limit: MemoryLimit) -> dict:
     """Mean Dice / IoU (threshold 0.5, original resolution) and mean loss, canonical prompt each."""
-    dices, ious, loss_sum = [], [], 0.0
     with torch.no_grad():
-        for start in range(0, len(data), chunk):
-            idx = list(range(start, min(start + chunk, len(data))))
-            logits = logits_for(model, text, data, idx, [data.prompt_ids[i][0] for i in idx], amp)
-            loss_sum += float(dice_bce_loss(logits, data.targets[idx])) * len(idx)
-            for j, i in enumerate(idx):
-                prob = logits_to_probability(logits[j : j + 1], data.shapes[i])[0]
-                truth = data.mask(i)
-                pred = prob >= THRESHOLD
-                dices.append(dice(pred, truth))
-                ious.append(iou(pred, truth))
+        parts = limit.run(list(range(len(data))), lambda idx: _scores(model, text, data, idx, amp))
+    loss_sum = sum(p[0] for p in parts)
+    dices = [d for p in parts for d in p[1]]
+    ious = [v for p in parts for v in p[2]]
     return {
         "dice": float(np.mean(dices)),
         "iou": float(np.mean(ious)),

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import PromptError, TrainingError, VLSMError
 from ..preprocess import as_2d_image, as_binary_mask, to_model_input
+from .memory import MemoryLimit
 
 
 def sample_name(sample, index: int) -> str:
@@ -118,23 +119,27 @@ class _Rows:
         self.filled += blocks[0].shape[0]
 
 
-def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, encode: bool, chunk: int, amp
-            ) -> Generator[tuple[int, int], None, PreparedSet]:
+def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, encode: bool, chunk: int, amp,
+            limit: MemoryLimit) -> Generator[tuple[int, int], None, PreparedSet]:
     """Validate every sample, build its targets; with ``encode`` also run the image encoder once,
     without it keep the preprocessed model input (resizing a large photo costs more than a step of
     a small model; 3x less memory than the features).
 
-    Yields ``(done, total)`` after each chunk so a progress bar moves during the precompute.
+    Yields ``(done, total)`` after each chunk so a progress bar moves during the precompute;
+    ``limit`` lowers the images per encoder call after an out-of-memory.
     """
     samples = list(samples)
     names, shapes, prompt_ids, targets, packed = [], [], [], [], []
     rows, pending = _Rows(len(samples)), []
 
-    def flush():
+    def encode_some(images):
         with torch.no_grad(), amp():
-            taps = model.encode_image(pixel_values(pending, loaded))  # list of (B, T, D)
+            taps = model.encode_image(pixel_values(images, loaded))  # list of (B, T, D)
         # Kept in the compute dtype: half the memory under bf16/fp16, and no cast at every step.
         rows.put([t.to(loaded.dtype) for t in taps])
+
+    def flush():
+        limit.run(list(pending), encode_some)
         pending.clear()
 
     for i, sample in enumerate(samples):

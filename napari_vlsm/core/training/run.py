@@ -16,6 +16,7 @@ import torch
 
 from ..metrics import dice_bce_loss
 from .config import ProgressEvent, TrainConfig
+from .memory import MemoryLimit, is_out_of_memory
 from .passes import TextSide, evaluate, logits_for
 from .prepare import PreparedSet
 
@@ -63,9 +64,12 @@ class Best:
 
 class TrainingRun:
     def __init__(self, config: TrainConfig, model, text: TextSide, train: PreparedSet, val: PreparedSet, amp,
-                 heldout: bool, t0: float, device_type: str, fp16: bool):
+                 heldout: bool, t0: float, device, fp16: bool, limit: MemoryLimit):
         self.config, self.model, self.text, self.train, self.val, self.amp = config, model, text, train, val, amp
-        self.heldout, self.t0 = heldout, t0
+        self.heldout, self.t0, self.limit = heldout, t0, limit  # limit: samples per evaluation call
+        # Samples per forward/backward piece of a step; lowered after an out-of-memory.
+        self.piece = MemoryLimit(config.batch_size, device, "training")
+        device_type = device.type
         self.params = [p for p in model.adapters.parameters() if p.requires_grad]
         # fused: one kernel for all adapter tensors (9 vs 23 ms a step for shallow-vlc on this CPU)
         self.opt = torch.optim.AdamW(self.params, lr=config.resolved_lr(), weight_decay=config.weight_decay,
@@ -108,19 +112,37 @@ class TrainingRun:
         self.epoch, idx, self.end_of_epoch = next(self.stream)
         ids = self.train.prompt_ids
         choice = [ids[i][self.rng.integers(len(ids[i]))] for i in idx]  # a random phrasing per sample
-        logits = logits_for(self.model, self.text, self.train, idx, choice, self.amp)
-        loss = dice_bce_loss(logits, self.train.targets[idx])
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        while True:
+            self.opt.zero_grad(set_to_none=True)
+            try:
+                loss = self._forward_backward(idx, choice)
+                break
+            except Exception as err:
+                if not is_out_of_memory(err):
+                    raise
+                self.opt.zero_grad(set_to_none=True)  # a half-done backward: start the step again
+                self.piece.shrink(min(self.piece.size, len(idx)), err)
         self.scaler.unscale_(self.opt)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.step += 1
-        self.losses.append(loss.item())
+        self.losses.append(loss)
         now = time.perf_counter()
         return ProgressEvent("step", step=self.step, total=self.total, epoch=self.epoch, loss=self.losses[-1],
                              elapsed_s=now - self.t0, eta_s=self._eta(now), lr=self.lr)
+
+    def _forward_backward(self, idx: list[int], choice: list[int]) -> float:
+        """The batch's loss and gradients, in pieces of ``self.piece.size`` samples whose weighted
+        gradients add up to the whole batch's (the loss is a mean over samples)."""
+        n, size, total = len(idx), self.piece.size, 0.0
+        for start in range(0, n, size):
+            part, part_choice = idx[start : start + size], choice[start : start + size]
+            logits = logits_for(self.model, self.text, self.train, part, part_choice, self.amp)
+            loss = dice_bce_loss(logits, self.train.targets[part]) * (len(part) / n)
+            self.scaler.scale(loss).backward()
+            total += loss.item()
+        return total
 
     def _eta(self, now: float) -> float | None:
         eta = None
@@ -139,7 +161,7 @@ class TrainingRun:
         return time.perf_counter() >= self.next_eval_t
 
     def evaluate(self) -> ProgressEvent:
-        metrics = evaluate(self.model, self.text, self.val, self.amp, self.config.batch_size)
+        metrics = evaluate(self.model, self.text, self.val, self.amp, self.limit)
         improved = self.best.offer(self.model.adapters, metrics, self.step)
         self.sched.step(metrics["loss"])
         now = time.perf_counter()
