@@ -209,11 +209,6 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(loaded, monkeypatc
         Segmenter(loaded=loaded).predict(np.zeros((8, 8)), "x")
 
 
-TRAINING_OOM = ("core/training/loop.py has no out-of-memory handling: torch.OutOfMemoryError escapes finetune() "
-                "(CLI: traceback; widget: 'this is a bug'); fix in the report of the reliability helper")
-
-
-@pytest.mark.xfail(strict=True, reason=TRAINING_OOM)
 def test_training_out_of_memory_retries_with_a_smaller_batch(loaded, monkeypatch):
     decode, calls = oom_when(lambda batch: batch > 1)
     monkeypatch.setattr(VLSMModel, "decode", decode)
@@ -222,7 +217,6 @@ def test_training_out_of_memory_retries_with_a_smaller_batch(loaded, monkeypatch
     assert result.steps == 3 and result.after and max(calls[-3:]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=TRAINING_OOM)
 def test_out_of_memory_while_preparing_features_encodes_fewer_at_once(loaded, monkeypatch):
     real = VLSMModel.encode_image
     sizes = []
@@ -239,7 +233,6 @@ def test_out_of_memory_while_preparing_features_encodes_fewer_at_once(loaded, mo
     assert result.steps == 2 and sizes.count(1) == 3  # each image encoded once, one at a time
 
 
-@pytest.mark.xfail(strict=True, reason=TRAINING_OOM)
 def test_training_out_of_memory_even_with_one_sample_is_a_clear_error(loaded, monkeypatch):
     decode, _ = oom_when(lambda batch: True)
     monkeypatch.setattr(VLSMModel, "decode", decode)
