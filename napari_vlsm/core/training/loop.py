@@ -22,7 +22,9 @@ from ..adapters import AdapterConfig, build_adapters
 from ..adapters.checkpoint import save_adapter
 from ..errors import TrainingError
 from ..forward import VLSMModel
+from .base import training_base
 from .config import ProgressEvent, TrainConfig, TrainResult
+from .heap import kept_heap
 from .memory import MemoryLimit
 from .passes import TextSide, evaluate
 from .prepare import PromptTable, prepare
@@ -73,6 +75,13 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
     variant wins over ``config.variant``). ``cancel.is_set()`` is checked between steps; a cancelled
     run saves its best adapter only with ``save_on_cancel``. Raises TrainingError for bad input.
     """
+    with kept_heap():  # freed step memory stays in the process until the end (heap.py: 1.5x a step)
+        return (yield from _finetune(loaded, train_samples, val_samples, config, init_adapters, out_path, cancel,
+                                     base_metadata, save_on_cancel, extra_metadata))
+
+
+def _finetune(loaded, train_samples, val_samples, config, init_adapters, out_path, cancel, base_metadata,
+              save_on_cancel, extra_metadata):
     t0 = time.perf_counter()
     config = replace(config or TrainConfig())
     if init_adapters is not None:
@@ -91,7 +100,8 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
     source = copy.deepcopy(init_adapters) if init_adapters is not None else seeded_adapters(
         config.variant, loaded, config.seed)
     adapters = source.to(loaded.device).requires_grad_(True)
-    model = VLSMModel(loaded.model, adapters)
+    frozen = training_base(loaded)  # low-precision frozen weights, fp32 decoder attention (base.py)
+    model = VLSMModel(frozen, adapters)
     fast = config.cache_features and not model.image_features_depend_on_adapters
     amp, table = amp_factory(loaded), PromptTable()
     limit = MemoryLimit(config.batch_size, loaded.device, "encoding or evaluating images")
@@ -107,7 +117,7 @@ def finetune(loaded, train_samples, val_samples, config: TrainConfig | None = No
     input_ids = table.tokenize(loaded.tokenizer, loaded.device)
 
     # The starting point: the adapter continued from, or the plain base model.
-    base = VLSMModel(loaded.model, None) if init_adapters is None else model
+    base = VLSMModel(frozen, None) if init_adapters is None else model
     before = evaluate(base, TextSide(base, input_ids, amp), val, amp, limit)
     yield ProgressEvent("eval", step=0, total=total_steps(config, len(train)), val_dice=before["dice"],
                         val_iou=before["iou"], elapsed_s=time.perf_counter() - t0,
