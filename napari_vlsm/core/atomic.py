@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -9,14 +10,16 @@ from pathlib import Path
 
 
 def fsync_dir(folder: Path) -> None:
+    """Make a rename or creation inside ``folder`` durable (not possible on Windows: harmless there)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # not every platform can open a directory
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EBADF):  # a real I/O error must not pass silently
+            raise
     finally:
         os.close(fd)
 

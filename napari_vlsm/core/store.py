@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import fsync_dir
 from .errors import PromptError, StoreError
 from .preprocess import as_2d_image, as_binary_mask
 
@@ -184,21 +185,6 @@ def decide_split(n_existing: int, n_val: int) -> str:
 # ----------------------------------------------------------------------------- low-level I/O
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes a rename/creation inside ``path`` durable. Not possible on Windows: harmless there.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as err:
-        if err.errno not in (errno.EINVAL, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
 def _write_durable(path: Path, data: bytes) -> None:
     """Create ``path`` (must not exist), write ``data``, fsync. The single point where bytes hit
     the disk, so tests can simulate a full disk here."""
@@ -223,7 +209,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _encode_tif(image: np.ndarray) -> bytes:
@@ -683,10 +669,10 @@ class CorrectionStore:
             os.mkdir(tmp)
             for name, data in files.items():
                 _write_durable(tmp / name, data)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             os.rename(tmp, final)  # the commit point
             renamed = True
-            _fsync_dir(self.samples_dir)
+            fsync_dir(self.samples_dir)
         except OSError as err:
             if not renamed:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -705,7 +691,7 @@ class CorrectionStore:
         trash = path.with_name(f".trash-{path.name}")
         try:
             os.rename(path, trash)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except OSError as err:
             if quiet:  # a replaced sample left behind is shadowed by the newer one: harmless
                 warnings.warn(f"could not remove the replaced sample {path}: {err}", stacklevel=3)
