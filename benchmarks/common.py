@@ -32,9 +32,8 @@ def setup_torch(threads: int | None = None) -> None:
 def model_folder(path: str | None) -> Path:
     """``--model DIR`` or a random-weight full-architecture CLIPSeg in a temporary folder.
 
-    The random folder's processor resizes to the vision config's 224; the published
-    CIDAS/clipseg-rd64-refined processor resizes to 352 (485 image tokens instead of 197), so the
-    size is set to 352 here: the benchmark then costs what the real model costs.
+    Its processor resizes to 352 like the published CIDAS/clipseg-rd64-refined (485 image tokens),
+    so the benchmark costs what the real model costs.
     """
     if path:
         return Path(path)
@@ -44,10 +43,6 @@ def model_folder(path: str | None) -> Path:
     if not (folder / "model.safetensors").is_file():
         print(f"writing a random-weight full CLIPSeg to {folder} ...", file=sys.stderr)
         write_random_clipseg(folder, arch="full", seed=0)
-        config = folder / "processor_config.json"
-        data = json.loads(config.read_text())
-        data["image_processor"]["size"] = {"height": 352, "width": 352}
-        config.write_text(json.dumps(data, indent=2))
     return folder
 
 

@@ -26,6 +26,26 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return write_random_clipseg(tmp_path_factory.mktemp("tiny-clipseg"), arch="tiny", seed=0)
 
 
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir):
+    """The tiny model loaded in fp32 on the CPU, fresh for each test module (modules may override)."""
+    from napari_vlsm.core.loading import load_model
+
+    return load_model(tiny_model_dir, device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and 2 OpenMP threads on a shared 2-core machine stall
+    (measured 10-100x slower under load). Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def full_model_dir(tmp_path_factory) -> Path:
     """The real CLIPSeg architecture with random weights (150,747,746 parameters, ~600 MB)."""

@@ -10,7 +10,6 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 
 from napari_vlsm.cli import finetune as finetune_cli
 from napari_vlsm.cli import main
@@ -18,11 +17,8 @@ from napari_vlsm.core.adapters.checkpoint import read_metadata
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors; 2 OpenMP threads stall on a loaded 2-core machine
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

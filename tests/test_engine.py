@@ -16,11 +16,6 @@ from napari_vlsm.core.errors import AdapterError, ImageError, PromptError, VLSME
 from napari_vlsm.core.loading import load_model
 
 
-@pytest.fixture(scope="module")
-def loaded(tiny_model_dir):
-    return load_model(tiny_model_dir, device="cpu", precision="fp32")
-
-
 @pytest.fixture()
 def seg(loaded):
     return Segmenter(loaded=loaded)

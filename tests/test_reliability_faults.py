@@ -27,22 +27,13 @@ from napari_vlsm.core.adapters.checkpoint import build_metadata, load_adapter, r
 from napari_vlsm.core.engine import Segmenter
 from napari_vlsm.core.errors import AdapterError, VLSMError
 from napari_vlsm.core.forward import VLSMModel
-from napari_vlsm.core.loading import load_model
 from napari_vlsm.core.store import CorrectionStore, DamagedSampleWarning
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
 
-@pytest.fixture(scope="module")
-def loaded(tiny_model_dir):
-    return load_model(tiny_model_dir, device="cpu", precision="fp32")
-
-
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: 2 OpenMP threads stall on a shared 2-core machine
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 def disk(seed: int, size: int = 32):

@@ -24,18 +24,12 @@ from hypothesis.extra import numpy as hnp
 from napari_vlsm.cli import main
 from napari_vlsm.core.engine import Prediction, Segmenter
 from napari_vlsm.core.errors import ImageError, MaskError, VLSMError
-from napari_vlsm.core.loading import load_model
 from napari_vlsm.core.preprocess import (
     as_binary_mask, intensity_window, logits_to_probability, normalize_intensity, threshold_mask,
 )
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
 PROMPTS = ["Leber", "肝臓", "🫀 heart", "ｌｅｆｔ ｋｉｄｎｅｙ"]
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_model_dir):
-    return load_model(tiny_model_dir, device="cpu", precision="fp32")
 
 
 @pytest.fixture()

@@ -46,13 +46,8 @@ def disks(n: int, seed: int = 0, size=(64, 64)) -> list[Sample]:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one thread is faster, and 2 OpenMP threads on a shared 2-core machine stall
-    # (measured 10-100x slower under load).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

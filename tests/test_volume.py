@@ -8,7 +8,6 @@ import pytest
 from napari_vlsm.core import volume
 from napari_vlsm.core.engine import Segmenter
 from napari_vlsm.core.errors import ImageError
-from napari_vlsm.core.loading import load_model
 from napari_vlsm.core.preprocess import intensity_window
 from napari_vlsm.core.volume import StackPlanes, guess_rgb, volume_window
 
@@ -28,8 +27,8 @@ class CountingArray:
 
 
 @pytest.fixture(scope="module")
-def seg(tiny_model_dir):
-    return Segmenter(loaded=load_model(tiny_model_dir, device="cpu", precision="fp32"))
+def seg(loaded):
+    return Segmenter(loaded=loaded)
 
 
 @pytest.fixture(scope="module")
