@@ -1,6 +1,6 @@
 """The frozen CLIPSeg the trainer runs: cheaper per step, same maths within bf16 rounding.
 
-Two things make a fast-path step (shallow adapters + decoder + backward) slow on a CPU, found with
+Three things make a fast-path step (shallow adapters + decoder + backward) slow on a CPU, found with
 the profiler (full architecture, bf16, 1 thread, batch 4):
 
 * autocast casts every frozen Linear/Conv weight to bf16 again at every call (its cache keeps only
@@ -11,6 +11,8 @@ the profiler (full architecture, bf16, 1 thread, batch 4):
   in bf16 takes 25 ms per layer forward + backward at batch 4, in fp32 9-13 ms. So the decoder's
   attention core (softmax(QK^T)V only; its projections stay in bf16) runs in fp32 here:
   more precise than autocast's bf16, and 2-3x faster.
+* the decoder MLP's bias copies and ReLU passes over (B x 485 x 2048) tensors: in every precision
+  the copy's MLPs are ``fused.FusedReluMLP`` (one Function, input gradients only).
 
 The copy is this module's own (new module objects around the shared tensors), so the engine's
 predictions are untouched. Both the fast path and the reference way run it (same precision).
@@ -21,6 +23,8 @@ from __future__ import annotations
 import copy
 
 import torch
+
+from ..fused import fuse_decoder_mlps
 
 ATTENTION = "napari_vlsm_fp32_sdpa"
 _registered = False
@@ -46,22 +50,31 @@ def _register() -> None:
 
 
 def training_base(loaded):
-    """The module the trainer wraps in a VLSMModel: ``loaded.model`` itself in fp32 or off the CPU,
-    else a copy over the shared low-precision weights with an fp32 decoder attention core."""
+    """The module the trainer wraps in a VLSMModel: ``loaded.model`` itself off the CPU, else a copy
+    (own modules around the same tensors) whose decoder MLPs are fused (``core/fused.py``), and in
+    bf16/fp16 over the shared low-precision weights with an fp32 decoder attention core."""
     model = loaded.model
-    if loaded.device.type != "cpu" or loaded.dtype == torch.float32:
+    if loaded.device.type != "cpu":
         return model
-    from ..cache import low_precision_base
+    if loaded.dtype == torch.float32:
+        own = _own_modules(model)
+    else:
+        from ..cache import low_precision_base
 
-    vision = model.clip.vision_model.encoder.layers
-    unused = range(max(int(i) for i in model.config.extract_layers) + 1, len(vision))  # never run: no copy
-    skip = tuple(f"clip.vision_model.encoder.layers.{i}." for i in unused) + ("clip.visual_projection",)
-    low = low_precision_base(model, loaded.dtype, skip)  # the same skip as the engine's: one shared copy
-    shared = {id(t): t for t in [*low.parameters(), *low.buffers()]}
-    own = copy.deepcopy(low, memo=shared)  # own modules and configs, the same tensors
-    _register()
-    for layer in own.decoder.layers:
-        attn = layer.self_attn
-        attn.config = copy.copy(attn.config)
-        attn.config._attn_implementation = ATTENTION
+        vision = model.clip.vision_model.encoder.layers
+        unused = range(max(int(i) for i in model.config.extract_layers) + 1, len(vision))  # never run: no copy
+        skip = tuple(f"clip.vision_model.encoder.layers.{i}." for i in unused) + ("clip.visual_projection",)
+        own = _own_modules(low_precision_base(model, loaded.dtype, skip))  # the engine's shared copy
+        _register()
+        for layer in own.decoder.layers:
+            attn = layer.self_attn
+            attn.config = copy.copy(attn.config)
+            attn.config._attn_implementation = ATTENTION
+    fuse_decoder_mlps(own.decoder)
     return own
+
+
+def _own_modules(model):
+    """New module objects (and configs) around the very same parameter and buffer tensors."""
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return copy.deepcopy(model, memo=shared)
