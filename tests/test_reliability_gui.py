@@ -22,7 +22,7 @@ import safetensors.torch  # noqa: E402
 import torch  # noqa: E402
 
 from napari_vlsm._napari import layers as L  # noqa: E402
-from napari_vlsm.core import store as store_mod  # noqa: E402
+from napari_vlsm.core.store import files as store_files  # noqa: E402
 from napari_vlsm.core.adapters import AdapterConfig, build_adapters  # noqa: E402
 from napari_vlsm.core.adapters.checkpoint import build_metadata, read_metadata, save_adapter  # noqa: E402
 from napari_vlsm.core.forward import VLSMModel  # noqa: E402
@@ -275,7 +275,7 @@ def test_add_correction_on_a_full_disk_is_notified_and_nothing_is_damaged(qtbot,
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(store_mod, "_write_durable", full)
+    monkeypatch.setattr(store_files, "write_durable", full)
     labels.data_setitem((np.arange(5), np.arange(5)), 1)
     add_correction(qtbot, dock)
     qtbot.waitUntil(lambda: any("disk is full" in n for n in notes), timeout=WAIT_MS)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_vlsm.core import store as store_mod
+from napari_vlsm.core.store import files as store_files
 from napari_vlsm.core.errors import ImageError, MaskError, PromptError, StoreError, VLSMError
 from napari_vlsm.core.store import CorrectionStore, DamagedSampleWarning, Sample
 
@@ -322,7 +322,7 @@ def test_disk_full_while_writing_raises_store_error_and_damages_nothing(store, m
     for i in range(3):
         store.add(*_pair(i), "liver", source="ct.tif", slice_index=i)
     before = _snapshot(store)
-    real = store_mod._write_durable
+    real = store_files.write_durable
     calls = {"n": 0}
 
     def full_disk(path, data):
@@ -331,7 +331,7 @@ def test_disk_full_while_writing_raises_store_error_and_damages_nothing(store, m
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path, data)
 
-    monkeypatch.setattr(store_mod, "_write_durable", full_disk)
+    monkeypatch.setattr(store_files, "write_durable", full_disk)
     with pytest.raises(StoreError) as info:
         # a replace of slice 1: the old sample must survive the failed replacement
         store.add(*_pair(9), "liver", source="ct.tif", slice_index=1)
@@ -352,7 +352,7 @@ def test_commit_rename_failing_raises_store_error(store, monkeypatch):
     def read_only(src, dst):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(src))
 
-    monkeypatch.setattr(store_mod.os, "rename", read_only)
+    monkeypatch.setattr(store_files.os, "rename", read_only)
     with pytest.raises(StoreError, match="not writable"):
         store.add(*_pair(1), "liver")
     monkeypatch.undo()
@@ -369,7 +369,7 @@ def test_unwritable_root_is_a_clear_store_error(tmp_path, monkeypatch):
     def denied(path, data):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
-    monkeypatch.setattr(store_mod, "_write_durable", denied)
+    monkeypatch.setattr(store_files, "write_durable", denied)
     with pytest.raises(StoreError, match="not writable"):
         CorrectionStore(tmp_path / "fresh")
 
@@ -660,6 +660,7 @@ def test_sigkill_never_loses_an_acknowledged_correction(tmp_path):
 _CRASH_AT = _MAKE + """
 import os, shutil, signal, sys
 import napari_vlsm.core.store as S
+from napari_vlsm.core.store import files as F
 store = S.CorrectionStore(sys.argv[1])
 point = sys.argv[2]
 old = store.add(*make(1), "tumour", source="v.tif", slice_index=[0])
@@ -668,7 +669,7 @@ print(old.id, flush=True)
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-real_write, real_rename, real_rmtree = S._write_durable, os.rename, shutil.rmtree
+real_write, real_rename, real_rmtree = F.write_durable, os.rename, shutil.rmtree
 calls = [0]
 if point.startswith("write"):
     def torn_write(path, data):
@@ -678,7 +679,7 @@ if point.startswith("write"):
             os.write(fd, data[: len(data) // 2])  # half a file, then the power goes
             die()
         real_write(path, data)
-    S._write_durable = torn_write
+    F.write_durable = torn_write
 elif point == "before-commit":
     def rename(src, dst):
         if os.path.basename(src).startswith(".tmp-"):
