@@ -112,6 +112,7 @@ def plain_side(args, loaded, train, config, clock) -> dict:
     import torch
 
     from napari_vlsm.core.forward import VLSMModel
+    from napari_vlsm.core.training import run_to_end
     from napari_vlsm.core.training.heap import kept_heap
     from napari_vlsm.core.training.loop import amp_factory, seeded_adapters
     from napari_vlsm.core.training.memory import MemoryLimit
@@ -121,14 +122,9 @@ def plain_side(args, loaded, train, config, clock) -> dict:
     adapters = seeded_adapters(config.variant, loaded, config.seed).requires_grad_(True)
     amp, table = amp_factory(loaded), PromptTable()
     start = clock()
-    gen = prepare(train, "training", loaded, VLSMModel(loaded.model, adapters), table, False, config.batch_size,
-                  amp, MemoryLimit(config.batch_size, loaded.device, "preparing"))
-    while True:  # preprocessing only, as on the reference side
-        try:
-            next(gen)
-        except StopIteration as stop:
-            data = stop.value
-            break
+    # preprocessing only (encode=False), as on the reference side
+    data = run_to_end(prepare(train, "training", loaded, VLSMModel(loaded.model, adapters), table, False,
+                              config.batch_size, amp, MemoryLimit(config.batch_size, loaded.device, "preparing")))
     precompute = clock() - start
     tok = loaded.tokenizer(table.phrasings, padding=True, truncation=True, max_length=77, return_tensors="pt")
     trainer = PlainShallowTraining(loaded.model, adapters, tok.input_ids, tok.attention_mask, amp,

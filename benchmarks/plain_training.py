@@ -17,6 +17,7 @@ import torch
 
 from napari_vlsm.core.forward import end_of_text_positions
 from napari_vlsm.core.metrics import dice_bce_loss
+from napari_vlsm.core.training.run import batch_stream
 
 
 class PlainShallowTraining:
@@ -60,6 +61,9 @@ class PlainShallowTraining:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
-    """One epoch's batches, shuffled like the trainer's first epoch."""
-    order = np.random.default_rng(seed).permutation(n).tolist()
-    return [order[s : s + batch_size] for s in range(0, n, batch_size)]
+    """The trainer's first epoch of batches for this seed (its own batch stream)."""
+    batches = []
+    for _, idx, last in batch_stream(n, batch_size, np.random.default_rng(seed)):
+        batches.append(idx)
+        if last:
+            return batches

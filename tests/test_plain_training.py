@@ -12,7 +12,7 @@ import torch
 
 from napari_vlsm.core.forward import VLSMModel
 from napari_vlsm.core.metrics import dice_bce_loss
-from napari_vlsm.core.training.loop import seeded_adapters
+from napari_vlsm.core.training.loop import amp_factory, seeded_adapters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from plain_training import PlainShallowTraining, epoch_batches  # noqa: E402
@@ -24,7 +24,7 @@ def _trainer(loaded, variant="shallow-vlc"):
     adapters = seeded_adapters(variant, loaded, seed=3).requires_grad_(True)
     tok = loaded.tokenizer(["polyp", "a large pink polyp"], padding=True, return_tensors="pt")
     plain = PlainShallowTraining(loaded.model, adapters, tok.input_ids, tok.attention_mask,
-                                 lambda: torch.autocast("cpu", enabled=False),
+                                 amp_factory(loaded),  # fp32 fixture: no autocast
                                  lr=3e-3, weight_decay=1e-3, grad_clip=0.5)
     return plain, adapters, tok.input_ids
 

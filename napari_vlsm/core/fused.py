@@ -55,11 +55,6 @@ def _linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
     return torch.addmm(bias, x, weight.t()).relu_()
 
 
-def _relu_grad(grad: torch.Tensor, relu_out: torch.Tensor) -> torch.Tensor:
-    # Where the ReLU's output is 0 its input was <= 0: the same rule as autograd's ReLU backward.
-    return torch.ops.aten.threshold_backward(grad, relu_out, 0)
-
-
 class _FrozenReluMLP(torch.autograd.Function):
     """fc2(relu(fc1(x))) with frozen weights, x 2-D: the backward gives the input gradient only."""
 
@@ -72,7 +67,8 @@ class _FrozenReluMLP(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         hidden, w1, w2 = ctx.saved_tensors
-        g_hidden = _relu_grad(torch.mm(grad.contiguous(), w2), hidden)
+        # Where the ReLU's output is 0 its input was <= 0: the same rule as autograd's ReLU backward.
+        g_hidden = torch.ops.aten.threshold_backward(torch.mm(grad.contiguous(), w2), hidden, 0)
         return torch.mm(g_hidden, w1), None, None, None, None
 
 
