@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -25,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import preprocess
+from . import model_input, preprocess
 from .cache import DEFAULT_CACHE_BYTES, FeatureCache, TextCache, feature_key, image_digest, low_precision_base
 from .errors import ImageError, PromptError, VLSMError
 from .loading import DEFAULT_MODEL
+from .memory import MemoryLimit
 from .volume import StackPlanes, volume_window
 
 # Upsampling logits to a 4000 x 4000 image makes 64 MB float32 per prompt (and as much again for
@@ -88,14 +88,6 @@ def _check_window(window):
         return None
     preprocess.normalize_intensity(np.zeros((1, 1), np.float32), window)  # raises on a bad window
     return tuple(float(v) for v in window)
-
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    return isinstance(err, torch.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-    )
 
 
 def file_sha256(path: str | Path) -> str:
@@ -270,33 +262,21 @@ class Segmenter:
         return stack
 
     def _predict_safe(self, images, prompts, window) -> list[np.ndarray]:
-        """``_predict_batch`` in chunks; on out-of-memory halve the chunk and go on with that size."""
-        out, pos, size = [], 0, len(images)
-        while pos < len(images):
-            chunk = images[pos: pos + size]
-            try:
-                out += self._predict_batch(chunk, prompts, window)
-            except Exception as err:
-                if not _is_out_of_memory(err):
-                    raise
-                self._free_device_memory()
-                if len(chunk) == 1:
-                    raise VLSMError(
-                        f"out of {self._loaded.device.type} memory for one {chunk[0].shape[:2]} image with "
-                        f"{len(prompts)} prompt(s); use fewer prompts at once, precision fp16/bf16, "
-                        "the CPU (--device cpu), or close other programs that use the GPU"
-                    ) from None
-                size = len(chunk) // 2
-                self._batch_limit = min(self._batch_limit, size)  # predict_stack keeps this size
-                continue
-            pos += len(chunk)
-        return out
+        """``_predict_batch`` in chunks; on out-of-memory halve the chunk and go on with that size
+        (``memory.MemoryLimit``, the trainer's too); ``_batch_limit`` keeps the size that fitted."""
+        device = self._loaded.device.type
 
-    def _free_device_memory(self) -> None:
-        import torch
+        def too_big():
+            return VLSMError(
+                f"out of {device} memory for one {images[0].shape[:2]} image with "
+                f"{len(prompts)} prompt(s); use fewer prompts at once, precision fp16/bf16, "
+                "the CPU (--device cpu), or close other programs that use the GPU"
+            )
 
-        if self._loaded.device.type == "cuda":
-            torch.cuda.empty_cache()
+        limit = MemoryLimit(len(images), self._loaded.device, too_big)
+        parts = limit.run(images, lambda chunk: self._predict_batch(chunk, prompts, window))
+        self._batch_limit = min(self._batch_limit, limit.size)  # predict_stack keeps this size
+        return [prob for part in parts for prob in part]
 
     def _predict_batch(self, images, prompts, window) -> list[np.ndarray]:
         """B images x P prompts -> B float32 arrays (P, H_b, W_b)."""
@@ -315,8 +295,7 @@ class Segmenter:
         missing = [k for k, v in found.items() if v is None]  # unique keys: blank slices run once
         if missing:
             first = {k: images[keys.index(k)] for k in missing}
-            px = preprocess.to_model_input(list(first.values()), lm.image_size, lm.image_mean, lm.image_std,
-                                           window=window).to(lm.device)
+            px = model_input.pixels(lm, list(first.values()), window)  # (M, 3, S, S)
             taps = self._runner.encode_image(px)  # list of (B, T, D)
             for j, k in enumerate(missing):
                 # clone: a view would keep the whole batch tensor alive behind the cache's byte count
@@ -331,25 +310,12 @@ class Segmenter:
         found = {p: self._texts.get(p, self._version) for p in unique}
         missing = [p for p, v in found.items() if v is None]
         if missing:
-            ids, mask = self._tokenize(missing)
+            ids, mask = model_input.tokenize(self._loaded, missing)
             cond = self._runner.encode_text(ids, mask)  # (M, proj)
             for p, c in zip(missing, cond):
                 found[p] = c
                 self._texts.put(p, self._version, c)
         return torch.stack([found[p] for p in prompts])
-
-    def _tokenize(self, prompts):
-        tok = self._loaded.tokenizer
-        limit = int(self._loaded.config.text_config.max_position_embeddings)
-        for prompt in prompts:
-            n = len(tok(prompt).input_ids)
-            if n > limit:
-                warnings.warn(
-                    f"prompt {prompt[:40]!r}... has {n} tokens but CLIP reads at most {limit}: it was "
-                    "truncated; a short phrase ('left kidney') works best", stacklevel=6,
-                )
-        enc = tok(prompts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-        return enc.input_ids.to(self._loaded.device), enc.attention_mask.to(self._loaded.device)
 
     def _decode(self, feats: list[list], cond):
         """All images x all prompts in one decoder call -> logits (B, P, S, S)."""

@@ -114,7 +114,7 @@ def _finetune(loaded, train_samples, val_samples, config, init_adapters, out_pat
         yield ProgressEvent("done", elapsed_s=time.perf_counter() - t0, message=message)
         return TrainResult(adapters=None, adapter_path=None, metadata={}, before={}, after={}, steps=0,
                            best_step=None, cancelled=True, heldout=heldout, stopped="cancelled", message=message)
-    input_ids = table.tokenize(loaded.tokenizer, loaded.device)
+    input_ids = table.tokenize(loaded)
 
     # The starting point: the adapter continued from, or the plain base model.
     base = VLSMModel(frozen, None) if init_adapters is None else model

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PromptError, TrainingError, VLSMError
-from ..preprocess import as_2d_image, as_binary_mask, to_model_input
+from ..model_input import pixels, tokenize, window_of
+from ..preprocess import as_2d_image, as_binary_mask
 from .memory import MemoryLimit
 
 
@@ -59,11 +60,9 @@ class PromptTable:
             ids.append(self._index[p])
         return ids
 
-    def tokenize(self, tokenizer, device) -> torch.Tensor:
-        max_len = getattr(tokenizer, "model_max_length", 77)
-        max_len = 77 if not max_len or max_len > 10_000 else max_len
-        tok = tokenizer(self.phrasings, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-        return tok.input_ids.to(device)  # (P, L)
+    def tokenize(self, loaded) -> torch.Tensor:
+        """Every phrasing's token ids (P, L), by the engine's rule (``model_input.tokenize``)."""
+        return tokenize(loaded, self.phrasings)[0]
 
 
 @dataclass
@@ -85,10 +84,6 @@ class PreparedSet:
     def mask(self, i: int) -> np.ndarray:
         h, w = self.shapes[i]
         return np.unpackbits(self.packed_masks[i], count=h * w).reshape(h, w).astype(bool)
-
-
-def pixel_values(images: list, loaded) -> torch.Tensor:
-    return to_model_input(images, loaded.image_size, loaded.image_mean, loaded.image_std).to(loaded.device)
 
 
 def image_of(sample, where: str) -> np.ndarray:
@@ -132,9 +127,10 @@ def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, enc
     names, shapes, prompt_ids, targets, packed = [], [], [], [], []
     rows, pending = _Rows(len(samples)), []
 
-    def encode_some(images):
+    def encode_some(items):  # items: (image, window) pairs
+        images, windows = [im for im, _ in items], [w for _, w in items]
         with torch.no_grad(), amp():
-            taps = model.encode_image(pixel_values(images, loaded))  # list of (B, T, D)
+            taps = model.encode_image(pixels(loaded, images, windows))  # list of (B, T, D)
         # Kept in the compute dtype: half the memory under bf16/fp16, and no cast at every step.
         rows.put([t.to(loaded.dtype) for t in taps])
 
@@ -156,12 +152,13 @@ def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, enc
         prompt_ids.append(table.add(clean_prompts(sample.prompts, where)))
         targets.append(_target(mask, loaded.image_size))
         packed.append(np.packbits(mask.ravel()))
+        window = window_of(sample)  # the window it was predicted with: the same model input
         if encode:
-            pending.append(image)
+            pending.append((image, window))
             if len(pending) == chunk:
                 flush()
         else:
-            rows.put([pixel_values([image], loaded)])  # (1, 3, S, S)
+            rows.put([pixels(loaded, [image], [window])])  # (1, 3, S, S)
         if (i + 1) % chunk == 0:
             yield i + 1, len(samples)
     if pending:
