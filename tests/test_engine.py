@@ -12,7 +12,7 @@ from napari_vlsm.core import preprocess
 from napari_vlsm.core.adapters import AdapterConfig, build_adapters
 from napari_vlsm.core.adapters.checkpoint import build_metadata, save_adapter
 from napari_vlsm.core.engine import Prediction, Segmenter, variant_parameters
-from napari_vlsm.core.errors import AdapterError, ImageError, PromptError, VLSMError
+from napari_vlsm.core.errors import AdapterError, ImageError, PromptError, SettingError, VLSMError
 from napari_vlsm.core.loading import load_model
 
 
@@ -80,9 +80,9 @@ def test_with_threshold_needs_no_model_call(seg, monkeypatch):
     low, high = pred.with_threshold(0.0), pred.with_threshold(1.0)
     assert calls == [] and low.mask.all() and low.probability is pred.probability
     np.testing.assert_array_equal(high.mask, pred.probability >= 1.0)
-    with pytest.raises(ImageError, match="threshold"):
+    with pytest.raises(SettingError, match="threshold"):
         pred.with_threshold(1.5)
-    with pytest.raises(ImageError):
+    with pytest.raises(SettingError):
         seg.predict(np.zeros((8, 8)), "x", threshold=-0.1)
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_vlsm.core.errors import ImageError, MaskError, VLSMError
+from napari_vlsm.core.errors import ImageError, MaskError, SettingError, VLSMError
 from napari_vlsm.core.preprocess import (
     as_2d_image,
     as_binary_mask,
@@ -308,7 +308,7 @@ def test_threshold_mask_and_its_validation():
     prob = np.array([[0.2, 0.5], [0.7, np.nan]], np.float32)
     assert threshold_mask(prob, 0.5).tolist() == [[False, True], [True, False]]
     for bad in (-0.1, 1.5, float("nan"), "0.5", True, None):
-        with pytest.raises(ImageError, match="threshold"):
+        with pytest.raises(SettingError, match="threshold"):
             threshold_mask(prob, bad)
 
 

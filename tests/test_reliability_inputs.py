@@ -23,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 
 from napari_vlsm.cli import main
 from napari_vlsm.core.engine import Prediction, Segmenter
-from napari_vlsm.core.errors import ImageError, MaskError, VLSMError
+from napari_vlsm.core.errors import ImageError, MaskError, SettingError, VLSMError
 from napari_vlsm.core.preprocess import (
     as_binary_mask, intensity_window, logits_to_probability, normalize_intensity, threshold_mask,
 )
@@ -136,7 +136,7 @@ def test_predict_stack_refuses_a_2d_image_and_complex_stacks(seg):
         seg.predict_stack(np.zeros((16, 16)), "x")
     with pytest.raises(ImageError, match="complex"):
         list(seg.predict_stack(np.zeros((2, 8, 8), np.complex128), "x", window=(0, 1)))
-    with pytest.raises(ImageError, match="batch_size"):
+    with pytest.raises(SettingError, match="batch_size"):
         seg.predict_stack(np.zeros((2, 8, 8)), "x", batch_size=0)
 
 

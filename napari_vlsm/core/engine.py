@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import model_input, preprocess
+from . import model_input, preprocess, validation
 from .cache import DEFAULT_CACHE_BYTES, FeatureCache, TextCache, feature_key, image_digest, low_precision_base
-from .errors import ImageError, PromptError, VLSMError
+from .errors import VLSMError
 from .loading import DEFAULT_MODEL
 from .memory import MemoryLimit
 from .volume import StackPlanes, volume_window
@@ -63,31 +63,10 @@ class Prediction:
 
 def clean_prompts(prompts) -> list[str]:
     """One prompt or a list of them -> stripped strings; empty or non-text prompts raise PromptError."""
-    items = [prompts] if isinstance(prompts, str) else prompts
-    if not isinstance(items, (list, tuple)):
-        raise PromptError(f"prompts must be a string or a list of strings; got {type(prompts).__name__}")
-    if not items:
-        raise PromptError("no prompt given; pass a text such as 'liver' or 'polyp'")
-    out = []
-    for i, prompt in enumerate(items):
-        if not isinstance(prompt, str):
-            raise PromptError(f"prompt {i + 1} is {type(prompt).__name__} {prompt!r}, not text; pass strings")
-        if not prompt.strip():
-            raise PromptError(f"prompt {i + 1} is empty; describe the structure, e.g. 'left kidney'")
-        out.append(prompt.strip())
-    return out
+    return list(validation.clean_prompts(prompts))
 
 
-def check_threshold(threshold) -> float:
-    preprocess.threshold_mask(np.float32(0), threshold)  # raises on a bad threshold
-    return float(threshold)
-
-
-def _check_window(window):
-    if window is None:
-        return None
-    preprocess.normalize_intensity(np.zeros((1, 1), np.float32), window)  # raises on a bad window
-    return tuple(float(v) for v in window)
+check_threshold = validation.check_threshold  # the CLI checks its --threshold before loading a model
 
 
 def file_sha256(path: str | Path) -> str:
@@ -208,7 +187,7 @@ class Segmenter:
         """One 2D image, one or more prompts -> one Prediction per prompt (one image pass)."""
         prompts = clean_prompts(prompts)
         threshold = check_threshold(threshold)
-        window = _check_window(window)
+        window = validation.check_window(window)
         img = preprocess.as_2d_image(image)
         with self._lock:
             probs = self._predict_safe([img], prompts, window)[0]
@@ -226,8 +205,7 @@ class Segmenter:
         """
         prompts = clean_prompts(prompts)  # validated now, not at the first next()
         threshold = check_threshold(threshold)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ImageError(f"batch_size must be a positive integer; got {batch_size!r}")
+        batch_size = validation.check_positive_int(batch_size, "batch_size")
         planes = StackPlanes.of(stack, axis=axis, rgb=rgb)
         order = planes.indices() if indices is None else [planes.check_index(i) for i in indices]
         if isinstance(window, str) and window == "slice":
@@ -235,7 +213,7 @@ class Segmenter:
         elif window is None:
             window = volume_window(planes.array, rgb=planes.rgb)
         else:
-            window = _check_window(window)
+            window = validation.check_window(window)
         return self._iter_stack(planes, order, prompts, threshold, int(batch_size), window)
 
     def _iter_stack(self, planes, order, prompts, threshold, batch_size, window):

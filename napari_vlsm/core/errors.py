@@ -35,3 +35,7 @@ class StoreError(VLSMError):
 
 class TrainingError(VLSMError):
     """Finetuning cannot start or continue (no samples, bad settings)."""
+
+
+class SettingError(VLSMError, ValueError):
+    """A setting is out of range (threshold, batch size); the message names the allowed range."""

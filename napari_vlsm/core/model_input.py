@@ -51,5 +51,4 @@ def pixels(loaded, images: list, window=None):
 
 def window_of(sample):
     """The intensity window stored with a correction sample (``Sample.window``), or None."""
-    window = getattr(sample, "window", None)
-    return None if window is None else tuple(float(v) for v in window)
+    return getattr(sample, "window", None)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ImageError, MaskError
+from .validation import check_threshold, check_window
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -194,21 +195,6 @@ def intensity_window(array, percentiles: tuple[float, float] = DEFAULT_PERCENTIL
     return (lo, hi)
 
 
-def _check_window(window) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in window)
-    except (TypeError, ValueError) as err:
-        raise ImageError(
-            f"intensity window must be two numbers (low, high); got {window!r}"
-        ) from err
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ImageError(
-            f"intensity window must be finite with low < high; got ({lo}, {hi}); "
-            "e.g. window=(-160, 240) for a CT abdomen or None to compute one"
-        )
-    return lo, hi
-
-
 def _unsigned_view(img: np.ndarray) -> np.ndarray:
     """bool / (u)int8 / (u)int16 as unsigned integers of the same width (a view, no copy), used as
     indices into a lookup table; signed values land in two's-complement order."""
@@ -256,7 +242,7 @@ def _normalize_channels(image, window=None) -> np.ndarray:
     """Scale to float32 ``(H, W, C)`` in [0, 1] with C = 1 (grey) or 3 (RGB): no replication yet,
     so that callers that resize can do it on one channel and replicate afterwards (3x cheaper)."""
     img = as_2d_image(image)
-    lo, hi = _check_window(window) if window is not None else intensity_window(img)
+    lo, hi = check_window(window) if window is not None else intensity_window(img)
     out = _scale_to_unit(img, lo, hi)
     if out.ndim == 2:
         out = out[..., None]
@@ -345,13 +331,8 @@ def logits_to_probability(logits: "torch.Tensor", out_hw) -> np.ndarray:
 
 
 def threshold_mask(prob, threshold: float) -> np.ndarray:
-    """``prob >= threshold`` as a bool array; ``threshold`` must be a number in [0, 1]."""
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.number)):
-        raise ImageError(f"threshold must be a number in [0, 1]; got {threshold!r}")
-    t = float(threshold)
-    if not (0.0 <= t <= 1.0):  # also rejects NaN
-        raise ImageError(f"threshold must be in [0, 1]; got {threshold!r}; 0.5 is the usual choice")
-    return np.asarray(prob) >= t
+    """``prob >= threshold`` as a bool array; ``threshold`` must be a number in [0, 1] (SettingError)."""
+    return np.asarray(prob) >= check_threshold(threshold)
 
 
 def as_binary_mask(mask, shape: Sequence[int] | None = None, label: int | None = None) -> np.ndarray:

@@ -3,7 +3,6 @@ meta.json, and the train/validation split rule (the layout is in the package doc
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from datetime import datetime
 
 import numpy as np
 
+from .. import validation
 from ..errors import PromptError, StoreError
 
 SCHEMA = 1
@@ -51,22 +51,7 @@ def normalize_target(prompt: str) -> str:
 
 
 def clean_prompts(prompts) -> tuple[str, ...]:
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    try:
-        items = list(prompts)
-    except TypeError:
-        raise PromptError(f"prompts must be a string or a list of strings; got {prompts!r}") from None
-    if not items:
-        raise PromptError("no prompt given; pass at least one text prompt, e.g. 'liver'")
-    out = []
-    for p in items:
-        if not isinstance(p, str):
-            raise PromptError(f"prompt {p!r} is not text; pass prompts as strings, e.g. 'liver'")
-        if not p.strip():
-            raise PromptError(f"prompt {p!r} is empty; type what to segment, e.g. 'liver'")
-        out.append(p.strip())
-    return tuple(out)
+    return validation.clean_prompts(prompts, PromptError)
 
 
 def clean_source(source) -> str:
@@ -98,15 +83,7 @@ def clean_slice_index(slice_index) -> tuple[int, ...] | None:
 
 
 def clean_window(window) -> tuple[float, float] | None:
-    if window is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in window)
-    except (TypeError, ValueError):
-        raise StoreError(f"window must be two numbers (low, high) or None; got {window!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise StoreError(f"window must be finite with low < high; got {window!r}")
-    return (lo, hi)
+    return validation.check_window(window, StoreError)
 
 
 def want_val(total: int) -> int:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import PromptError, TrainingError, VLSMError
 from ..model_input import pixels, tokenize, window_of
+from ..validation import check_window, clean_prompts
 from ..preprocess import as_2d_image, as_binary_mask
 from .memory import MemoryLimit
 
@@ -30,18 +31,9 @@ def sample_name(sample, index: int) -> str:
     return f"#{index}"
 
 
-def clean_prompts(prompts, where: str) -> tuple[str, ...]:
-    """A sample's prompt phrasings: stripped, non-empty, without repeats, in their order."""
-    if isinstance(prompts, str):
-        prompts = (prompts,)
-    try:
-        items = [str(p).strip() for p in prompts or ()]
-    except TypeError:
-        raise PromptError(f"{where}: prompts must be a list of strings; got {prompts!r}") from None
-    out = tuple(dict.fromkeys(p for p in items if p))
-    if not out:
-        raise PromptError(f"{where} has no prompt; give each sample at least one phrasing such as 'polyp'")
-    return out
+def phrasings(prompts, where: str) -> tuple[str, ...]:
+    """A sample's prompt phrasings by the one prompt rule (``validation.clean_prompts``), each once."""
+    return tuple(dict.fromkeys(clean_prompts(prompts, PromptError, where)))
 
 
 class PromptTable:
@@ -149,10 +141,13 @@ def prepare(samples: Sequence, what: str, loaded, model, table: PromptTable, enc
             raise type(err)(f"{where}: {err}") from None
         names.append(sample_name(sample, i))
         shapes.append(mask.shape)
-        prompt_ids.append(table.add(clean_prompts(sample.prompts, where)))
+        prompt_ids.append(table.add(phrasings(sample.prompts, where)))
         targets.append(_target(mask, loaded.image_size))
         packed.append(np.packbits(mask.ravel()))
-        window = window_of(sample)  # the window it was predicted with: the same model input
+        try:  # the window it was predicted with: the same model input as the prediction's
+            window = check_window(window_of(sample), TrainingError)
+        except TrainingError as err:
+            raise TrainingError(f"{where}: {err}") from None
         if encode:
             pending.append((image, window))
             if len(pending) == chunk:
