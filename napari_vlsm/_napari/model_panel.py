@@ -10,13 +10,12 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from napari_vlsm.core.constants import TRAINABLE
+
 from . import texts
 from .session import ADAPTER_LATEST, ADAPTER_NONE
 from .workers import guarded, on_click
 
-# = core.adapters.VARIANTS minus "none" (a test checks); importing the core's copy pulls torch in,
-# which would slow the dock's opening by seconds.
-TRAINABLE = ("shallow-v", "shallow-vl", "shallow-vlc", "dense-v", "dense-vl", "dense-vlc")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PICK_FILE = "Choose a file…"

@@ -9,14 +9,12 @@ import re
 import sys
 from pathlib import Path
 
+from ..core.constants import DEFAULT_MODEL, VARIANTS  # noqa: F401 - VARIANTS: the subcommands' choices
 from ..core.errors import ImageError, VLSMError
 
 PROG = "napari-vlsm"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
-# Kept in sync with core.adapters.VARIANTS by a test (importing that package would load torch).
-VARIANTS = ("none", "shallow-v", "shallow-vl", "shallow-vlc", "dense-v", "dense-vl", "dense-vlc")
-DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"
 
 
 def error(message) -> None:

@@ -8,10 +8,6 @@ state. Shallow adapters act after the encoder, so their features survive a finet
 
 ``TextCache`` maps (prompt, adapter version) to the conditional embedding (a few KB each).
 
-``low_precision_base`` keeps one bf16/fp16 copy of a frozen model's Linear and Conv weights per
-model: autocast casts every weight again at every call (its own cache keeps only casts of trainable
-leaves), which on a CPU costs more than the text encoder's and decoder's arithmetic itself.
-
 No torch import here: sizes are read from the tensors themselves (duck typing), so the module
 stays importable by anything napari loads on start-up.
 """
@@ -19,8 +15,6 @@ stays importable by anything napari loads on start-up.
 from __future__ import annotations
 
 import hashlib
-import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -166,40 +160,3 @@ class TextCache:
 
     def stats(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._entries)}
-
-
-_LOW_PRECISION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_LOW_PRECISION_LOCK = threading.Lock()
-
-
-def low_precision_base(model, dtype, skip_prefixes: tuple[str, ...] = ()):
-    """A copy of frozen ``model`` whose Linear/Conv weights are stored in ``dtype``, shared per model.
-
-    Everything else (norms, embeddings, buffers) is the original tensors, not copies, so the extra
-    memory is the low-precision weights only. Under ``torch.autocast(dtype)`` the copy computes
-    exactly what the original does (autocast would produce the same casts), minus the casting.
-    Modules whose qualified name starts with one of ``skip_prefixes`` (never run) keep their
-    original weights.
-    """
-    import copy
-
-    import torch
-    from torch import nn
-
-    with _LOW_PRECISION_LOCK:
-        cached = _LOW_PRECISION.get(model)
-        if cached is not None and cached[0] == dtype:
-            return cached[1]
-        shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-        fast = copy.deepcopy(model, memo=shared)  # new modules around the same tensors
-        kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
-        with torch.no_grad():
-            for name, module in fast.named_modules():
-                if not isinstance(module, kinds) or name.startswith(skip_prefixes):
-                    continue
-                for attr in ("weight", "bias"):
-                    tensor = getattr(module, attr)
-                    if tensor is not None:
-                        setattr(module, attr, nn.Parameter(tensor.detach().to(dtype), requires_grad=False))
-        _LOW_PRECISION[model] = (dtype, fast)
-        return fast

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from . import model_input, preprocess, validation
-from .cache import DEFAULT_CACHE_BYTES, FeatureCache, TextCache, feature_key, image_digest, low_precision_base
+from .cache import DEFAULT_CACHE_BYTES, FeatureCache, TextCache, feature_key, image_digest
 from .errors import VLSMError
 from .loading import DEFAULT_MODEL
+from .low_precision import frozen_copy
 from .memory import MemoryLimit
 from .volume import StackPlanes, volume_window
 
@@ -78,11 +79,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 def variant_parameters(config, variant: str) -> int:
-    """Parameters of a variant's adapter set (built, counted, dropped); 0 for 'none'."""
-    from .adapters import AdapterConfig, build_adapters
+    """Trainable parameters of a variant's adapter set (``AdapterConfig.parameter_count``); 0 for 'none'."""
+    from .adapters import AdapterConfig
 
-    adapters = build_adapters(AdapterConfig.from_variant(variant, config))
-    return 0 if adapters is None else sum(p.numel() for p in adapters.parameters())
+    return AdapterConfig.from_variant(variant, config).parameter_count()
 
 
 class Segmenter:
@@ -166,7 +166,7 @@ class Segmenter:
     def _build_models(self, adapters) -> None:
         """``.vlsm`` on the shared fp32 weights (what the trainer uses) and the model that predicts:
         on a CPU in bf16/fp16, the same modules over a low-precision copy of the Linear/Conv weights
-        (``cache.low_precision_base``, shared per model; identical results, 2x faster text encoder)."""
+        (``low_precision.frozen_copy``, shared per model; identical results, 2x faster text encoder)."""
         import torch
 
         from .forward import VLSMModel
@@ -174,10 +174,7 @@ class Segmenter:
         lm = self._loaded
         self._vlsm = self._runner = VLSMModel(lm.model, adapters)
         if LOW_PRECISION_COPY and lm.device.type == "cpu" and lm.dtype != torch.float32:
-            vision = lm.model.clip.vision_model.encoder.layers
-            unused = range(max(self._vlsm.extract_layers) + 1, len(vision))  # never run: no copy
-            skip = tuple(f"clip.vision_model.encoder.layers.{i}." for i in unused) + ("clip.visual_projection",)
-            self._runner = VLSMModel(low_precision_base(lm.model, lm.dtype, skip), adapters)
+            self._runner = VLSMModel(frozen_copy(lm.model, lm.dtype), adapters)
 
     def clear_adapter(self) -> None:
         self.set_adapters(None)

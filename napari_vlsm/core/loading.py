@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .constants import DEFAULT_MODEL
 from .errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("tokenizer.json",))

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..atomic import atomic_path, write_bytes_atomic
 from ..errors import AdapterError
 from .config import AdapterConfig
-from .inject import AdapterSet, build_adapters
+from .adapter_set import AdapterSet, build_adapters
 
 FORMAT = "napari-vlsm-adapter"
 FORMAT_VERSION = 1

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..constants import VARIANTS
 from ..errors import AdapterError
-
-VARIANTS = ("none", "shallow-v", "shallow-vl", "shallow-vlc", "dense-v", "dense-vl", "dense-vlc")
 
 # Bottleneck widths of the paper: shallow r = 512 on image/text layers, dense r = 64 in blocks,
 # and the conditional-embedding adapter A(512, 256) of the VLC scope.
@@ -71,6 +70,20 @@ class AdapterConfig:
             dense_layers=dense_layers,
         )
 
+    def parameter_count(self) -> int:
+        """Trainable parameters of this variant's adapter set, from its sizes alone (nothing is
+        built; a test keeps it equal to ``count_trainable(build_adapters(config))``)."""
+        r, shallow_layers = self.bottleneck, len(set(self.extract_layers))
+        widths = [w for on, w in ((self.vision, self.vision_dim), (self.text, self.text_dim)) if on]
+        count = 0
+        if self.style == "shallow":  # one block per extracted layer and encoder
+            count += sum(shallow_layers * block_parameters(w, r) for w in widths)
+        elif self.style == "dense":  # an "attn" and an "mlp" block per dense layer and encoder
+            count += sum(len(set(self.dense_layers)) * 2 * block_parameters(w, r) for w in widths)
+        if self.conditional:
+            count += block_parameters(self.projection_dim, self.cond_bottleneck)
+        return count
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -116,6 +129,11 @@ class AdapterConfig:
                 f"adapter settings {mine} do not match the {self.variant} variant {theirs}; "
                 "the adapter file is damaged or was edited: train a new adapter"
             )
+
+
+def block_parameters(dim: int, bottleneck: int) -> int:
+    """Weights and biases of one ``AdapterBlock(dim, bottleneck)``: down d x r + r, up r x d + d."""
+    return 2 * dim * bottleneck + bottleneck + dim
 
 
 def _variant_name(style: str, scope: str) -> str:

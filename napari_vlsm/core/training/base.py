@@ -4,7 +4,7 @@ Three things make a fast-path step (shallow adapters + decoder + backward) slow 
 the profiler (full architecture, bf16, 1 thread, batch 4):
 
 * autocast casts every frozen Linear/Conv weight to bf16 again at every call (its cache keeps only
-  casts of trainable leaves). ``cache.low_precision_base`` (the engine's, shared per model) holds
+  casts of trainable leaves). ``low_precision.frozen_copy`` (the engine's, shared per model) holds
   those weights in the compute dtype once; under autocast it computes exactly what the original
   does. Frozen weights never change, and gradients still flow through them to the inputs.
 * the decoder's attention (4 heads of width 16 over 485 tokens): the CPU flash-attention kernel
@@ -59,12 +59,9 @@ def training_base(loaded):
     if loaded.dtype == torch.float32:
         own = _own_modules(model)
     else:
-        from ..cache import low_precision_base
+        from ..low_precision import frozen_copy
 
-        vision = model.clip.vision_model.encoder.layers
-        unused = range(max(int(i) for i in model.config.extract_layers) + 1, len(vision))  # never run: no copy
-        skip = tuple(f"clip.vision_model.encoder.layers.{i}." for i in unused) + ("clip.visual_projection",)
-        own = _own_modules(low_precision_base(model, loaded.dtype, skip))  # the engine's shared copy
+        own = _own_modules(frozen_copy(model, loaded.dtype))  # the engine's shared copy
         _register()
         for layer in own.decoder.layers:
             attn = layer.self_attn

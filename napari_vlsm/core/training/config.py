@@ -9,10 +9,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..constants import TRAINABLE
 from ..errors import TrainingError
-
-# adapters.VARIANTS without "none"; importing that package would load torch (a test keeps them equal)
-TRAINABLE = ("shallow-v", "shallow-vl", "shallow-vlc", "dense-v", "dense-vl", "dense-vlc")
 
 LOSSES = ("dice+bce",)
 # The paper's learning rates: 3e-4 for shallow adapters, 1e-3 for dense ones.

@@ -1,4 +1,4 @@
-"""Build the adapter modules of a variant. They live beside the frozen base model, not inside it.
+"""The adapter set of a variant: its modules, built beside the frozen base model, not inside it.
 
 Instead of patching CLIPSeg's modules (peft's way), ``forward.VLSMModel`` runs the encoder blocks
 itself and calls these adapters at the paper's insertion points; the base model stays untouched,
