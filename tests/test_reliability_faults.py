@@ -137,7 +137,7 @@ def test_cli_finetune_on_a_full_disk_is_one_line_exit_2(tiny_model_dir, data_dir
 def test_cli_predict_on_a_full_disk_is_one_line_exit_2(tiny_model_dir, data_dir, tmp_path, capsys, monkeypatch):
     from napari_vlsm.core import atomic
 
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", enospc)  # every atomic write fails to start
+    monkeypatch.setattr(atomic, "_create", enospc)  # every atomic write fails to start
     code = main(["predict", "--model", str(tiny_model_dir), "--prompt", "disk", str(data_dir / "images"),
                  "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err

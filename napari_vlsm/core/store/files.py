@@ -7,41 +7,24 @@ import contextlib
 import errno
 import io
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import fsync_dir
+from .. import atomic
 from .records import Damaged
 
 
 def write_durable(path: Path, data: bytes) -> None:
-    """Create ``path`` (must not exist), write ``data``, fsync. The single point where bytes hit
-    the disk, so tests can simulate a full disk here."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Create ``path`` (must not exist), write ``data``, fsync (``atomic.write_durable``). The single
+    point where the store's bytes hit the disk, so tests can simulate a full disk here."""
+    atomic.write_durable(path, data)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically: temp file + fsync + os.replace + fsync of the folder."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write_durable(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    """Replace ``path`` atomically (``atomic.write_bytes_atomic``), writing through :func:`write_durable`."""
+    atomic.write_bytes_atomic(path, data, write=write_durable)
 
 
 def encode_tif(image: np.ndarray) -> bytes:
@@ -81,12 +64,11 @@ def os_error_message(err: OSError) -> str:
     return "check the folder, or choose another store folder"
 
 
-
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Exclusive inter-process lock on ``path`` (blocking). flock locks belong to the open file,
     so two threads or two processes each opening the file exclude each other."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, atomic.FILE_MODE)
     try:
         try:
             import fcntl
