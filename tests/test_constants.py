@@ -40,7 +40,7 @@ def test_the_adapters_package_still_gives_its_modules():
 
 
 def test_low_precision_copy_respects_its_skip_list_on_a_cache_hit(tiny_model_dir):
-    from napari_vlsm.core.low_precision import frozen_copy, low_precision_base, unused_prefixes
+    from napari_vlsm.core.precision import frozen_copy, low_precision_base, unused_prefixes
 
     model = load_model(tiny_model_dir, device="cpu", precision="fp32").model
     skip = unused_prefixes(model)

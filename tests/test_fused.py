@@ -8,7 +8,7 @@ from torch import nn
 
 from napari_vlsm.core import fused
 from napari_vlsm.core.loading import load_model
-from napari_vlsm.core.training.base import training_base
+from napari_vlsm.core.training.frozen_model import frozen_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,9 +82,9 @@ def test_only_frozen_relu_mlps_are_fused():
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_training_base_fuses_its_own_copy_only(tiny_model_dir, precision):
+def test_frozen_model_fuses_its_own_copy_only(tiny_model_dir, precision):
     loaded = load_model(tiny_model_dir, device="cpu", precision=precision)
-    base = training_base(loaded)
+    base = frozen_model(loaded)
     assert all(isinstance(layer.mlp, fused.FusedReluMLP) for layer in base.decoder.layers)
     # the engine's model (predictions in the app) keeps transformers' modules
     assert not any(isinstance(layer.mlp, fused.FusedReluMLP) for layer in loaded.model.decoder.layers)

@@ -135,7 +135,7 @@ def test_text_encoder_runs_once_unless_dense(loaded, monkeypatch, variant, cache
 
 @pytest.mark.parametrize("variant", ["shallow-vl", "shallow-vlc"])
 def test_cached_text_side_equals_encode_text(loaded, variant):
-    from napari_vlsm.core.training.passes import TextSide
+    from napari_vlsm.core.training.forward_passes import TextSide
 
     adapters = seeded_adapters(variant, loaded, 3)
     model = forward.VLSMModel(loaded.model, adapters)

@@ -8,16 +8,16 @@ import torch
 from napari_vlsm.core.forward import VLSMModel
 from napari_vlsm.core.loading import load_model
 from napari_vlsm.core.training import heap
-from napari_vlsm.core.training.base import training_base
+from napari_vlsm.core.training.frozen_model import frozen_model
 
 
-def test_training_base_matches_the_loaded_model_within_bf16_rounding(tiny_model_dir):
+def test_frozen_model_matches_the_loaded_model_within_bf16_rounding(tiny_model_dir):
     fp32 = load_model(tiny_model_dir, device="cpu", precision="fp32")
-    fp32_base = training_base(fp32)  # own modules (fused decoder MLPs) around the same tensors
+    fp32_base = frozen_model(fp32)  # own modules (fused decoder MLPs) around the same tensors
     assert fp32_base is not fp32.model
     assert {id(p) for p in fp32_base.parameters()} == {id(p) for p in fp32.model.parameters()}
     bf16 = load_model(tiny_model_dir, device="cpu", precision="bf16")
-    base = training_base(bf16)
+    base = frozen_model(bf16)
     assert base is not bf16.model
     tok = bf16.tokenizer(["polyp", "liver"], padding=True, return_tensors="pt")
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import pytest
 
 from napari_vlsm.core import volume
 from napari_vlsm.core.engine import Segmenter
-from napari_vlsm.core.errors import ImageError
+from napari_vlsm.core.errors import ImageError, SettingError
 from napari_vlsm.core.preprocess import intensity_window
 from napari_vlsm.core.volume import StackPlanes, guess_rgb, volume_window
 
@@ -137,7 +137,7 @@ def test_predict_stack_options(seg, ct):
     np.testing.assert_allclose(coloured[1][1][0].probability, seg.predict(rgb[1], "a")[0].probability, atol=1e-4)
     movie = list(seg.predict_stack(np.zeros((2, 2, 10, 12), np.float32), "x"))
     assert [i for i, _ in movie] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    with pytest.raises(ImageError):
+    with pytest.raises(SettingError):
         seg.predict_stack(ct, "liver", batch_size=0)
     with pytest.raises(ImageError, match="2D image"):
         seg.predict_stack(ct[0], "liver")

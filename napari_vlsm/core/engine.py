@@ -10,56 +10,35 @@ Why it is faster than the plain transformers pipeline (numbers in docs/benchmark
 - a probability map is re-thresholded without a model call (``Prediction.with_threshold``).
 
 torch is imported inside functions: importing this module (for ``Prediction``) stays light.
+Its helpers each have their own module: ``model_input`` (tokens and pixels, shared with the
+trainer), ``memory`` (out-of-memory), ``precision`` (autocast, the low-precision copy), ``cache``,
+``validation`` (prompts, threshold, window), ``prediction`` and ``provenance``; the names the CLI
+and the dock import from here (``Prediction``, ``clean_prompts``, ``check_threshold``,
+``variant_parameters``, ``file_sha256``) stay importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import model_input, preprocess, validation
+from . import model_input, precision, preprocess, validation
 from .cache import DEFAULT_CACHE_BYTES, FeatureCache, TextCache, feature_key, image_digest
+from .constants import DEFAULT_MODEL
 from .errors import VLSMError
-from .loading import DEFAULT_MODEL
-from .low_precision import frozen_copy
 from .memory import MemoryLimit
+from .prediction import Prediction
+from .provenance import file_sha256, provenance
 from .volume import StackPlanes, volume_window
 
-# Upsampling logits to a 4000 x 4000 image makes 64 MB float32 per prompt (and as much again for
-# the sigmoid): do it in chunks of prompts so the transient peak stays near this many bytes.
-PROB_CHUNK_BYTES = 256 * 2**20
 # CPU + bf16/fp16: predict with a low-precision copy of the frozen weights (+~220 MB at the full
 # architecture) instead of letting autocast cast every weight at every call. False: no copy.
 LOW_PRECISION_COPY = True
 _VERSIONS = itertools.count(1)  # adapter versions unique across Segmenters: no stale cache hit
-
-
-@dataclass(frozen=True, eq=False)
-class Prediction:
-    """One prompt's result on one image: float32 probability at the image's own (H, W)."""
-
-    prompt: str
-    probability: np.ndarray
-    threshold: float = 0.5
-
-    @property
-    def mask(self) -> np.ndarray:
-        return preprocess.threshold_mask(self.probability, self.threshold)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.probability.shape)
-
-    def with_threshold(self, threshold: float) -> Prediction:
-        """The same probabilities with another threshold: instant, no model call."""
-        return replace(self, threshold=check_threshold(threshold))
 
 
 def clean_prompts(prompts) -> list[str]:
@@ -68,14 +47,6 @@ def clean_prompts(prompts) -> list[str]:
 
 
 check_threshold = validation.check_threshold  # the CLI checks its --threshold before loading a model
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def variant_parameters(config, variant: str) -> int:
@@ -174,7 +145,7 @@ class Segmenter:
         lm = self._loaded
         self._vlsm = self._runner = VLSMModel(lm.model, adapters)
         if LOW_PRECISION_COPY and lm.device.type == "cpu" and lm.dtype != torch.float32:
-            self._runner = VLSMModel(frozen_copy(lm.model, lm.dtype), adapters)
+            self._runner = VLSMModel(precision.frozen_copy(lm.model, lm.dtype), adapters)
 
     def clear_adapter(self) -> None:
         self.set_adapters(None)
@@ -227,15 +198,6 @@ class Segmenter:
             pos += len(chunk)
 
     # ---------------------------------------------------------------------------- internals
-    def _inference(self) -> ExitStack:
-        import torch
-
-        stack = ExitStack()
-        stack.enter_context(torch.inference_mode())
-        if self._loaded.dtype != torch.float32:
-            stack.enter_context(torch.autocast(self._loaded.device.type, dtype=self._loaded.dtype))
-        return stack
-
     def _predict_safe(self, images, prompts, window) -> list[np.ndarray]:
         """``_predict_batch`` in chunks; on out-of-memory halve the chunk and go on with that size
         (``memory.MemoryLimit``, the trainer's too); ``_batch_limit`` keeps the size that fitted."""
@@ -255,11 +217,11 @@ class Segmenter:
 
     def _predict_batch(self, images, prompts, window) -> list[np.ndarray]:
         """B images x P prompts -> B float32 arrays (P, H_b, W_b)."""
-        with self._inference():
+        with precision.inference(self._loaded):
             feats = self._image_features(images, window)
             cond = self._text_embeddings(prompts)  # (P, proj)
             logits = self._decode(feats, cond)  # (B, P, S, S)
-        return [self._probabilities(logits[b], img.shape[:2]) for b, img in enumerate(images)]
+        return [preprocess.probability_maps(logits[b], img.shape[:2]) for b, img in enumerate(images)]
 
     def _image_features(self, images, window) -> list[list]:
         """Per image, the extracted encoder layers (1, T, D): from the cache or one batched pass."""
@@ -305,15 +267,6 @@ class Segmenter:
         logits = self._runner.decode(acts, cond)  # (B*P, S, S)
         return logits.view(n_img, n_prompt, *logits.shape[-2:])
 
-    def _probabilities(self, logits, hw) -> np.ndarray:
-        """(P, s, s) logits -> float32 (P, H, W), a few prompts at a time to bound the peak."""
-        h, w = hw
-        out = np.empty((logits.shape[0], h, w), np.float32)
-        step = max(1, PROB_CHUNK_BYTES // (h * w * 4 * 2))
-        for i in range(0, logits.shape[0], step):
-            out[i: i + step] = preprocess.logits_to_probability(logits[i: i + step], (h, w))
-        return out
-
     # ------------------------------------------------------------------------- reporting
     def clear_cache(self) -> None:
         with self._lock:
@@ -339,16 +292,5 @@ class Segmenter:
 
     def provenance(self) -> dict:
         """What produced a mask: enough to reproduce it (stored with layers and output files)."""
-        import torch
-        import transformers
-
-        from .. import __version__
-
-        lm, meta = self._loaded, self._meta or {}
-        return {
-            "napari_vlsm": __version__, "model_source": str(lm.source), "model_fingerprint": lm.fingerprint,
-            "variant": self.adapters.variant if self.adapters is not None else "none",
-            "adapter_path": self._path, "adapter_sha256": self._sha256,
-            "adapter_created": meta.get("created"), "precision": lm.precision, "device": str(lm.device),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-        }
+        variant = self.adapters.variant if self.adapters is not None else "none"
+        return provenance(self._loaded, variant, self._path, self._sha256, self._meta)

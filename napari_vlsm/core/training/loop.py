@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Generator
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,19 +21,19 @@ from ..adapters import AdapterConfig, build_adapters
 from ..adapters.checkpoint import save_adapter
 from ..errors import TrainingError
 from ..forward import VLSMModel
-from .base import training_base
+from ..precision import autocast
+from .frozen_model import frozen_model
 from .config import ProgressEvent, TrainConfig, TrainResult
 from .heap import kept_heap
 from .memory import MemoryLimit
-from .passes import TextSide, evaluate
+from .forward_passes import TextSide, evaluate
 from .prepare import PromptTable, prepare
-from .record import summary, training_metadata
+from .adapter_metadata import summary, training_metadata
 from .run import TrainingRun, total_steps
 
 def amp_factory(loaded):
-    if loaded.dtype == torch.float32:
-        return nullcontext
-    return lambda: torch.autocast(device_type=loaded.device.type, dtype=loaded.dtype)
+    """A factory of the run's autocast contexts (``precision.autocast``, the engine's policy)."""
+    return lambda: autocast(loaded)
 
 
 def seeded_adapters(variant: str, loaded, seed: int):
@@ -100,7 +99,7 @@ def _finetune(loaded, train_samples, val_samples, config, init_adapters, out_pat
     source = copy.deepcopy(init_adapters) if init_adapters is not None else seeded_adapters(
         config.variant, loaded, config.seed)
     adapters = source.to(loaded.device).requires_grad_(True)
-    frozen = training_base(loaded)  # low-precision frozen weights, fp32 decoder attention (base.py)
+    frozen = frozen_model(loaded)  # low-precision frozen weights, fp32 decoder attention (frozen_model.py)
     model = VLSMModel(frozen, adapters)
     fast = config.cache_features and not model.image_features_depend_on_adapters
     amp, table = amp_factory(loaded), PromptTable()

@@ -17,7 +17,7 @@ import torch
 from ..metrics import dice_bce_loss
 from .config import ProgressEvent, TrainConfig
 from .memory import MemoryLimit, is_out_of_memory
-from .passes import TextSide, evaluate, logits_for
+from .forward_passes import TextSide, evaluate, logits_for
 from .prepare import PreparedSet
 
 

@@ -1,6 +1,10 @@
-"""One bf16/fp16 copy of a frozen CLIPSeg's Linear and Conv weights, shared by the engine and trainer.
+"""The precision policy of prediction and training, in one place.
 
-Why: autocast casts every weight again at every call (its own cache keeps only casts of trainable
+* :func:`autocast`: the context both run the model in: autocast in the loaded compute dtype
+  (bf16 on CPUs with native bf16, fp16 on CUDA), nothing in fp32. :func:`inference` adds
+  ``torch.inference_mode`` for prediction.
+* :func:`frozen_copy`: one bf16/fp16 copy of a frozen CLIPSeg's Linear and Conv weights, shared by
+  the engine and the trainer. Why: autocast casts every weight again at every call (its own cache keeps only casts of trainable
 leaves), which on a CPU costs more than the text encoder's and decoder's arithmetic itself. Under
 ``torch.autocast(dtype)`` the copy computes exactly what the original does, minus the casting.
 
@@ -12,9 +16,29 @@ from __future__ import annotations
 
 import threading
 import weakref
+from contextlib import ExitStack, nullcontext
 
 _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(dtype, skip): copy}
 _LOCK = threading.Lock()
+
+
+def autocast(loaded):
+    """A context manager: autocast in ``loaded.dtype`` on its device, or nothing in fp32."""
+    import torch
+
+    if loaded.dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=loaded.device.type, dtype=loaded.dtype)
+
+
+def inference(loaded) -> ExitStack:
+    """``torch.inference_mode`` plus :func:`autocast`: how the engine predicts."""
+    import torch
+
+    stack = ExitStack()
+    stack.enter_context(torch.inference_mode())
+    stack.enter_context(autocast(loaded))
+    return stack
 
 
 def unused_prefixes(model) -> tuple[str, ...]:

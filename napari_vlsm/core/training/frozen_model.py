@@ -4,7 +4,7 @@ Three things make a fast-path step (shallow adapters + decoder + backward) slow 
 the profiler (full architecture, bf16, 1 thread, batch 4):
 
 * autocast casts every frozen Linear/Conv weight to bf16 again at every call (its cache keeps only
-  casts of trainable leaves). ``low_precision.frozen_copy`` (the engine's, shared per model) holds
+  casts of trainable leaves). ``precision.frozen_copy`` (the engine's, shared per model) holds
   those weights in the compute dtype once; under autocast it computes exactly what the original
   does. Frozen weights never change, and gradients still flow through them to the inputs.
 * the decoder's attention (4 heads of width 16 over 485 tokens): the CPU flash-attention kernel
@@ -49,7 +49,7 @@ def _register() -> None:
         _registered = True
 
 
-def training_base(loaded):
+def frozen_model(loaded):
     """The module the trainer wraps in a VLSMModel: ``loaded.model`` itself off the CPU, else a copy
     (own modules around the same tensors) whose decoder MLPs are fused (``core/fused.py``), and in
     bf16/fp16 over the shared low-precision weights with an fp32 decoder attention core."""
@@ -59,7 +59,7 @@ def training_base(loaded):
     if loaded.dtype == torch.float32:
         own = _own_modules(model)
     else:
-        from ..low_precision import frozen_copy
+        from ..precision import frozen_copy
 
         own = _own_modules(frozen_copy(model, loaded.dtype))  # the engine's shared copy
         _register()
