@@ -12,7 +12,7 @@ from napari_vlsm.core import preprocess
 from napari_vlsm.core.adapters import AdapterConfig, build_adapters
 from napari_vlsm.core.adapters.checkpoint import build_metadata, save_adapter
 from napari_vlsm.core.engine import Prediction, Segmenter, variant_parameters
-from napari_vlsm.core.errors import AdapterError, ImageError, PromptError, SettingError, VLSMError
+from napari_vlsm.core.errors import AdapterError, PromptError, SettingError, VLSMError
 from napari_vlsm.core.loading import load_model
 
 

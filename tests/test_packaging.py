@@ -20,11 +20,23 @@ DIST = "napari-vlsm"
 GUI_TOP_LEVEL = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt",
                  "vispy"}
 GUI_BINDINGS = {"pyqt5", "pyqt6", "pyside2", "pyside6"}
-# Modules that must import without napari/Qt; those not written yet are skipped.
-HEADLESS = ["napari_vlsm", "napari_vlsm.core.errors", "napari_vlsm.core.random_model",
-            "napari_vlsm.core.loading", "napari_vlsm.core.forward", "napari_vlsm.core.engine",
-            "napari_vlsm.core.training", "napari_vlsm.core.store", "napari_vlsm.core.preprocess",
+# Modules that must import without napari/Qt: every module of the core and the CLI, found on disk
+# (a new one is covered by itself); these must be among them (a missing one fails the test).
+REQUIRED = ["napari_vlsm.core.errors", "napari_vlsm.core.loading", "napari_vlsm.core.forward",
+            "napari_vlsm.core.engine", "napari_vlsm.core.training", "napari_vlsm.core.store",
+            "napari_vlsm.core.preprocess", "napari_vlsm.core.validation", "napari_vlsm.core.model_input",
             "napari_vlsm.cli"]
+
+
+def headless_modules() -> list[str]:
+    names = ["napari_vlsm"]
+    for package in ("core", "cli"):
+        for path in sorted((ROOT / "napari_vlsm" / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__main__":
+                continue  # importing it would run the CLI
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
 
 
 def _loaded_after(imports: list[str]) -> set[str]:
@@ -39,10 +51,10 @@ def _loaded_after(imports: list[str]) -> set[str]:
 
 
 def test_core_and_cli_import_no_napari_or_qt():
-    present = [m for m in HEADLESS if importlib.util.find_spec(m) is not None]
-    assert "napari_vlsm.core.errors" in present
-    gui = _loaded_after(present) & GUI_TOP_LEVEL  # exact names: napari_vlsm is not napari
-    assert not gui, f"{present} pulled in GUI modules {sorted(gui)}"
+    modules = headless_modules()
+    assert set(REQUIRED) <= set(modules), sorted(set(REQUIRED) - set(modules))
+    gui = _loaded_after(modules) & GUI_TOP_LEVEL  # exact names: napari_vlsm is not napari
+    assert not gui, f"{modules} pulled in GUI modules {sorted(gui)}"
 
 
 def test_package_import_is_light():
@@ -150,3 +162,20 @@ def test_wheel_holds_the_manifest_as_a_file(tmp_path):
         assert "napari-vlsm = napari_vlsm:napari.yaml" in zf.read(entry_points).decode()
     assert (tmp_path / "napari.yaml").read_bytes() == (ROOT / "napari.yaml").read_bytes()
     assert PluginManifest.from_file(tmp_path / "napari.yaml").name == DIST
+
+
+def test_the_import_contracts_hold():
+    """import-linter (pyproject.toml [tool.importlinter]): the layers, checked on every import,
+    including those inside functions; CI runs it too (scripts/lint.sh)."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    if not lint.exists():
+        pytest.skip("import-linter is not installed (pip install -e .[testing])")
+    out = subprocess.run([str(lint)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert out.stdout.count(" KEPT") >= 2
+
+
+def test_the_lint_tools_come_with_the_testing_extra():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {re.split(r"[<>=\[ ]", d, maxsplit=1)[0].lower() for d in extras["testing"]}
+    assert {"ruff", "import-linter", "pre-commit"} <= names

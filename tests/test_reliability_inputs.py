@@ -25,7 +25,11 @@ from napari_vlsm.cli import main
 from napari_vlsm.core.engine import Prediction, Segmenter
 from napari_vlsm.core.errors import ImageError, MaskError, SettingError, VLSMError
 from napari_vlsm.core.preprocess import (
-    as_binary_mask, intensity_window, logits_to_probability, normalize_intensity, threshold_mask,
+    as_binary_mask,
+    intensity_window,
+    logits_to_probability,
+    normalize_intensity,
+    threshold_mask,
 )
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 

@@ -12,15 +12,15 @@ import sys
 import threading
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_vlsm.core.store import files as store_files
 from napari_vlsm.core.errors import ImageError, MaskError, PromptError, StoreError, VLSMError
 from napari_vlsm.core.store import CorrectionStore, DamagedSampleWarning, Sample
+from napari_vlsm.core.store import files as store_files
 
 # The split sequence of one target, written out by hand from the rule (1st train, 2nd val, then
 # val while val < round(0.2 * total)): t=8 -> round(1.6)=2, t=13 -> round(2.6)=3.
@@ -141,7 +141,7 @@ def test_ids_sort_by_time_and_are_unique(store):
 
 
 def test_new_id_stays_later_than_committed_even_if_clock_goes_back():
-    past = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    past = datetime(2020, 1, 1, tzinfo=UTC)
     committed = ["20300101T000000000000-abcdef01", ".tmp-20400101T000000000000-abcdef01"]
     new = CorrectionStore._new_id(past, committed)
     assert new > committed[0] and new.startswith("20300101T000000000001-")
@@ -510,7 +510,7 @@ def test_concurrent_adds_from_two_processes(tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     acked = [line.split() for out, _ in outs for line in out.splitlines()]
     assert len(acked) == 2 * n

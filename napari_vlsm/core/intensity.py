@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .errors import ImageError
-from .images import check_real_numeric, describe, native_order, as_2d_image
+from .images import as_2d_image, check_real_numeric, describe, native_order
 from .validation import check_window
 
 DEFAULT_PERCENTILES = (0.5, 99.5)

@@ -45,7 +45,7 @@ from .errors import ImageError
 
 # The public names of the steps before and after the model, from the modules that hold them.
 from .images import as_2d_image
-from .intensity import DEFAULT_PERCENTILES, normalize_channels, intensity_window, normalize_intensity
+from .intensity import DEFAULT_PERCENTILES, intensity_window, normalize_channels, normalize_intensity
 from .masks import as_binary_mask, threshold_mask
 
 # Upsampling logits to a 4000 x 4000 image makes 64 MB float32 per prompt (and as much again for

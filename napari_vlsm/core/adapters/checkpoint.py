@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import platform
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..atomic import atomic_path, write_bytes_atomic
 from ..errors import AdapterError
-from .config import AdapterConfig
 from .adapter_set import AdapterSet, build_adapters
+from .config import AdapterConfig
 
 FORMAT = "napari-vlsm-adapter"
 FORMAT_VERSION = 1
@@ -42,7 +42,7 @@ def build_metadata(adapters: AdapterSet, loaded, extra: dict | None = None) -> d
         "adapter_config": adapters.config.to_dict(),
         "base_model": {"source": str(loaded.source), "fingerprint": loaded.fingerprint},
         "versions": _versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     meta.update(extra or {})
     return meta

@@ -76,7 +76,7 @@ def warn_damaged(path: Path, reason: str) -> None:
 def newest_per_key(metas: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
     """Drop samples shadowed by a newer one with the same key (a replace cut by a crash)."""
     newest: dict = {}
-    for path, meta in metas:  # sorted by id = by time
+    for _path, meta in metas:  # sorted by id = by time
         k = replace_key(meta)
         if k is not None:
             newest[k] = meta["id"]

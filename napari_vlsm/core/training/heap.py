@@ -37,7 +37,7 @@ def _glibc():
         if sys.platform.startswith("linux"):
             try:
                 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                libc.gnu_get_libc_version  # glibc only (musl has no mallopt thresholds)
+                _ = libc.gnu_get_libc_version  # glibc only (musl has no mallopt thresholds)
                 _libc = libc
             except (OSError, AttributeError):
                 pass

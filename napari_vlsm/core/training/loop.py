@@ -22,14 +22,15 @@ from ..adapters.checkpoint import save_adapter
 from ..errors import TrainingError
 from ..forward import VLSMModel
 from ..precision import autocast
-from .frozen_model import frozen_model
+from .adapter_metadata import summary, training_metadata
 from .config import ProgressEvent, TrainConfig, TrainResult
+from .forward_passes import TextSide, evaluate
+from .frozen_model import frozen_model
 from .heap import kept_heap
 from .memory import MemoryLimit
-from .forward_passes import TextSide, evaluate
 from .prepare import PromptTable, prepare
-from .adapter_metadata import summary, training_metadata
 from .run import TrainingRun, total_steps
+
 
 def amp_factory(loaded):
     """A factory of the run's autocast contexts (``precision.autocast``, the engine's policy)."""

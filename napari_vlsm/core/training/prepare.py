@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from ..errors import PromptError, TrainingError, VLSMError
 from ..model_input import pixels, tokenize, window_of
-from ..validation import check_window, clean_prompts
 from ..preprocess import as_2d_image, as_binary_mask
+from ..validation import check_window, clean_prompts
 from .memory import MemoryLimit
 
 

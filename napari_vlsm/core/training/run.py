@@ -16,8 +16,8 @@ import torch
 
 from ..metrics import dice_bce_loss
 from .config import ProgressEvent, TrainConfig
-from .memory import MemoryLimit, is_out_of_memory
 from .forward_passes import TextSide, evaluate, logits_for
+from .memory import MemoryLimit, is_out_of_memory
 from .prepare import PreparedSet
 
 
