@@ -126,7 +126,7 @@ def test_dependencies():
     deps = {Requirement(r).name.lower(): Requirement(r) for r in project["dependencies"]}
     assert deps["torch"].specifier.contains("2.13.0")  # the CPU wheel CI and users install first
     assert not GUI_BINDINGS & set(deps), "no Qt binding in the runtime dependencies"
-    assert {"napari", "pydicom", "npe2"} <= set(deps)
+    assert {"napari", "pydicom", "npe2", "imageio"} <= set(deps)  # imageio: the store's PNG masks
     extras = project["optional-dependencies"]
     assert "pyqt6" in {Requirement(r).name.lower() for r in extras["all"]}
     assert {"pytest", "pytest-qt", "pytest-xvfb"} <= {Requirement(r).name for r in extras["testing"]}

@@ -30,25 +30,13 @@ from napari_vlsm.core.forward import VLSMModel
 from napari_vlsm.core.store import CorrectionStore, DamagedSampleWarning
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
+from helpers import Sample, bright_disk_uint8
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread(one_thread):
-    yield
-
-
-def disk(seed: int, size: int = 32):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    cy, cx = rng.integers(10, size - 10, 2)
-    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 49
-    image = np.clip(rng.normal(60, 15, (size, size)) + 140 * mask, 0, 255).astype(np.uint8)
-    return image, mask
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class Sample:
-    def __init__(self, seed, name=""):
-        self.image, self.mask = disk(seed)
-        self.prompts, self.name = ("disk",), name or f"s{seed}"
+def disk_sample(seed: int, name: str = "") -> Sample:
+    return Sample(*bright_disk_uint8(seed), ("disk",), name or f"s{seed}")
 
 
 def enospc(*_args, **_kwargs):
@@ -106,7 +94,7 @@ def test_finetune_on_a_full_disk_is_a_clear_error_and_keeps_the_previous_adapter
     path, weights, _ = previous
     monkeypatch.setattr(safetensors.torch, "save_file", enospc)
     with pytest.raises(AdapterError, match="could not save the adapter"):
-        run_to_end(finetune(loaded, [Sample(0), Sample(1)], [], TrainConfig(max_steps=1, variant="shallow-vl"),
+        run_to_end(finetune(loaded, [disk_sample(0), disk_sample(1)], [], TrainConfig(max_steps=1, variant="shallow-vl"),
                             out_path=path))
     assert path.read_bytes() == weights
 
@@ -117,7 +105,7 @@ def data_dir(tmp_path_factory):
     for sub in ("images", "masks"):
         (root / sub).mkdir()
     for i in range(3):
-        image, mask = disk(i)
+        image, mask = bright_disk_uint8(i)
         iio.imwrite(root / "images" / f"c{i}.png", image)
         iio.imwrite(root / "masks" / f"c{i}.png", mask.astype(np.uint8) * 255)
     return root
@@ -203,8 +191,8 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(loaded, monkeypatc
 def test_training_out_of_memory_retries_with_a_smaller_batch(loaded, monkeypatch):
     decode, calls = oom_when(lambda batch: batch > 1)
     monkeypatch.setattr(VLSMModel, "decode", decode)
-    samples = [Sample(i) for i in range(4)]
-    result = run_to_end(finetune(loaded, samples, [Sample(9)], TrainConfig(max_steps=3, batch_size=4)))
+    samples = [disk_sample(i) for i in range(4)]
+    result = run_to_end(finetune(loaded, samples, [disk_sample(9)], TrainConfig(max_steps=3, batch_size=4)))
     assert result.steps == 3 and result.after and max(calls[-3:]) == 1
 
 
@@ -219,7 +207,7 @@ def test_out_of_memory_while_preparing_features_encodes_fewer_at_once(loaded, mo
         return real(self, pixel_values)
 
     monkeypatch.setattr(VLSMModel, "encode_image", encode_image)
-    samples = [Sample(i) for i in range(3)]
+    samples = [disk_sample(i) for i in range(3)]
     result = run_to_end(finetune(loaded, samples, [], TrainConfig(max_steps=2, batch_size=4)))
     assert result.steps == 2 and sizes.count(1) == 3  # each image encoded once, one at a time
 
@@ -228,7 +216,7 @@ def test_training_out_of_memory_even_with_one_sample_is_a_clear_error(loaded, mo
     decode, _ = oom_when(lambda batch: True)
     monkeypatch.setattr(VLSMModel, "decode", decode)
     with pytest.raises(VLSMError, match="memory"):
-        run_to_end(finetune(loaded, [Sample(0), Sample(1)], [], TrainConfig(max_steps=2, batch_size=2)))
+        run_to_end(finetune(loaded, [disk_sample(0), disk_sample(1)], [], TrainConfig(max_steps=2, batch_size=2)))
 
 
 # ----------------------------------------------------------------------------- snapshots, sharing
@@ -239,23 +227,23 @@ def test_training_runs_on_its_snapshot_while_the_store_changes(loaded, tmp_path)
     it was given (in memory), and the changes are there for the next round."""
     store = CorrectionStore(tmp_path / "project")
     for i in range(3):
-        store.add(*disk(i), "disk", source="scan.tif", slice_index=i)
+        store.add(*bright_disk_uint8(i), "disk", source="scan.tif", slice_index=i)
     train, val = store.samples(split="train"), store.samples(split="val")
     seen = []
 
     def meanwhile(event):
         if event.kind == "step" and not seen:
             seen.append(event.step)
-            store.add(*disk(7), "disk", source="scan.tif", slice_index=0)  # replaces slice 0 (a train sample)
+            store.add(*bright_disk_uint8(7), "disk", source="scan.tif", slice_index=0)  # replaces slice 0 (a train sample)
             store.remove(val[0].id)
-            store.add(*disk(8), "disk", source="scan.tif", slice_index=5)
+            store.add(*bright_disk_uint8(8), "disk", source="scan.tif", slice_index=5)
 
     result = run_to_end(finetune(loaded, train, val, TrainConfig(max_steps=3, batch_size=2)), meanwhile)
     assert seen and result.steps == 3
     assert result.metadata["data"] == {"n_train": len(train), "n_val": len(val)}
     now = store.samples()
     assert len(now) == 3 and {s.slice_index for s in now} == {(0,), (2,), (5,)}
-    np.testing.assert_array_equal(next(s for s in now if s.slice_index == (0,)).image, disk(7)[0])
+    np.testing.assert_array_equal(next(s for s in now if s.slice_index == (0,)).image, bright_disk_uint8(7)[0])
 
 
 _WRITER = textwrap.dedent(

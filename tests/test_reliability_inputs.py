@@ -33,6 +33,8 @@ from napari_vlsm.core.preprocess import (
 )
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
+from helpers import Sample, disk_mask
+
 PROMPTS = ["Leber", "肝臓", "🫀 heart", "ｌｅｆｔ ｋｉｄｎｅｙ"]
 
 
@@ -173,14 +175,8 @@ def test_huge_image_memory_stays_bounded(seg):
 # ----------------------------------------------------------------------------- finetune input
 
 
-class Sample:
-    def __init__(self, image, mask, prompts=("disk",), name="case"):
-        self.image, self.mask, self.prompts, self.name = image, mask, prompts, name
-
-
 def _disk(h=32, w=32):
-    yy, xx = np.mgrid[:h, :w]
-    return (yy - h // 2) ** 2 + (xx - w // 2) ** 2 < 64
+    return disk_mask(h, w)
 
 
 @pytest.mark.parametrize(

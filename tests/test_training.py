@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -21,33 +20,9 @@ from napari_vlsm.core.loading import load_model
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 from napari_vlsm.core.training.loop import seeded_adapters
 
+from helpers import Sample, disks
 
-@dataclass
-class Sample:
-    image: np.ndarray
-    mask: np.ndarray
-    prompts: tuple
-    name: str = ""
-
-
-def disks(n: int, seed: int = 0, size=(64, 64)) -> list[Sample]:
-    """Bright disks on noise: a task the tiny model can learn in ~100 steps."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    out = []
-    for i in range(n):
-        img = rng.normal(0.3, 0.1, size).astype(np.float32)
-        cy, cx, r = rng.integers(20, h - 20), rng.integers(20, w - 20), rng.integers(10, 18)
-        yy, xx = np.mgrid[:h, :w]
-        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        img[mask] += 0.6
-        out.append(Sample(img, mask, ("disk", "a bright disk"), f"disk{seed}-{i}"))
-    return out
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +368,7 @@ CHILD = textwrap.dedent(
     from napari_vlsm.core.loading import load_model
     from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
     sys.path.insert(0, {tests!r})
-    from test_training import disks
+    from helpers import disks
     torch.set_num_threads(1)
     loaded = load_model({model!r}, device="cpu", precision="fp32")
     if {hang_in_save!r}:

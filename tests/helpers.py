@@ -1,0 +1,51 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py): a training sample and the
+bright-disk images the tiny model can learn. Import as ``from helpers import Sample, disks``
+(pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Sample:
+    """What the trainer reads from a correction: ``.image``, ``.mask``, ``.prompts``, ``.name``
+    (and ``.window`` when the correction was predicted with a fixed window)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    prompts: tuple = ("disk",)
+    name: str = ""
+    window: tuple[float, float] | None = None
+
+
+def disk_mask(h: int = 32, w: int = 32, center=None, radius: float = 8) -> np.ndarray:
+    """A filled disk, centred unless ``center=(y, x)`` is given."""
+    cy, cx = (h // 2, w // 2) if center is None else center
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 < radius * radius
+
+
+def bright_disk_uint8(seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 image of a bright disk (radius 7) on noise, and its mask."""
+    rng = np.random.default_rng(seed)
+    cy, cx = rng.integers(10, size - 10, 2)
+    mask = disk_mask(size, size, (cy, cx), 7)
+    image = np.clip(rng.normal(60, 15, (size, size)) + 140 * mask, 0, 255).astype(np.uint8)
+    return image, mask
+
+
+def disks(n: int, seed: int = 0, size=(64, 64)) -> list[Sample]:
+    """Bright float32 disks on noise, two phrasings each: a task the tiny model can learn in ~100 steps."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    out = []
+    for i in range(n):
+        img = rng.normal(0.3, 0.1, size).astype(np.float32)
+        cy, cx, r = rng.integers(20, h - 20), rng.integers(20, w - 20), rng.integers(10, 18)
+        mask = disk_mask(h, w, (cy, cx), r)
+        img[mask] += 0.6
+        out.append(Sample(img, mask, ("disk", "a bright disk"), f"disk{seed}-{i}"))
+    return out
