@@ -124,3 +124,12 @@ def test_gradient_descent_on_loss_improves_dice():
         opt.step()
     pred = (logits.detach() > 0).numpy()[0]
     assert dice(pred, target.numpy()[0] > 0) == 1.0
+
+
+def test_mean_scores_count_each_image_once():
+    from napari_vlsm.core.metrics import mean_scores
+
+    rows = [{"dice": 1.0, "iou": 1.0}, {"dice": 0.0, "iou": 0.0}, {"dice": 0.5, "iou": 0.25}]
+    assert mean_scores(rows) == {"mean_dice": 0.5, "mean_iou": 1.25 / 3}
+    with pytest.raises(MaskError, match="no masks"):
+        mean_scores([])

@@ -72,6 +72,16 @@ def iou(pred, target) -> float:
     return inter / union
 
 
+def mean_scores(per_image: Sequence[dict]) -> dict:
+    """``{"mean_dice", "mean_iou"}`` of per-image ``{"dice", "iou"}`` rows: each image counts once,
+    as the VLSM papers report (not a pooled score that large structures would dominate). The one
+    mean the trainer's evaluation, ``dice_iou_many`` and the CLI's evaluate report."""
+    if not per_image:
+        raise MaskError("no masks to compare; pass at least one prediction/target pair")
+    return {"mean_dice": float(np.mean([r["dice"] for r in per_image])),
+            "mean_iou": float(np.mean([r["iou"] for r in per_image]))}
+
+
 def dice_iou_many(preds: Sequence, targets: Sequence) -> dict:
     """Per-image Dice and IoU and their means (the mean of per-image scores, as the VLSM papers
     report, not a pooled score that large structures would dominate).
@@ -93,11 +103,7 @@ def dice_iou_many(preds: Sequence, targets: Sequence) -> dict:
                 "iou": 1.0 if union == 0 else inter / union,
             }
         )
-    return {
-        "mean_dice": float(np.mean([r["dice"] for r in per_image])),
-        "mean_iou": float(np.mean([r["iou"] for r in per_image])),
-        "per_image": per_image,
-    }
+    return {**mean_scores(per_image), "per_image": per_image}
 
 
 def _fp32(logits: "torch.Tensor", target: "torch.Tensor"):

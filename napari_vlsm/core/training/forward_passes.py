@@ -9,12 +9,11 @@ resolution (for the plateau scheduler).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..forward import VLSMModel
-from ..metrics import dice, dice_bce_loss, iou
+from ..metrics import dice, dice_bce_loss, iou, mean_scores
 from ..preprocess import logits_to_probability
 from .memory import MemoryLimit
 from .prepare import PreparedSet
@@ -122,11 +121,5 @@ def evaluate(model, text: TextSide, data: PreparedSet, amp, limit: MemoryLimit) 
     with torch.no_grad():
         parts = limit.run(list(range(len(data))), lambda idx: _scores(model, text, data, idx, amp))
     loss_sum = sum(p[0] for p in parts)
-    dices = [d for p in parts for d in p[1]]
-    ious = [v for p in parts for v in p[2]]
-    return {
-        "dice": float(np.mean(dices)),
-        "iou": float(np.mean(ious)),
-        "loss": loss_sum / len(data),
-        "n": len(data),
-    }
+    means = mean_scores([{"dice": d, "iou": v} for p in parts for d, v in zip(p[1], p[2])])
+    return {"dice": means["mean_dice"], "iou": means["mean_iou"], "loss": loss_sum / len(data), "n": len(data)}
