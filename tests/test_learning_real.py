@@ -8,8 +8,6 @@ that gradients reach the adapters through real preprocessing, not that the model
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
@@ -17,18 +15,9 @@ import torch
 from napari_vlsm.core.datasets import read_folder
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
+from helpers import Sample
 
-@dataclass
-class Sample:
-    image: np.ndarray
-    mask: np.ndarray
-    prompts: tuple
-    name: str
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
