@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .precision import low_precision_base  # noqa: F401 - moved to precision.py; importable here for older callers
+
 DEFAULT_CACHE_BYTES = 512 * 2**20
 
 
