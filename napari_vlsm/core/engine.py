@@ -389,7 +389,7 @@ class Segmenter:
             self._param_counts[variant] = variant_parameters(lm.config, variant)
         return {
             "source": str(lm.source), "folder": str(lm.folder), "fingerprint": lm.fingerprint,
-            "device": str(lm.device), "precision": lm.precision, "image_size": lm.image_size,
+            "device": str(lm.device), "precision": lm.precision, "backend": lm.backend, "image_size": lm.image_size,
             "base_parameters": sum(p.numel() for p in lm.model.parameters()),
             "variant": variant, "trainable_parameters": self._param_counts[variant],
             "adapter_loaded": self.adapters is not None, "adapter_path": self._path,
@@ -408,6 +408,7 @@ class Segmenter:
             "napari_vlsm": __version__, "model_source": str(lm.source), "model_fingerprint": lm.fingerprint,
             "variant": self.adapters.variant if self.adapters is not None else "none",
             "adapter_path": self._path, "adapter_sha256": self._sha256,
-            "adapter_created": meta.get("created"), "precision": lm.precision, "device": str(lm.device),
+            "adapter_created": meta.get("created"), "precision": lm.precision, "backend": lm.backend,
+            "device": str(lm.device),
             "torch": torch.__version__, "transformers": transformers.__version__,
         }

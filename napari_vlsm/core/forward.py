@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .adapters import AdapterSet
+from .runtime import image_runtime_for
 
 
 def _run_block(layer, x: torch.Tensor, mask: torch.Tensor | None, adapters: nn.ModuleDict | None):
@@ -57,6 +58,8 @@ class VLSMModel(nn.Module):
             p.requires_grad_(False)
         self.adapters = adapters
         self.extract_layers = tuple(int(i) for i in base.config.extract_layers)
+        # ONNX Runtime's image encoder, when the loader attached one (CPUs without native bf16)
+        self.image_runtime = image_runtime_for(base)
 
     # ----------------------------------------------------------------------------- image side
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
@@ -64,8 +67,12 @@ class VLSMModel(nn.Module):
 
         Dense image adapters act inside the blocks; shallow ones come later (``adapt_image``), so
         for shallow and no-adapter variants this result does not depend on the adapters and can be
-        cached across finetunes. Blocks after the last extracted layer are not run.
+        cached across finetunes. Blocks after the last extracted layer are not run. With an
+        attached runtime (``core.runtime``) and no dense adapters, the runtime computes them.
         """
+        runtime = self.image_runtime
+        if runtime is not None and not self.image_features_depend_on_adapters and runtime.accepts(pixel_values):
+            return runtime(pixel_values)
         vision = self.base.clip.vision_model
         x = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
         dense = self.adapters.vision_dense if self.adapters is not None else {}

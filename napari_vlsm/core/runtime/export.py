@@ -1,0 +1,135 @@
+"""Export the frozen image encoder to ONNX (and int8) once per model, into the user's cache.
+
+What is exported is ``VLSMModel.encode_image`` without adapters: the patch embedding, the
+interpolated position embedding for the model's input size, and the blocks up to the last
+extracted layer, whose outputs are the graph's outputs. The batch axis is dynamic; the input size
+is fixed (the position-embedding interpolation becomes a constant).
+
+The cache folder is named by everything the graph depends on (model fingerprint, input size,
+extracted layers, kind, onnxruntime version, this format's version). It is built in a temporary
+folder beside it and renamed into place, so a crash or a concurrent export never leaves half a
+folder; a process that loses the race uses the winner's. Only ONNX protobuf and JSON are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import warnings
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+GRAPH_NAME = "image_encoder.onnx"
+META_NAME = "meta.json"
+
+
+def cache_root() -> Path:
+    """``$NAPARI_VLSM_RUNTIME_CACHE`` or the user's cache folder (platformdirs) / runtime."""
+    env = os.environ.get("NAPARI_VLSM_RUNTIME_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("napari-vlsm")) / "runtime"
+
+
+def cache_key(fingerprint: str, size: int, layers: tuple[int, ...], kind: str) -> str:
+    import onnxruntime
+
+    text = f"{fingerprint}|{size}|{layers}|{kind}|ort{onnxruntime.__version__}|v{FORMAT_VERSION}"
+    return f"{fingerprint}-{size}-{kind}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _encoder_module(base):
+    """``encode_image`` of the plain model as an nn.Module returning a tuple (what export needs)."""
+    import torch
+
+    from ..forward import VLSMModel
+
+    class ImageEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vlsm = VLSMModel(base, None)
+            self.vlsm.image_runtime = None  # export torch's graph, never an attached runtime
+
+        def forward(self, pixel_values):
+            return tuple(self.vlsm.encode_image(pixel_values))
+
+    return ImageEncoder().eval()
+
+
+def export_fp32(base, size: int, layers: tuple[int, ...], path: Path) -> None:
+    import torch
+
+    names = [f"layer_{i}" for i in layers]
+    example = torch.zeros(1, 3, size, size)
+    axes = {"pixel_values": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(_encoder_module(base), (example,), str(path), input_names=["pixel_values"],
+                          output_names=names, dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic quantisation: int8 weights (per tensor), activations quantised per call."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a "consider pre-processing" hint on the root logger
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+
+
+def build(base, fingerprint: str, size: int, layers: tuple[int, ...], kind: str, check) -> tuple[Path, dict]:
+    """The cached graph folder for this model and kind, exported now if missing.
+
+    ``check(graph_path) -> dict`` measures agreement with torch; its result is stored in meta.json
+    with the graph's sha256, so a later load needs neither torch's pass nor a new export.
+    """
+    root = cache_root()
+    final = root / cache_key(fingerprint, size, layers, kind)
+    if (final / META_NAME).is_file():
+        return final, json.loads((final / META_NAME).read_text(encoding="utf-8"))
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir()  # not mkdtemp (0700): the folder follows the user's umask like any other
+    try:
+        log.warning("napari-vlsm: preparing the %s image encoder for this CPU (once per model, ~20 s)", kind)
+        graph = tmp / GRAPH_NAME
+        if kind == "onnx-int8":
+            fp32 = tmp / "fp32.onnx"
+            export_fp32(base, size, layers, fp32)
+            quantize_int8(fp32, graph)
+            fp32.unlink()
+        else:
+            export_fp32(base, size, layers, graph)
+        meta = {"kind": kind, "fingerprint": fingerprint, "size": size, "layers": list(layers),
+                "sha256": file_sha256(graph), "bytes": graph.stat().st_size, "format": FORMAT_VERSION,
+                "agreement": check(graph)}
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished first: use its folder
+            if not (final / META_NAME).is_file():
+                raise
+        return final, json.loads((final / META_NAME).read_text(encoding="utf-8"))
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
