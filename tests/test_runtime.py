@@ -154,6 +154,9 @@ def test_a_graph_that_disagrees_is_refused(tiny_model_dir, tmp_path, monkeypatch
     with pytest.warns(UserWarning, match="disagrees with torch"):
         loaded = load_model(tiny_model_dir, device="cpu", backend="onnx-int8")
     assert loaded.backend == "torch" and forward.VLSMModel(loaded.model).image_runtime is None
+    (meta,) = [json.loads(p.read_text()) for p in tmp_path.glob(f"*/{export.META_NAME}")]
+    assert meta["reduce_range"] and not meta["agreement_8bit"]["ok"]  # 7-bit weights were tried too
+    assert not meta["agreement"]["ok"]
 
 
 def test_auto_picks_int8_only_on_a_cpu_without_bf16(tiny_model_dir, runtime_cache, int8, monkeypatch):

@@ -84,15 +84,20 @@ def export_fp32(base, size: int, layers: tuple[int, ...], path: Path) -> None:
                           output_names=names, dynamic_axes=axes, opset_version=17, dynamo=False)
 
 
-def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic quantisation: int8 weights (per tensor), activations quantised per call."""
+def quantize_int8(source: Path, target: Path, reduce_range: bool = False) -> None:
+    """Dynamic quantisation: int8 weights (per tensor), uint8 activations quantised per call.
+
+    ``reduce_range``: 7-bit weights. CPUs without VNNI multiply uint8 x int8 pairs into int16 with
+    saturation (VPMADDUBSW), which large values can overflow; 7 bits cannot (ONNX Runtime's advice),
+    at about twice the rounding error.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantiser logs a "consider pre-processing" hint on the root logger
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, reduce_range=reduce_range)
     finally:
         root.setLevel(level)
 
@@ -113,16 +118,24 @@ def build(base, fingerprint: str, size: int, layers: tuple[int, ...], kind: str,
     try:
         log.warning("napari-vlsm: preparing the %s image encoder for this CPU (once per model, ~20 s)", kind)
         graph = tmp / GRAPH_NAME
+        extra = {}
         if kind == "onnx-int8":
             fp32 = tmp / "fp32.onnx"
             export_fp32(base, size, layers, fp32)
             quantize_int8(fp32, graph)
+            agreement = check(graph)
+            if not agreement["ok"]:  # saturation on a CPU without VNNI? 7-bit weights cannot saturate
+                first = agreement
+                quantize_int8(fp32, graph, reduce_range=True)
+                agreement = check(graph)
+                extra = {"reduce_range": True, "agreement_8bit": first}
             fp32.unlink()
         else:
             export_fp32(base, size, layers, graph)
+            agreement = check(graph)
         meta = {"kind": kind, "fingerprint": fingerprint, "size": size, "layers": list(layers),
                 "sha256": file_sha256(graph), "bytes": graph.stat().st_size, "format": FORMAT_VERSION,
-                "agreement": check(graph)}
+                "agreement": agreement, **extra}
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         try:
             os.rename(tmp, final)
