@@ -45,7 +45,7 @@ def _pixels(loaded, batch=3, seed=0):
 
 def _torch_taps(loaded, px):
     model = forward.VLSMModel(loaded.model)
-    model.image_runtime = None
+    model.detach_runtimes()
     with torch.inference_mode():
         return model.encode_image(px)
 
@@ -74,6 +74,41 @@ def test_fp32_graph_matches_torch_to_fp32_rounding(tiny_model_dir, runtime_cache
     assert max(errors) < agreement.BOUNDS["onnx-fp32"] == 2**10 * EPS32, errors
 
 
+def test_text_and_decoder_graphs_match_torch_to_fp32_rounding(int8, fp32_torch):
+    fast, exact = forward.VLSMModel(int8.model), forward.VLSMModel(fp32_torch.model)
+    exact.detach_runtimes()
+    assert fast.text_runtime is not None and fast.decoder_runtime is not None
+    bound = 2**10 * EPS32
+    for prompts in (["a"], ["left kidney", "a small round lesion near the liver"]):  # other P and L
+        ids = int8.tokenizer(prompts, padding=True, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            cond, ref = fast.encode_text(ids), exact.encode_text(ids)
+        assert agreement.relative_errors([ref], [cond])[0] < bound
+    px = _pixels(int8, batch=2)
+    with torch.inference_mode():
+        acts = exact.encode_image(px)
+        logits, ref = fast.decode(acts, cond), exact.decode(acts, cond)
+        single, ref_single = fast.decode([a[:1] for a in acts], cond), exact.decode([a[:1] for a in acts], cond)
+    assert logits.shape == ref.shape == (2, int8.image_size, int8.image_size)
+    assert single.shape == ref_single.shape  # one image, two prompts: expanded like torch does
+    assert max(agreement.relative_errors([ref, ref_single], [logits, single])) < bound
+
+
+def test_training_keeps_torch_where_gradients_flow(int8, monkeypatch):
+    from napari_vlsm.core.adapters import AdapterConfig, build_adapters
+
+    adapters = build_adapters(AdapterConfig.from_variant("shallow-vl", int8.config))
+    model = forward.VLSMModel(int8.model, adapters)
+    for part in (model.text_runtime, model.decoder_runtime):
+        monkeypatch.setattr(part, "session", None)  # any use would fail
+    ids = int8.tokenizer(["a"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        acts = model.adapt_image(model.encode_image(_pixels(int8, batch=1)))
+    logits = model.decode([a.requires_grad_(True) for a in acts], model.encode_text(ids))  # text adapters
+    logits.sum().backward()
+    assert all(p.grad is not None for p in adapters.text_shallow.parameters())
+
+
 def test_segmenter_predicts_through_the_runtime_and_says_so(int8, fp32_torch, monkeypatch):
     from napari_vlsm.cli.info import _text
     from napari_vlsm.core.engine import Segmenter
@@ -81,7 +116,8 @@ def test_segmenter_predicts_through_the_runtime_and_says_so(int8, fp32_torch, mo
     runtime = forward.VLSMModel(int8.model).image_runtime
     calls = []
     real = type(runtime).__call__
-    monkeypatch.setattr(type(runtime), "__call__", lambda self, px: calls.append(px.shape[0]) or real(self, px))
+    monkeypatch.setattr(type(runtime), "__call__", lambda self, *t: (
+        calls.append(t[0].shape[0]) if self is runtime else None) or real(self, *t))
     image = (np.random.default_rng(0).random((90, 110)) * 255).astype(np.uint8)
     seg = Segmenter(loaded=int8)
     fast = seg.predict(image, ["a", "b"])
@@ -101,7 +137,9 @@ def test_dense_variants_stay_on_torch(int8, variant, monkeypatch):
     from napari_vlsm.core.adapters import AdapterConfig, build_adapters
 
     runtime = forward.VLSMModel(int8.model).image_runtime
-    monkeypatch.setattr(type(runtime), "__call__", lambda self, px: pytest.fail("dense features via the runtime"))
+    real = type(runtime).__call__
+    monkeypatch.setattr(type(runtime), "__call__", lambda self, *t: pytest.fail("dense features via the runtime")
+                        if self is runtime else real(self, *t))
     adapters = build_adapters(AdapterConfig.from_variant(variant, int8.config))
     model = forward.VLSMModel(int8.model, adapters)
     with torch.inference_mode():
@@ -117,7 +155,8 @@ def test_shallow_training_precomputes_with_the_runtime(int8, monkeypatch):
     runtime = forward.VLSMModel(int8.model).image_runtime
     calls = []
     real = type(runtime).__call__
-    monkeypatch.setattr(type(runtime), "__call__", lambda self, px: calls.append(px.shape[0]) or real(self, px))
+    monkeypatch.setattr(type(runtime), "__call__", lambda self, *t: (
+        calls.append(t[0].shape[0]) if self is runtime else None) or real(self, *t))
     rng = np.random.default_rng(0)
     samples = []
     for i in range(4):

@@ -12,13 +12,15 @@ arithmetic, not from one CPU's kernels:
   bound, 5 %, is where a wrong graph or kernel starts, not where masks change: random weights give
   flatter, outlier-free activations than trained CLIP, so real weights are expected to err less.
 
+The text encoder and decoder graphs are fp32 (``text-fp32``, ``decoder-fp32``): the fp32 bound.
 A graph over its bound is refused (the loader falls back to torch with a warning).
 """
 
 from __future__ import annotations
 
 FP32_EPS = 2.0**-23  # torch.finfo(torch.float32).eps
-BOUNDS = {"onnx-fp32": 2**10 * FP32_EPS, "onnx-int8": 0.05}
+BOUNDS = {"onnx-fp32": 2**10 * FP32_EPS, "onnx-int8": 0.05, "text-fp32": 2**10 * FP32_EPS,
+          "decoder-fp32": 2**10 * FP32_EPS}
 
 
 def canary_pixels(size: int, batch: int = 2, seed: int = 1234):
@@ -45,18 +47,48 @@ def relative_errors(reference: list, candidate: list) -> list[float]:
             for r, c in zip(reference, candidate)]
 
 
-def measure(base, encoder, size: int, kind: str) -> dict:
-    """Agreement of ``encoder`` (an OnnxImageEncoder) with torch fp32 on the canary input."""
+def canary_inputs(base, size: int, layers: tuple[int, ...], kind: str) -> list:
+    """Fixed inputs of the ``kind`` graph: images, two prompts' tokens, or torch's own features."""
     import torch
 
     from ..forward import VLSMModel
 
     px = canary_pixels(size)
-    torch_model = VLSMModel(base, None)
-    torch_model.image_runtime = None
+    if kind.startswith("onnx-"):
+        return [px]
+    text = base.config.text_config
+    ids = torch.tensor([[text.bos_token_id, 40, 41, 42, 43, 44, text.eos_token_id],
+                        [text.bos_token_id, 50, 51, text.eos_token_id, text.eos_token_id, text.eos_token_id,
+                         text.eos_token_id]])
+    if kind == "text-fp32":
+        return [ids]
+    model = VLSMModel(base, None)
+    model.detach_runtimes()
     with torch.inference_mode():
-        reference = torch_model.encode_image(px)
-    errors = relative_errors(reference, encoder(px))
+        acts = model.encode_image(px)
+        cond = model.encode_text(ids)
+    return [a.clone() for a in acts] + [cond.clone()]
+
+
+def torch_outputs(base, kind: str, inputs: list) -> list:
+    import torch
+
+    from ..forward import VLSMModel
+
+    model = VLSMModel(base, None)
+    model.detach_runtimes()
+    with torch.inference_mode():
+        if kind.startswith("onnx-"):
+            return model.encode_image(inputs[0])
+        if kind == "text-fp32":
+            return [model.encode_text(inputs[0])]
+        return [model.decode(inputs[:-1], inputs[-1])]
+
+
+def measure(base, part, size: int, layers: tuple[int, ...], kind: str) -> dict:
+    """Agreement of ``part`` (an OnnxPart) with torch fp32 on the canary input."""
+    inputs = canary_inputs(base, size, layers, kind)
+    errors = relative_errors(torch_outputs(base, kind, inputs), part(*inputs))
     bound = BOUNDS[kind]
-    return {"relative_error_per_layer": errors, "bound": bound, "ok": max(errors) <= bound,
-            "canary": f"canary_pixels({size}, batch=2, seed=1234)"}
+    return {"relative_error_per_output": errors, "bound": bound, "ok": max(errors) <= bound,
+            "canary": f"agreement.canary_inputs(size={size}, kind={kind!r})"}

@@ -1,9 +1,13 @@
 """Export the frozen image encoder to ONNX (and int8) once per model, into the user's cache.
 
-What is exported is ``VLSMModel.encode_image`` without adapters: the patch embedding, the
-interpolated position embedding for the model's input size, and the blocks up to the last
-extracted layer, whose outputs are the graph's outputs. The batch axis is dynamic; the input size
-is fixed (the position-embedding interpolation becomes a constant).
+Three frozen parts, one graph each (``kind``):
+
+- ``onnx-int8`` / ``onnx-fp32``: ``VLSMModel.encode_image`` without adapters: the patch embedding,
+  the interpolated position embedding for the model's input size, and the blocks up to the last
+  extracted layer, whose outputs are the graph's outputs. Batch axis dynamic, input size fixed.
+- ``text-fp32``: ``encode_text`` without adapters (prompts x tokens dynamic): the conditional
+  embedding. fp32: ONNX Runtime runs the few-token products ~2x faster than torch, exactly.
+- ``decoder-fp32``: ``decode`` (batch dynamic), frozen in every variant (adapters act on its inputs).
 
 The cache folder is named by everything the graph depends on (model fingerprint, input size,
 extracted layers, kind, onnxruntime version, this format's version). It is built in a temporary
@@ -25,7 +29,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-GRAPH_NAME = "image_encoder.onnx"
+GRAPH_NAME = "graph.onnx"
+IMAGE_KINDS = ("onnx-fp32", "onnx-int8")
+KINDS = (*IMAGE_KINDS, "text-fp32", "decoder-fp32")
 META_NAME = "meta.json"
 
 
@@ -54,34 +60,62 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _encoder_module(base):
-    """``encode_image`` of the plain model as an nn.Module returning a tuple (what export needs)."""
+def _part_module(base, kind: str):
+    """The frozen part ``kind`` of the plain model as an nn.Module returning a tuple (for export)."""
     import torch
 
     from ..forward import VLSMModel
 
-    class ImageEncoder(torch.nn.Module):
+    class Part(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.vlsm = VLSMModel(base, None)
-            self.vlsm.image_runtime = None  # export torch's graph, never an attached runtime
+            self.vlsm.detach_runtimes()  # export torch's graph, never an attached runtime
 
-        def forward(self, pixel_values):
-            return tuple(self.vlsm.encode_image(pixel_values))
+        def forward(self, *inputs):
+            if kind in IMAGE_KINDS:
+                return tuple(self.vlsm.encode_image(inputs[0]))
+            if kind == "text-fp32":
+                return (self.vlsm.encode_text(inputs[0]),)
+            return (self.vlsm.decode(list(inputs[:-1]), inputs[-1]),)
 
-    return ImageEncoder().eval()
+    return Part().eval()
 
 
-def export_fp32(base, size: int, layers: tuple[int, ...], path: Path) -> None:
+def example_inputs(base, size: int, layers: tuple[int, ...], kind: str) -> dict:
+    """name -> example tensor of each input of the ``kind`` graph (axis 0 dynamic everywhere)."""
     import torch
 
-    names = [f"layer_{i}" for i in layers]
-    example = torch.zeros(1, 3, size, size)
-    axes = {"pixel_values": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    config = base.config
+    if kind in IMAGE_KINDS:
+        return {"pixel_values": torch.zeros(1, 3, size, size)}
+    if kind == "text-fp32":
+        text = config.text_config
+        return {"input_ids": torch.tensor([[text.bos_token_id, 10, 11, 12, text.eos_token_id]])}
+    vision = config.vision_config
+    tokens = (size // vision.patch_size) ** 2 + 1
+    acts = {f"layer_{i}": torch.zeros(1, tokens, vision.hidden_size) for i in layers}
+    return {**acts, "cond": torch.zeros(1, config.projection_dim)}
+
+
+def output_names(layers: tuple[int, ...], kind: str) -> list[str]:
+    if kind in IMAGE_KINDS:
+        return [f"layer_{i}" for i in layers]
+    return ["cond"] if kind == "text-fp32" else ["logits"]
+
+
+def export_fp32(base, size: int, layers: tuple[int, ...], path: Path, kind: str = "onnx-fp32") -> None:
+    import torch
+
+    inputs = example_inputs(base, size, layers, kind)
+    outputs = output_names(layers, kind)
+    axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
+    if kind == "text-fp32":
+        axes["input_ids"] = {0: "batch", 1: "tokens"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(_encoder_module(base), (example,), str(path), input_names=["pixel_values"],
-                          output_names=names, dynamic_axes=axes, opset_version=17, dynamo=False)
+        torch.onnx.export(_part_module(base, kind), tuple(inputs.values()), str(path), input_names=list(inputs),
+                          output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False)
 
 
 def quantize_int8(source: Path, target: Path, reduce_range: bool = False) -> None:
@@ -116,12 +150,12 @@ def build(base, fingerprint: str, size: int, layers: tuple[int, ...], kind: str,
     tmp = root / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     tmp.mkdir()  # not mkdtemp (0700): the folder follows the user's umask like any other
     try:
-        log.warning("napari-vlsm: preparing the %s image encoder for this CPU (once per model, ~20 s)", kind)
+        log.warning("napari-vlsm: preparing the %s graph for this CPU (once per model, seconds)", kind)
         graph = tmp / GRAPH_NAME
         extra = {}
         if kind == "onnx-int8":
             fp32 = tmp / "fp32.onnx"
-            export_fp32(base, size, layers, fp32)
+            export_fp32(base, size, layers, fp32, "onnx-fp32")
             quantize_int8(fp32, graph)
             agreement = check(graph)
             if not agreement["ok"]:  # saturation on a CPU without VNNI? 7-bit weights cannot saturate
@@ -131,7 +165,7 @@ def build(base, fingerprint: str, size: int, layers: tuple[int, ...], kind: str,
                 extra = {"reduce_range": True, "agreement_8bit": first}
             fp32.unlink()
         else:
-            export_fp32(base, size, layers, graph)
+            export_fp32(base, size, layers, graph, kind)
             agreement = check(graph)
         meta = {"kind": kind, "fingerprint": fingerprint, "size": size, "layers": list(layers),
                 "sha256": file_sha256(graph), "bytes": graph.stat().st_size, "format": FORMAT_VERSION,

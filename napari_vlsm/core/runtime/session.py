@@ -1,4 +1,4 @@
-"""The exported image encoder behind an ONNX Runtime session, called like ``encode_image``."""
+"""Exported frozen parts behind ONNX Runtime sessions, called like the ``VLSMModel`` methods."""
 
 from __future__ import annotations
 
@@ -20,25 +20,29 @@ def make_session(graph: Path, threads: int):
     return ort.InferenceSession(str(graph), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-class OnnxImageEncoder:
-    """pixel_values (B, 3, S, S) float32 on the CPU -> list of (B, T, D) float32 torch tensors."""
+class OnnxPart:
+    """One exported graph: torch tensors in (CPU, no gradient), float32 torch tensors out."""
 
     def __init__(self, graph: Path, kind: str, size: int, threads: int, meta: dict):
         self.graph, self.kind, self.size, self.meta = Path(graph), kind, int(size), meta
         self.session = make_session(self.graph, threads)
+        self._inputs = [i.name for i in self.session.get_inputs()]
         self._outputs = [o.name for o in self.session.get_outputs()]
 
-    def accepts(self, pixel_values) -> bool:
-        """What the graph was exported for: fp32 CPU input of the model's own size."""
+    def accepts(self, *tensors) -> bool:
+        """CPU tensors that need no gradient, floats in fp32, images of the exported size."""
         import torch
 
-        return (pixel_values.device.type == "cpu" and pixel_values.dtype == torch.float32
-                and tuple(pixel_values.shape[1:]) == (3, self.size, self.size) and not pixel_values.requires_grad)
+        for t in tensors:
+            if t.device.type != "cpu" or t.requires_grad or (t.is_floating_point() and t.dtype != torch.float32):
+                return False
+        if self.kind.startswith("onnx-"):
+            return tuple(tensors[0].shape[1:]) == (3, self.size, self.size)
+        return True
 
-    def __call__(self, pixel_values) -> list:
+    def __call__(self, *tensors) -> list:
         import numpy as np
         import torch
 
-        x = np.ascontiguousarray(pixel_values.detach().numpy())
-        outs = self.session.run(self._outputs, {"pixel_values": x})
-        return [torch.from_numpy(o) for o in outs]
+        feeds = {name: np.ascontiguousarray(t.detach().numpy()) for name, t in zip(self._inputs, tensors)}
+        return [torch.from_numpy(o) for o in self.session.run(self._outputs, feeds)]
