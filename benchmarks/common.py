@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# NAPARI_VLSM_BENCH_RESULTS: another folder for the JSON files (benchmarks/gpu.sh collects one run's)
+RESULTS = Path(os.environ.get("NAPARI_VLSM_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def setup_torch(threads: int | None = None) -> None:
@@ -119,7 +120,8 @@ def machine() -> dict:
         pass
     from napari_vlsm.core.loading import cpu_has_native_bf16
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "gpu": gpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_average_1_5_15min": os.getloadavg(),
             "native_bf16": cpu_has_native_bf16(), "cuda": torch.cuda.is_available(),
             "python": platform.python_version(), "torch": torch.__version__, "os": platform.platform()}

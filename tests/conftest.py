@@ -18,6 +18,16 @@ def _no_denormals():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _runtime_cache(tmp_path_factory):
+    # ONNX image encoders that backend "auto" exports on CPUs without bf16: a temporary folder, not
+    # the user's cache (subprocesses inherit it)
+    import os
+
+    os.environ.setdefault("NAPARI_VLSM_RUNTIME_CACHE", str(tmp_path_factory.mktemp("runtime-cache")))
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random CLIPSeg folder in the hub's layout (loads in milliseconds)."""

@@ -134,7 +134,13 @@ def test_dense_encodes_every_step(loaded, monkeypatch):
 def test_fast_path_gives_the_reference_losses(loaded):
     fast, ev_fast = train(loaded, disks(6), variant="shallow-vlc", max_steps=8, batch_size=3)
     slow, ev_slow = train(loaded, disks(6), variant="shallow-vlc", max_steps=8, batch_size=3, cache_features=False)
-    np.testing.assert_allclose(step_losses(ev_fast), step_losses(ev_slow), rtol=1e-4)
+    # Adam divides by each gradient's running RMS: last-bit differences (other batch shapes, other
+    # kernels) grow ~10x a step. The first two steps (same weights, then one update apart) agree to
+    # fp32 rounding of a mean over a batch's pixels (eps * sqrt(n)); later steps only loosely.
+    fast_losses, slow_losses = step_losses(ev_fast), step_losses(ev_slow)
+    eps, pixels = np.finfo(np.float32).eps, 3 * loaded.image_size**2
+    np.testing.assert_allclose(fast_losses[:2], slow_losses[:2], rtol=eps * np.sqrt(pixels))
+    np.testing.assert_allclose(fast_losses, slow_losses, rtol=1e-2)
     assert slow.metadata["training"]["fast_path"] is False
 
 
@@ -318,7 +324,10 @@ def test_out_of_memory_splits_the_batch_and_keeps_its_gradients(loaded, monkeypa
     result, events = train(loaded, disks(8), max_steps=6, batch_size=4, variant="shallow-vl")
     assert result.steps == 6 and 2 in sizes and 4 in sizes  # tried whole, then in pieces of 2
     # pieces of 2 whose weighted gradients add up to the batch's: the same training
-    np.testing.assert_allclose(step_losses(events), whole, rtol=1e-4)
+    # Tolerances as in test_fast_path_gives_the_reference_losses: Adam amplifies last-bit differences
+    losses, eps, pixels = step_losses(events), np.finfo(np.float32).eps, 4 * loaded.image_size**2
+    np.testing.assert_allclose(losses[:2], whole[:2], rtol=eps * np.sqrt(pixels))
+    np.testing.assert_allclose(losses, whole, rtol=1e-2)
 
 
 def test_out_of_memory_while_preparing_encodes_fewer_images_at_once(loaded, monkeypatch):

@@ -38,6 +38,7 @@ def _text(info: dict) -> str:
         f"fingerprint   {info['fingerprint']}",
         f"device        {info['device']}",
         f"precision     {info['precision']}",
+        f"backend       {info.get('backend', 'torch')} (image encoder)",
         f"input size    {info['image_size']} x {info['image_size']}",
         f"base params   {info['base_parameters']:,}",
         f"variant       {info['variant']} ({info['trainable_parameters']:,} trainable)",

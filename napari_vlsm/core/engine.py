@@ -283,7 +283,7 @@ class Segmenter:
             self._param_counts[variant] = variant_parameters(lm.config, variant)
         return {
             "source": str(lm.source), "folder": str(lm.folder), "fingerprint": lm.fingerprint,
-            "device": str(lm.device), "precision": lm.precision, "image_size": lm.image_size,
+            "device": str(lm.device), "precision": lm.precision, "backend": lm.backend, "image_size": lm.image_size,
             "base_parameters": sum(p.numel() for p in lm.model.parameters()),
             "variant": variant, "trainable_parameters": self._param_counts[variant],
             "adapter_loaded": self.adapters is not None, "adapter_path": self._path,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .adapters import AdapterSet
+from .runtime import runtimes_for
 
 
 def _run_block(layer, x: torch.Tensor, mask: torch.Tensor | None, adapters: nn.ModuleDict | None):
@@ -57,6 +58,15 @@ class VLSMModel(nn.Module):
             p.requires_grad_(False)
         self.adapters = adapters
         self.extract_layers = tuple(int(i) for i in base.config.extract_layers)
+        # ONNX Runtime graphs of the frozen parts, when the loader attached them (CPUs without bf16)
+        parts = runtimes_for(base)
+        self.image_runtime = next((p for k, p in parts.items() if k.startswith("onnx-")), None)
+        self.text_runtime = parts.get("text-fp32")
+        self.decoder_runtime = parts.get("decoder-fp32")
+
+    def detach_runtimes(self) -> None:
+        """Compute everything with torch (exports, and the reference of agreement checks)."""
+        self.image_runtime = self.text_runtime = self.decoder_runtime = None
 
     # ----------------------------------------------------------------------------- image side
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
@@ -64,8 +74,12 @@ class VLSMModel(nn.Module):
 
         Dense image adapters act inside the blocks; shallow ones come later (``adapt_image``), so
         for shallow and no-adapter variants this result does not depend on the adapters and can be
-        cached across finetunes. Blocks after the last extracted layer are not run.
+        cached across finetunes. Blocks after the last extracted layer are not run. With an
+        attached runtime (``core.runtime``) and no dense adapters, the runtime computes them.
         """
+        runtime = self.image_runtime
+        if runtime is not None and not self.image_features_depend_on_adapters and runtime.accepts(pixel_values):
+            return runtime(pixel_values)
         vision = self.base.clip.vision_model
         x = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
         dense = self.adapters.vision_dense if self.adapters is not None else {}
@@ -94,12 +108,15 @@ class VLSMModel(nn.Module):
         ``attention_mask`` is accepted for symmetry with transformers; see ``_causal_mask`` for
         why the causal mask alone is exact at the end-of-text token.
         """
+        adapters = self.adapters
+        plain = adapters is None or not (len(adapters.text_dense) or len(adapters.text_shallow) or adapters.cond)
+        if plain and self.text_runtime is not None and self.text_runtime.accepts(input_ids):
+            return self.text_runtime(input_ids)[0]
         text = self.base.clip.text_model
         x = text.embeddings(input_ids=input_ids)  # (P, L, 512)
         mask = _causal_mask(input_ids.shape[1], x.dtype, x.device)
         eot = end_of_text_positions(input_ids, text.config.eos_token_id)
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-        adapters = self.adapters
         dense = adapters.text_dense if adapters is not None else {}
         shallow = adapters.text_shallow if adapters is not None else {}
         taps = []
@@ -122,6 +139,9 @@ class VLSMModel(nn.Module):
             if activations[0].shape[0] != 1:
                 raise ValueError("decode: as many conditional embeddings as images, or one image")
             activations = [a.expand(cond.shape[0], -1, -1) for a in activations]
+        runtime = self.decoder_runtime  # frozen in every variant: usable whenever no gradient is needed
+        if runtime is not None and not torch.is_grad_enabled() and runtime.accepts(*activations, cond):
+            return runtime(*activations, cond)[0]
         return self.base.decoder(activations, cond).logits
 
     def forward(self, pixel_values, input_ids, attention_mask=None) -> torch.Tensor:

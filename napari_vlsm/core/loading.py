@@ -40,6 +40,7 @@ class LoadedModel:
     image_size: int
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
+    backend: str = "torch"  # what computes the frozen image encoder: torch, onnx-fp32, onnx-int8
 
     @property
     def config(self):
@@ -68,7 +69,13 @@ def resolve_device(name: str = "auto"):
 
 
 def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast is 2-4x faster."""
+    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast is 2-4x faster.
+
+    ``NAPARI_VLSM_NATIVE_BF16=0`` (or 1) overrides the detection: to run what a CPU without bf16
+    runs (benchmarks, tests), or to keep fp32 where bf16 is present but slow."""
+    override = os.environ.get("NAPARI_VLSM_NATIVE_BF16", "").strip().lower()
+    if override in ("0", "false", "no", "1", "true", "yes"):
+        return override in ("1", "true", "yes")
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:  # macOS/Windows: no cpuinfo; stay with fp32 unless asked
@@ -202,14 +209,26 @@ def fingerprint_model(model) -> str:
     return h.hexdigest()[:16]
 
 
-def load_model(source: str | os.PathLike = DEFAULT_MODEL, device: str = "auto", precision: str = "auto") -> LoadedModel:
-    """Load CLIPSeg from a hub id or a local folder; every parameter is frozen."""
+def load_model(source: str | os.PathLike = DEFAULT_MODEL, device: str = "auto", precision: str = "auto",
+               backend: str = "auto") -> LoadedModel:
+    """Load CLIPSeg from a hub id or a local folder; every parameter is frozen.
+
+    ``backend`` computes the frozen image encoder: ``auto`` (``runtime.choice``: ONNX Runtime int8
+    on a CPU without native bf16 when precision is auto, torch elsewhere), ``torch``, ``onnx-fp32``
+    or ``onnx-int8``. A runtime that cannot be prepared or disagrees with torch falls back to torch
+    with a warning; ``LoadedModel.backend`` says what runs.
+    """
     import torch
     from transformers import CLIPSegForImageSegmentation, CLIPTokenizer
     from transformers.utils import logging as hf_logging
 
+    from . import runtime
+
+    runtime.check_backend(backend)
     dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
+    # an explicit ONNX backend computes in fp32/int8: "auto" precision means fp32 with it
+    dtype = resolve_precision("fp32" if precision == "auto" and backend.startswith("onnx") else precision, dev)
+    backend = runtime.resolve_backend(backend, dev, dtype, precision)
     folder = resolve_folder(source)
     check_folder(folder)
     try:
@@ -243,8 +262,13 @@ def load_model(source: str | os.PathLike = DEFAULT_MODEL, device: str = "auto", 
     check_complete(folder, model, info)
     model.eval().requires_grad_(False).to(dev)
     size, mean, std = read_image_processing(folder)
+    fingerprint = fingerprint_model(model)
+    if backend != "torch":
+        layers = tuple(int(i) for i in model.config.extract_layers)
+        encoder = runtime.prepare_image_runtime(model, fingerprint, size, layers, backend, torch.get_num_threads())
+        backend = backend if encoder is not None else "torch"
     return LoadedModel(
         model=model, tokenizer=tokenizer, source=str(source), folder=folder,
-        fingerprint=fingerprint_model(model), device=dev, dtype=dtype,
-        image_size=size, image_mean=mean, image_std=std,
+        fingerprint=fingerprint, device=dev, dtype=dtype,
+        image_size=size, image_mean=mean, image_std=std, backend=backend,
     )

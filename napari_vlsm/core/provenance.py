@@ -26,6 +26,7 @@ def provenance(loaded, variant: str, adapter_path: str | None, adapter_sha256: s
     return {
         "napari_vlsm": __version__, "model_source": str(loaded.source), "model_fingerprint": loaded.fingerprint,
         "variant": variant, "adapter_path": adapter_path, "adapter_sha256": adapter_sha256,
-        "adapter_created": meta.get("created"), "precision": loaded.precision, "device": str(loaded.device),
+        "adapter_created": meta.get("created"), "precision": loaded.precision, "backend": loaded.backend,
+        "device": str(loaded.device),
         "torch": torch.__version__, "transformers": transformers.__version__,
     }
