@@ -1,0 +1,50 @@
+"""NIfTI (.nii, .nii.gz) through nibabel: the header kept as it is, uncompressed files memory-mapped.
+
+nibabel is the reference for NIfTI geometry (it is what other tools and the checks use), so the
+affine is nibabel's: the sform when its code is set, else the qform. An uncompressed ``.nii``
+without intensity scaling comes back as a memory map: slices are read from disk when used, so a
+volume larger than memory opens at once. A ``.nii.gz`` is decompressed whole (gzip cannot seek).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MedicalFileError, reason_of
+
+FIX = "check that it is a complete NIfTI file (copy or export it again)"
+
+
+def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, bytes, dict]:
+    """-> (array (i, j, k), RAS affine, header bytes, info)."""
+    import nibabel as nib
+
+    if not path.is_file():
+        raise MedicalFileError(f"{path} does not exist; pass an existing .nii or .nii.gz file")
+    try:
+        image = nib.load(str(path), mmap="r")
+    except Exception as err:  # noqa: BLE001 - nibabel raises many kinds on damaged files
+        raise MedicalFileError(f"cannot read {path} as NIfTI ({reason_of(err)}); {FIX}") from None
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise MedicalFileError(f"{path} is not a NIfTI image; {FIX}")
+    shape = tuple(int(n) for n in image.shape)
+    if len(shape) > 3 and any(n != 1 for n in shape[3:]):
+        raise MedicalFileError(f"{path} is a {len(shape)}D NIfTI of shape {shape} (time or channels); napari-vlsm "
+                               "reads 3D volumes: extract one volume first (e.g. `fslroi IN OUT 0 1`)")
+    try:
+        data = np.asanyarray(image.dataobj)
+    except (EOFError, zlib.error, OSError, ValueError) as err:
+        raise MedicalFileError(f"{path} is truncated or damaged ({reason_of(err)}); {FIX}") from None
+    if data.ndim == 2:
+        data = data[:, :, None]
+    elif data.ndim > 3:
+        data = data.reshape(shape[:3])
+    if data.dtype.kind not in "biuf":
+        raise MedicalFileError(f"{path} holds {data.dtype} voxels (e.g. RGB); napari-vlsm reads grey-value volumes")
+    header = image.header
+    info = {"description": header["descrip"].tobytes().rstrip(b"\0").decode("latin-1", "replace").strip(),
+            "qform_code": int(header["qform_code"]), "sform_code": int(header["sform_code"])}
+    return data, np.asarray(image.affine, dtype=np.float64), header.binaryblock, info
