@@ -14,7 +14,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_vlsm.core.medical import MedicalFileError, ObliqueWarning, read_volume, write_mask
+from napari_vlsm.core.medical import (
+    MedicalFileError,
+    ObliqueWarning,
+    read_volume,
+    write_mask,
+)
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -92,7 +97,7 @@ def test_real_dicom_series_sorted_by_position_not_by_name(shared_data, tmp_path)
         z_lps = single.GetOrigin()[2]
         k = (z_lps - volume.origin[0]) / volume.spacing[0]
         assert k == pytest.approx(round(k), abs=1e-3)
-        np.testing.assert_array_equal(volume.array[int(round(k))], sitk.GetArrayFromImage(single)[0])
+        np.testing.assert_array_equal(volume.array[round(k)], sitk.GetArrayFromImage(single)[0])
     first_by_name = read_volume(files[0])  # any one file gives the whole series, same grid
     assert first_by_name.geometry.same_grid(volume.geometry)
     # The written mask is on the grid of the NIfTI SimpleITK makes of the series.

@@ -19,7 +19,8 @@ LABEL_DTYPES = (np.uint8, np.uint16, np.int16, np.int32)
 
 
 def mask_image(mask_zyx, geometry: Geometry, description: str = "napari-vlsm mask"):
-    """A nibabel image of ``mask_zyx`` (canonical ``(z, y, x)``) on the original grid."""
+    """A nibabel image of ``mask_zyx`` (canonical ``(z, y, x)``: a mask, label map or float32
+    probability) on the original grid."""
     import nibabel as nib
 
     mask = np.asarray(mask_zyx)
@@ -28,6 +29,8 @@ def mask_image(mask_zyx, geometry: Geometry, description: str = "napari-vlsm mas
                                 "(z, y, x); segment the scan it was opened with")
     if mask.dtype == np.bool_:
         mask = mask.astype(np.uint8)
+    elif mask.dtype == np.float32:  # a probability map: kept as it is
+        pass
     elif mask.dtype not in LABEL_DTYPES:
         if mask.size and (mask.min() < 0 or mask.max() > 65535 or not np.array_equal(mask, np.round(mask))):
             raise MedicalFileError(f"a mask or label map holds whole numbers 0..65535; got {mask.dtype} values")
@@ -53,7 +56,7 @@ def mask_image(mask_zyx, geometry: Geometry, description: str = "napari-vlsm mas
     image.header.set_slope_inter(1.0, 0.0)
     image.header["cal_min"], image.header["cal_max"] = 0, float(data.max()) if data.size else 0
     image.header["descrip"] = description.encode("ascii", "replace")[:79]
-    image.header.set_intent("label")
+    image.header.set_intent("label" if data.dtype.kind in "iu" else "none")
     return image
 
 
@@ -63,7 +66,7 @@ def write_mask(path, mask_zyx, geometry: Geometry, description: str = "napari-vl
 
     path = Path(path).expanduser()
     name = path.name.lower()
-    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+    if not name.endswith((".nii", ".nii.gz")):
         raise MedicalFileError(f"{path}: masks of volumes are written as NIfTI; name the file .nii.gz or .nii")
     image = mask_image(mask_zyx, geometry, description)
     data = image.to_bytes()
