@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample", choices=SAMPLES, default="retina",
                         help="sample image to open (default: %(default)s)")
     parser.add_argument("--image", metavar="PATH",
-                        help="open this image instead of the sample (.dcm read with pydicom)")
+                        help="open this image instead of the sample: NIfTI, NRRD, MHA, a DICOM series folder "
+                             "or any one file of it (with its geometry), or any file napari reads")
     return parser.parse_args(argv)
 
 
@@ -63,13 +64,24 @@ def demo_model_dir() -> Path:
 
 
 def add_image(viewer, args: argparse.Namespace) -> None:
-    """Add ``--image`` (DICOM through pydicom, anything else through napari's readers) or a sample."""
+    """Add ``--image`` (medical volumes through napari-vlsm's reader, with their geometry; anything
+    else through napari's readers) or a sample. A file that cannot be read: one line, no image."""
+    from napari_vlsm.core.medical.formats import is_volume_path
+
     if args.image is None:
         viewer.open_sample(PLUGIN, args.sample)
-    elif Path(args.image).suffix.lower() == ".dcm":
-        from napari_vlsm._napari.sample_data import dicom_layer
+    elif is_volume_path(Path(args.image).expanduser()):
+        from napari.utils.notifications import show_error
 
-        data, kwargs, _ = dicom_layer(args.image)
+        from napari_vlsm._napari.reader import read_layers
+        from napari_vlsm.core.errors import VLSMError
+
+        try:
+            ((data, kwargs, _),) = read_layers(Path(args.image).expanduser())
+        except VLSMError as err:
+            print(f"napari-vlsm: error: {err}", file=sys.stderr)
+            show_error(f"napari-vlsm: {err}")
+            return
         viewer.add_image(data, **kwargs)
     else:
         viewer.open(args.image)

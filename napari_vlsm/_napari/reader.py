@@ -1,0 +1,70 @@
+"""npe2 reader: File > Open and drag and drop of NIfTI, DICOM (a series folder or any one of its
+files), NRRD and MetaImage give one Image layer in the canonical orientation.
+
+The layer carries the geometry: ``scale`` = voxel spacing (mm), ``translate`` = origin (LPS mm,
+listed z, y, x), and ``metadata["napari_vlsm_volume"]`` = the volume's description (source, modality,
+direction, and the original grid and header that the writer restores exactly); see docs/volumes.md.
+The contrast limits are the window the model will use by default (``auto``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+METADATA_KEY = "napari_vlsm_volume"  # "napari_vlsm" is the dock's own tag on output layers
+
+
+def _one_path(path):
+    if isinstance(path, (list, tuple)):
+        paths = [os.fspath(p) for p in path]
+        if len(paths) == 1:
+            return paths[0]
+        folders = {str(Path(p).parent) for p in paths}  # several files of one series dropped at once
+        return paths[0] if len(folders) == 1 and all(_is_dicom(p) for p in paths) else None
+    return os.fspath(path)
+
+
+def _is_dicom(path) -> bool:
+    from napari_vlsm.core.medical.formats import looks_like_dicom
+
+    return looks_like_dicom(path)
+
+
+def get_reader(path):
+    """npe2 ``get_reader``: a reader function for medical volumes, None for anything else."""
+    from napari_vlsm.core.medical.formats import is_volume_path
+
+    one = _one_path(path)
+    if one is None or not is_volume_path(one):
+        return None
+    return read_layers
+
+
+def read_layers(path) -> list[tuple]:
+    from napari_vlsm.core.medical import read_volume
+
+    return [volume_layer(read_volume(_one_path(path)))]
+
+
+def volume_layer(volume) -> tuple:
+    """A MedicalVolume -> ``(data, kwargs, "image")`` with its geometry."""
+    from napari_vlsm.core.medical.windows import resolve_window
+
+    window = resolve_window("auto", volume.array, volume.modality)
+    kwargs = {
+        "name": volume.name,
+        "scale": volume.spacing,
+        "translate": volume.origin,
+        "colormap": "gray",
+        "contrast_limits": window,
+        "metadata": {METADATA_KEY: volume.metadata()},
+    }
+    return (volume.array, kwargs, "image")
+
+
+def volume_metadata(layer) -> dict | None:
+    """The medical description of a layer (Image from this reader, or Labels given it), or None."""
+    meta = getattr(layer, "metadata", None) or {}
+    doc = meta.get(METADATA_KEY)
+    return doc if isinstance(doc, dict) and "geometry" in doc else None
