@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_vlsm._napari.medical_export import attach_geometry, export_labels  # noqa: E402
-from napari_vlsm._napari.reader import METADATA_KEY, get_reader  # noqa: E402
+from napari_vlsm._napari.medical_export import attach_geometry, export_labels
+from napari_vlsm._napari.reader import METADATA_KEY, get_reader
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -55,7 +55,7 @@ def test_open_dicom_series_folder_and_one_file(make_napari_viewer, base, tmp_pat
     folder = base / "example_ct_dicom"
     viewer = make_napari_viewer()
     (layer,) = viewer.open(folder, plugin="napari-vlsm")
-    one_file = sorted(folder.iterdir())[0]
+    one_file = min(folder.iterdir())
     assert get_reader(str(one_file)) is not None and get_reader(str(tmp_path)) is None
     (again,) = viewer.open(one_file, plugin="napari-vlsm")
     assert again.data.shape == layer.data.shape == (20, 512, 512)
