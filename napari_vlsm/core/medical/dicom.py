@@ -90,13 +90,41 @@ def read_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         else:
             reader = lib.ImageSeriesReader()
             reader.SetFileNames(files)
+            reader.MetaDataDictionaryArrayUpdateOn()  # per-slice positions, checked below
             image = reader.Execute()
+            _check_positions(path, reader, len(files), image.GetDirection())
     except RuntimeError as err:
         bad = next((Path(f) for f in files if _readable(f) is False), Path(files[0]))
         raise _diagnose(bad, err) from None
     array, affine = image_to_grid(image, path)
     info["files"] = len(files)
     return array, affine, info
+
+
+def _check_positions(path: Path, reader, count: int, direction) -> None:
+    """GDCM sorted the slices along their normal; refuse two slices at one position (mixed
+    acquisitions) and warn about uneven gaps (missing slices), instead of a silently wrong volume."""
+    key = "0020|0032"  # ImagePositionPatient
+    if not all(reader.HasMetaDataKey(i, key) for i in range(count)):
+        return
+    try:
+        points = np.array([[float(v) for v in reader.GetMetaData(i, key).split("\\")] for i in range(count)])
+    except ValueError:
+        return
+    normal = np.asarray(direction, dtype=np.float64).reshape(3, 3)[:, 2]
+    steps = np.diff(points @ normal)
+    if np.any(np.abs(steps) < 1e-3):
+        raise DicomSeriesError(f"{path}: {int(np.sum(np.abs(steps) < 1e-3)) + 1} slices of one series lie at the "
+                               "same position (several acquisitions or phases mixed); give each its own folder")
+    typical = float(np.median(np.abs(steps)))
+    if np.abs(np.abs(steps) - typical).max() > 0.1 * typical:
+        import warnings
+
+        from .errors import SliceGapWarning
+
+        warnings.warn(f"{path.name}: the slices are unevenly spaced ({np.abs(steps).min():.2f} to "
+                      f"{np.abs(steps).max():.2f} mm apart; missing slices?); the volume uses {typical:.2f} mm, "
+                      "so positions past a gap are off", SliceGapWarning, stacklevel=3)
 
 
 def _readable(path: str) -> bool:

@@ -26,6 +26,10 @@ class ObliqueWarning(UserWarning):
     """The volume's axes are tilted against the patient axes (shown on the nearest ones)."""
 
 
+class SliceGapWarning(UserWarning):
+    """A DICOM series' slices are unevenly spaced (missing slices): positions past a gap are off."""
+
+
 def reason_of(err: BaseException) -> str:
     """The first meaningful line of a library error (ITK messages start with a source path)."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]

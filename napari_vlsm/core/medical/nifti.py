@@ -38,6 +38,8 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, bytes, dict]:
         data = np.asanyarray(image.dataobj)
     except (EOFError, zlib.error, OSError, ValueError) as err:
         raise MedicalFileError(f"{path} is truncated or damaged ({reason_of(err)}); {FIX}") from None
+    if data.dtype == np.float64 and image.get_data_dtype().itemsize <= 2:
+        data = data.astype(np.float32)  # scaled 8/16-bit data: float32 holds it exactly, at half the memory
     if data.ndim == 2:
         data = data[:, :, None]
     elif data.ndim > 3:
