@@ -202,14 +202,15 @@ def _one_line_naming(err, path):
     return text
 
 
-def test_truncated_nifti(tmp_path):
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_truncated_nifti(tmp_path, suffix):
     data = np.random.default_rng(3).integers(0, 1000, size=(30, 30, 30)).astype(np.int16)
-    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "full.nii.gz")
-    raw = (tmp_path / "full.nii.gz").read_bytes()
-    (tmp_path / "cut.nii.gz").write_bytes(raw[: len(raw) // 2])
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / f"full{suffix}")
+    raw = (tmp_path / f"full{suffix}").read_bytes()
+    (tmp_path / f"cut{suffix}").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(MedicalFileError) as err:
-        read_volume(tmp_path / "cut.nii.gz")
-    assert "copy" in _one_line_naming(err, tmp_path / "cut.nii.gz")
+        read_volume(tmp_path / f"cut{suffix}")
+    assert "copy" in _one_line_naming(err, tmp_path / f"cut{suffix}")
 
 
 def test_not_an_image(tmp_path):

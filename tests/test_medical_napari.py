@@ -150,3 +150,26 @@ def test_launcher_image_accepts_a_dicom_folder(make_napari_viewer, base):
     add_image(viewer, parse_args(["--image", str(base / "example_ct_dicom")]))
     (layer,) = viewer.layers
     assert layer.data.shape == (20, 512, 512) and METADATA_KEY in layer.metadata
+
+
+def test_a_saved_mask_reopens_as_labels_and_saves_on_the_same_grid(make_napari_viewer, tmp_path):
+    from napari.layers import Labels
+
+    from napari_vlsm.core.medical import read_volume, write_mask
+
+    affine = np.array([[0, 0, -2.0, 30.0], [0.9, 0, 0, -10.0], [0, -1.2, 0, 5.0], [0, 0, 0, 1]])
+    scan = np.random.default_rng(0).integers(0, 500, (9, 7, 5)).astype(np.int16)
+    nib.save(nib.Nifti1Image(scan, affine), tmp_path / "scan.nii.gz")
+    volume = read_volume(tmp_path / "scan.nii.gz")
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[1, 2, 3] = 1
+    write_mask(tmp_path / "mask.nii.gz", mask, volume.geometry)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(tmp_path / "mask.nii.gz", plugin="napari-vlsm")
+    assert isinstance(layer, Labels) and np.asarray(layer.data)[1, 2, 3] == 1
+    np.testing.assert_allclose(layer.scale, volume.spacing)
+    layer.data[2, 3, 4] = 1
+    (path,) = layer.save(str(tmp_path / "again.nii.gz"), plugin="napari-vlsm")
+    again = nib.load(path)
+    np.testing.assert_allclose(again.affine, affine, atol=1e-4)
+    assert np.count_nonzero(np.asarray(again.dataobj)) == 2

@@ -4,7 +4,9 @@ files), NRRD and MetaImage give one Image layer in the canonical orientation.
 The layer carries the geometry: ``scale`` = voxel spacing (mm), ``translate`` = origin (LPS mm,
 listed z, y, x), and ``metadata["napari_vlsm_volume"]`` = the volume's description (source, modality,
 direction, and the original grid and header that the writer restores exactly); see docs/volumes.md.
-The contrast limits are the window the model will use by default (``auto``).
+The contrast limits are the window the model will use by default (``auto``). A NIfTI whose header
+says it holds labels (intent "label", as napari-vlsm writes its masks) opens as a Labels layer
+with the same geometry, so it can be corrected and saved again on its grid.
 """
 
 from __future__ import annotations
@@ -47,19 +49,20 @@ def read_layers(path) -> list[tuple]:
     return [volume_layer(read_volume(_one_path(path)))]
 
 
+def is_label_volume(volume) -> bool:
+    return volume.info.get("intent") == "label" and volume.array.dtype.kind in "biu"
+
+
 def volume_layer(volume) -> tuple:
-    """A MedicalVolume -> ``(data, kwargs, "image")`` with its geometry."""
+    """A MedicalVolume -> ``(data, kwargs, "image" | "labels")`` with its geometry."""
     from napari_vlsm.core.medical.windows import resolve_window
 
+    kwargs = {"name": volume.name, "scale": volume.spacing, "translate": volume.origin,
+              "metadata": {METADATA_KEY: volume.metadata()}}
+    if is_label_volume(volume):
+        return (volume.array, kwargs, "labels")
     window = resolve_window("auto", volume.array, volume.modality)
-    kwargs = {
-        "name": volume.name,
-        "scale": volume.spacing,
-        "translate": volume.origin,
-        "colormap": "gray",
-        "contrast_limits": window,
-        "metadata": {METADATA_KEY: volume.metadata()},
-    }
+    kwargs.update(colormap="gray", contrast_limits=window)
     return (volume.array, kwargs, "image")
 
 

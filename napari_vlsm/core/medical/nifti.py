@@ -48,5 +48,6 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, bytes, dict]:
         raise MedicalFileError(f"{path} holds {data.dtype} voxels (e.g. RGB); napari-vlsm reads grey-value volumes")
     header = image.header
     info = {"description": header["descrip"].tobytes().rstrip(b"\0").decode("latin-1", "replace").strip(),
-            "qform_code": int(header["qform_code"]), "sform_code": int(header["sform_code"])}
+            "qform_code": int(header["qform_code"]), "sform_code": int(header["sform_code"]),
+            "intent": str(header.get_intent()[0])}
     return data, np.asarray(image.affine, dtype=np.float64), header.binaryblock, info
