@@ -152,3 +152,18 @@ def test_finetune_on_volume_pairs(capsys, tmp_path, tiny_model_dir, volume_data)
     assert code == 0, err
     summary = json.loads(out)
     assert (tmp_path / "a.safetensors").is_file() and summary["steps"] == 2
+
+
+def test_collect_inputs_finds_volumes_and_series_folders(tmp_path, scans):
+    from pydicom.data import get_testdata_file
+
+    from napari_vlsm.cli.common import collect_inputs, unique_stems
+
+    (tmp_path / "series_a").mkdir()
+    shutil.copy(get_testdata_file("MR_small.dcm", download=False), tmp_path / "series_a" / "IM0001")  # no suffix
+    shutil.copy(scans / "permuted.nii.gz", tmp_path / "b.nii.gz")
+    (tmp_path / "notes.txt").write_text("not an input")
+    found = collect_inputs([tmp_path])
+    assert [p.name for p in found] == ["b.nii.gz", "series_a"]
+    assert unique_stems(found) == ["b", "series_a"]
+    assert collect_inputs([tmp_path / "series_a"]) == [tmp_path / "series_a"]  # one series = one input

@@ -173,3 +173,26 @@ def test_a_saved_mask_reopens_as_labels_and_saves_on_the_same_grid(make_napari_v
     again = nib.load(path)
     np.testing.assert_allclose(again.affine, affine, atol=1e-4)
     assert np.count_nonzero(np.asarray(again.dataobj)) == 2
+
+
+def test_a_correction_of_the_ct_stores_the_window_prediction_used(qtbot, make_napari_viewer, tiny_model_dir, base,
+                                                                   tmp_path):
+    """The dock's chosen preset is the window of the prediction AND of the stored correction."""
+    from napari_vlsm._napari import layers as L
+    from napari_vlsm._napari.dock import VLSMDock
+
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(base / "example_ct_sm.nii.gz", plugin="napari-vlsm")
+    dock = VLSMDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Text segmentation")
+    dock.set_model_source(str(tiny_model_dir))
+    dock.session.set_project(tmp_path / "project")
+    dock.segment.window_choice.set_preset("lung")
+    dock.segment.prompt.setCurrentText("lung")
+    dock.segment.btn_slice.click()
+    qtbot.waitUntil(lambda: not dock.session.job, timeout=WAIT_MS)
+    labels = L.find_output(viewer, image, "lung")
+    dock.corrections.btn_add.click()
+    qtbot.waitUntil(lambda: not dock.corrections.saving, timeout=WAIT_MS)
+    (sample,) = dock.session.store.samples()
+    assert tuple(sample.window) == (-1350.0, 150.0) == dock.session.window_for(image)

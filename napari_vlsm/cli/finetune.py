@@ -160,7 +160,8 @@ def run(args) -> int:
         with _Interrupt() as interrupt:
             gen = finetune(loaded, train, val, config, init_adapters=init, out_path=out, cancel=interrupt.event,
                            base_metadata=init_meta, save_on_cancel=True,
-                           extra_metadata={"dataset": {"data": str(args.data), "ann": args.ann}})
+                           extra_metadata={"dataset": {"data": str(args.data), "ann": args.ann,
+                                                       "window": args.window}})
             result = run_to_end(gen, bar)
     finally:
         bar.close()
