@@ -191,7 +191,7 @@ def test_a_correction_of_the_ct_stores_the_window_prediction_used(qtbot, make_na
     dock.segment.prompt.setCurrentText("lung")
     dock.segment.btn_slice.click()
     qtbot.waitUntil(lambda: not dock.session.job, timeout=WAIT_MS)
-    labels = L.find_output(viewer, image, "lung")
+    assert L.find_output(viewer, image, "lung") is not None
     dock.corrections.btn_add.click()
     qtbot.waitUntil(lambda: not dock.corrections.saving, timeout=WAIT_MS)
     (sample,) = dock.session.store.samples()
