@@ -48,7 +48,7 @@ def test_mask_on_another_grid_is_refused(tmp_path):
     _pair(tmp_path, "b", scan, np.zeros((6, 6, 4), np.uint8), np.eye(4), mask_affine=np.diag([2.0, 1, 1, 1]))
     (sample,) = read_folder(tmp_path, prompts=["x"])
     with pytest.raises(GridMismatchError, match="resample"):
-        sample.mask
+        _ = sample.mask
 
 
 def test_split_keeps_each_volume_on_one_side(tmp_path):
