@@ -132,10 +132,6 @@ class Geometry:
         return (self.original_shape == other.original_shape
                 and np.allclose(self.original_affine, other.original_affine, atol=atol))
 
-    def describe_tilt(self) -> str:
-        what = "not at right angles (sheared)" if self.sheared else f"tilted by {self.tilt_degrees:.1f} degrees"
-        return what
-
 
 def affine_from_sitk(size, spacing, origin, direction) -> np.ndarray:
     """The NIfTI (RAS) affine of a SimpleITK (LPS) grid: what SimpleITK writes into a .nii."""
