@@ -59,5 +59,13 @@ def read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         raise MedicalFileError(f"cannot read {path}: {reason_of(err)}; check that the file (and for .mhd/.nhdr "
                                "its data file) is complete") from None
     array, affine = image_to_grid(image, path)
-    info = {key: image.GetMetaData(key) for key in ("modality", "Modality") if image.HasMetaDataKey(key)}
-    return array, affine, {"modality": next(iter(info.values()), "")}
+    found = [image.GetMetaData(key) for key in ("modality", "Modality") if image.HasMetaDataKey(key)]
+    return array, affine, {"modality": modality_name(found[0] if found else "")}
+
+
+def modality_name(value: str) -> str:
+    """MetaImage writes ``MET_MOD_CT``; the windows want DICOM's ``CT`` ("" when unknown or other)."""
+    value = value.strip().upper()
+    if value.startswith("MET_MOD_"):
+        value = value[len("MET_MOD_"):]
+    return "" if value in ("UNKNOWN", "OTHER") else value

@@ -39,6 +39,7 @@ def mask_image(mask_zyx, geometry: Geometry, description: str = "napari-vlsm mas
     if geometry.header is not None:
         klass = nib.Nifti1Image if len(geometry.header) == 348 else nib.Nifti2Image
         header = klass.header_class(binaryblock=geometry.header).copy()
+        data = _in_file_shape(data, header.get_data_shape())
         qform, qcode = header.get_qform(coded=True)
         sform, scode = header.get_sform(coded=True)
         image = klass(data, geometry.original_affine, header)
@@ -58,6 +59,15 @@ def mask_image(mask_zyx, geometry: Geometry, description: str = "napari-vlsm mas
     image.header["descrip"] = description.encode("ascii", "replace")[:79]
     image.header.set_intent("label" if data.dtype.kind in "iu" else "none")
     return image
+
+
+def _in_file_shape(data: np.ndarray, file_shape) -> np.ndarray:
+    """A 2D NIfTI (one slice) or one with trailing 1-long axes (x, y, z, 1) is read as 3D; its mask
+    gets the file's own shape back, so nibabel sees the input's shape."""
+    file_shape = tuple(int(n) for n in file_shape)
+    if file_shape != data.shape and int(np.prod(file_shape)) == data.size and file_shape[:2] == data.shape[:2]:
+        return data.reshape(file_shape)
+    return data
 
 
 def write_mask(path, mask_zyx, geometry: Geometry, description: str = "napari-vlsm mask") -> Path:
