@@ -94,7 +94,7 @@ def test_window_errors(capsys, tmp_path, tiny_model_dir, scans):
     shutil.copy(get_testdata_file("MR_small.dcm", download=False), tmp_path / "mr.dcm")
     code, _, err = run_main(capsys, "predict", *model_args(tiny_model_dir), "--prompt", "x", "--window", "lung",
                             tmp_path / "mr.dcm", "--out", tmp_path / "out")
-    assert code == 1 and "Hounsfield" in err and "mr.dcm" in err
+    assert code == 2 and "Hounsfield" in err and "mr.dcm" in err  # its only input: nothing done
 
 
 def test_bad_volume_is_one_line_and_the_others_go_on(capsys, tmp_path, tiny_model_dir, scans):

@@ -5,7 +5,8 @@
 segmented with ONE intensity window for the whole volume. Medical volumes (NIfTI, DICOM series,
 NRRD, MHA) give ``<stem>__<prompt>.nii.gz`` on the scan's own voxel grid (``predict_volume.py``).
 ``--window`` picks the intensity window (a preset or "lo,hi"; default auto). A file that cannot be read is reported
-on one line and skipped (exit code 1 at the end); a usage error stops before any work (exit 2).
+on one line and skipped (exit code 1 at the end; 2 when none could be read: the user's error, as a bad
+file given alone is); a usage error stops before any work (exit 2).
 ``napari-vlsm-predict.json`` in the output folder records the outputs and their provenance.
 """
 
@@ -152,4 +153,6 @@ def run(args) -> int:
     else:
         for r in records:
             print(f"{r['path']}  {tuple(r['shape'])}  foreground {100 * r['foreground_fraction']:.1f}%")
-    return 1 if failed else 0
+    if failed:
+        return 2 if len(failed) == len(inputs) else 1
+    return 0

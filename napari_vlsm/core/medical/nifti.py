@@ -16,6 +16,21 @@ import numpy as np
 from .errors import MedicalFileError, reason_of
 
 FIX = "check that it is a complete NIfTI file (copy or export it again)"
+# Files that arrive with a .nii / .nii.gz name but are something else (a renamed export, a screenshot).
+SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"II*\x00": "a TIFF image",
+              b"MM\x00*": "a TIFF image", b"PK\x03\x04": "a ZIP archive"}
+
+
+def _what_else(path: Path) -> str | None:
+    """What a file that nibabel refused really is, by its first bytes (None: unknown)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return None
+    if head[128:132] == b"DICM":
+        return "a DICOM file"
+    return next((what for magic, what in SIGNATURES.items() if head.startswith(magic)), None)
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, bytes, dict]:
@@ -27,6 +42,10 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, bytes, dict]:
     try:
         image = nib.load(str(path), mmap="r")
     except Exception as err:  # noqa: BLE001 - nibabel raises many kinds on damaged files
+        other = _what_else(path)
+        if other is not None:
+            raise MedicalFileError(f"{path} is {other}, not NIfTI, despite its name; give it its own suffix "
+                                   "(e.g. .png, .dcm) or pass the scan's NIfTI file") from None
         raise MedicalFileError(f"cannot read {path} as NIfTI ({reason_of(err)}); {FIX}") from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise MedicalFileError(f"{path} is not a NIfTI image; {FIX}")
