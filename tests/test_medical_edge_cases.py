@@ -119,3 +119,14 @@ def test_napari_reader_shows_the_reason_of_a_bad_file(make_napari_viewer, monkey
     layers = viewer.open(str(path), plugin="napari-vlsm")  # File > Open with napari-vlsm's reader
     assert layers == [] and len(viewer.layers) == 0
     assert len(shown) == 1 and name in shown[0] and "\n" not in shown[0]
+
+
+@pytest.mark.gui
+def test_launcher_image_that_is_bad_is_one_line_and_no_layer(make_napari_viewer, capsys, tmp_path):
+    pytest.importorskip("napari")
+    from napari_vlsm._napari.launch import add_image, parse_args
+
+    viewer = make_napari_viewer()
+    add_image(viewer, parse_args(["--image", str(make_bad(tmp_path, "truncated.nii.gz"))]))
+    err = capsys.readouterr().err
+    assert len(viewer.layers) == 0 and "truncated.nii.gz" in err and "Traceback" not in err

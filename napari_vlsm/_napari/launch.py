@@ -73,16 +73,17 @@ def add_image(viewer, args: argparse.Namespace) -> None:
     elif is_volume_path(Path(args.image).expanduser()):
         from napari.utils.notifications import show_error
 
-        from napari_vlsm._napari.reader import read_layers
+        from napari_vlsm._napari.reader import volume_layer
         from napari_vlsm.core.errors import VLSMError
+        from napari_vlsm.core.medical import read_volume
 
         try:
-            ((data, kwargs, _),) = read_layers(Path(args.image).expanduser())
+            data, kwargs, layer_type = volume_layer(read_volume(Path(args.image).expanduser()))
         except VLSMError as err:
             print(f"napari-vlsm: error: {err}", file=sys.stderr)
             show_error(f"napari-vlsm: {err}")
             return
-        viewer.add_image(data, **kwargs)
+        getattr(viewer, f"add_{layer_type}")(data, **kwargs)  # a saved mask reopens as Labels
     else:
         viewer.open(args.image)
 

@@ -1,5 +1,6 @@
 """npe2 reader: File > Open and drag and drop of NIfTI, DICOM (a series folder or any one of its
-files), NRRD and MetaImage give one Image layer in the canonical orientation.
+files), NRRD and MetaImage give one Image layer in the canonical orientation; a bad file gives one
+notification naming it and the fix.
 
 The layer carries the geometry: ``scale`` = voxel spacing (mm), ``translate`` = origin (LPS mm,
 listed z, y, x), and ``metadata["napari_vlsm_volume"]`` = the volume's description (source, modality,
@@ -44,9 +45,21 @@ def get_reader(path):
 
 
 def read_layers(path) -> list[tuple]:
+    """The volume's layer; for a bad file one notification with the reason and the fix, and no layer.
+
+    Raising would not show the reason: napari replaces a reader's error with its own generic
+    "Tried opening with napari-vlsm, but failed". ``[(None,)]`` is npe2's "read, nothing to add".
+    """
+    from napari_vlsm.core.errors import ImageError
     from napari_vlsm.core.medical import read_volume
 
-    return [volume_layer(read_volume(_one_path(path)))]
+    try:
+        return [volume_layer(read_volume(_one_path(path)))]
+    except ImageError as err:
+        from napari.utils import notifications
+
+        notifications.show_error(f"napari-vlsm: {' '.join(str(err).split())}")
+        return [(None,)]
 
 
 def is_label_volume(volume) -> bool:
