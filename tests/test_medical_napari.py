@@ -37,6 +37,20 @@ def base(shared_data):
     return shared_data / "geometry" / "totalseg"
 
 
+def ct_in_dock(make_napari_viewer, base, tiny_model_dir, tmp_path, preset):
+    """The real CT opened through the reader, the dock on it with the tiny model and ``preset``."""
+    from napari_vlsm._napari.dock import VLSMDock
+
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(base / "example_ct_sm.nii.gz", plugin="napari-vlsm")
+    dock = VLSMDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Text segmentation")
+    dock.set_model_source(str(tiny_model_dir))
+    dock.session.set_project(tmp_path / "project")
+    dock.segment.window_choice.set_preset(preset)
+    return viewer, image, dock
+
+
 def test_open_ct_nifti_through_the_reader(make_napari_viewer, base):
     viewer = make_napari_viewer()
     (layer,) = viewer.open(base / "example_ct_sm.nii.gz", plugin="napari-vlsm")
@@ -71,15 +85,8 @@ def test_open_dicom_series_folder_and_one_file(make_napari_viewer, base, tmp_pat
 def test_dock_segments_the_ct_and_the_writer_puts_the_mask_on_the_scan(qtbot, make_napari_viewer, tiny_model_dir,
                                                                        base, tmp_path):
     from napari_vlsm._napari import layers as L
-    from napari_vlsm._napari.dock import VLSMDock
 
-    viewer = make_napari_viewer()
-    (image,) = viewer.open(base / "example_ct_sm.nii.gz", plugin="napari-vlsm")
-    dock = VLSMDock(viewer)
-    viewer.window.add_dock_widget(dock, name="Text segmentation")
-    dock.set_model_source(str(tiny_model_dir))
-    dock.session.set_project(tmp_path / "project")
-    dock.segment.window_choice.set_preset("soft-tissue")
+    viewer, image, dock = ct_in_dock(make_napari_viewer, base, tiny_model_dir, tmp_path, "soft-tissue")
     viewer.dims.set_point(0, image.data_to_world((12, 0, 0))[0])  # look at slice 12
     dock.segment.prompt.setCurrentText("liver")
     dock.segment.btn_slice.click()
@@ -179,15 +186,8 @@ def test_a_correction_of_the_ct_stores_the_window_prediction_used(qtbot, make_na
                                                                    tmp_path):
     """The dock's chosen preset is the window of the prediction AND of the stored correction."""
     from napari_vlsm._napari import layers as L
-    from napari_vlsm._napari.dock import VLSMDock
 
-    viewer = make_napari_viewer()
-    (image,) = viewer.open(base / "example_ct_sm.nii.gz", plugin="napari-vlsm")
-    dock = VLSMDock(viewer)
-    viewer.window.add_dock_widget(dock, name="Text segmentation")
-    dock.set_model_source(str(tiny_model_dir))
-    dock.session.set_project(tmp_path / "project")
-    dock.segment.window_choice.set_preset("lung")
+    viewer, image, dock = ct_in_dock(make_napari_viewer, base, tiny_model_dir, tmp_path, "lung")
     dock.segment.prompt.setCurrentText("lung")
     dock.segment.btn_slice.click()
     qtbot.waitUntil(lambda: not dock.session.job, timeout=WAIT_MS)
@@ -196,3 +196,7 @@ def test_a_correction_of_the_ct_stores_the_window_prediction_used(qtbot, make_na
     qtbot.waitUntil(lambda: not dock.corrections.saving, timeout=WAIT_MS)
     (sample,) = dock.session.store.samples()
     assert tuple(sample.window) == (-1350.0, 150.0) == dock.session.window_for(image)
+    # and its image is the slice prediction saw, in HU (not normalised): with the stored window
+    # the trainer makes the same model input
+    z = int(viewer.dims.current_step[0])
+    np.testing.assert_array_equal(np.asarray(sample.image), np.asarray(image.data[z]))
