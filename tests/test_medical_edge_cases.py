@@ -130,3 +130,21 @@ def test_launcher_image_that_is_bad_is_one_line_and_no_layer(make_napari_viewer,
     add_image(viewer, parse_args(["--image", str(make_bad(tmp_path, "truncated.nii.gz"))]))
     err = capsys.readouterr().err
     assert len(viewer.layers) == 0 and "truncated.nii.gz" in err and "Traceback" not in err
+
+
+def test_files_of_one_series_given_one_by_one_are_segmented_once(capsys, tmp_path, tiny_model_dir, monkeypatch):
+    """``predict series/*.dcm``: every file stands for the whole series, so one mask, one series read."""
+    from test_medical_io import _series
+
+    import napari_vlsm.core.medical.dicom as dicom
+
+    folder = _series(tmp_path / "series", [0.0, 2.0, 4.0], names=["c.dcm", "a.dcm", "b.dcm"])
+    reads = []
+    original = dicom.read_dicom
+    monkeypatch.setattr(dicom, "read_dicom", lambda path: reads.append(path) or original(path))
+    files = sorted(folder.iterdir())
+    code = main(["predict", "--model", str(tiny_model_dir), "--device", "cpu", "--precision", "fp32",
+                 "--prompt", "liver", *map(str, files), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == ["a__liver.nii.gz"] and len(reads) == 1

@@ -3,7 +3,8 @@
 2D images (PNG, JPEG, 2D TIFF) give ``<stem>__<prompt>.png`` (0/255); TIFF stacks (Z, Y, X) or
 (Z, Y, X, 3) give ``<stem>__<prompt>.tif``, a uint8 0/255 stack of the same (Z, Y, X) shape,
 segmented with ONE intensity window for the whole volume. Medical volumes (NIfTI, DICOM series,
-NRRD, MHA) give ``<stem>__<prompt>.nii.gz`` on the scan's own voxel grid (``predict_volume.py``).
+NRRD, MHA) give ``<stem>__<prompt>.nii.gz`` on the scan's own voxel grid (``predict_volume.py``); files
+of one DICOM series given one by one (``series/*.dcm``) give one mask, named after the first.
 ``--window`` picks the intensity window (a preset or "lo,hi"; default auto). A file that cannot be read is reported
 on one line and skipped (exit code 1 at the end; 2 when none could be read: the user's error, as a bad
 file given alone is); a usage error stops before any work (exit 2).
@@ -13,6 +14,7 @@ file given alone is); a usage error stops before any work (exit 2).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..core.errors import ImageError, VLSMError
@@ -131,10 +133,15 @@ def run(args) -> int:
     seg = make_segmenter(args)
     provenance = {**seg.provenance(), "threshold": args.threshold}
     slugs, records, failed = unique_slugs(prompts), [], []
+    done: set[str] = set()  # files of DICOM series already segmented (``series/*.dcm``: one mask)
     with progress(len(inputs), "predict") as bar:
         for path, stem in zip(inputs, unique_stems(inputs)):
+            if os.path.realpath(path) in done:
+                bar.update(1)
+                continue
             try:
                 data = read_input(path)
+                done.update(getattr(data, "series_files", ()))
                 if hasattr(data, "geometry"):  # a medical volume: NIfTI out, on its own grid
                     results, window = segment_volume(seg, data, prompts, args, bar)
                     records += write_volume_outputs(path, stem, slugs, data, results, window, args, provenance)

@@ -98,6 +98,7 @@ def read_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         raise _diagnose(bad, err) from None
     array, affine = image_to_grid(image, path)
     info["files"] = len(files)
+    info["series_files"] = tuple(os.path.realpath(f) for f in files)  # read_volume keeps them off the metadata
     return array, affine, info
 
 

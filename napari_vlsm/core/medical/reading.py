@@ -29,6 +29,7 @@ class MedicalVolume:
     kind: str  # "nifti", "dicom" or "sitk" (NRRD / MetaImage)
     modality: str = ""  # "CT", "MR", ... from the header; "" when the file does not say
     info: dict = field(default_factory=dict)
+    series_files: tuple[str, ...] = ()  # a DICOM series' files (real paths): any one stands for the volume
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -84,7 +85,8 @@ def read_volume(path) -> MedicalVolume:
         raise MedicalFileError(f"{path} holds an empty volume of shape {tuple(array.shape)}; pass a non-empty scan")
     geometry = Geometry(array.shape, affine, header)
     _warn_if_oblique(path, geometry)
-    return MedicalVolume(geometry.to_canonical(array), geometry, path, kind, modality.upper(), info)
+    files = info.pop("series_files", ())
+    return MedicalVolume(geometry.to_canonical(array), geometry, path, kind, modality.upper(), info, files)
 
 
 def _warn_if_oblique(path: Path, geometry: Geometry) -> None:
