@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample", choices=SAMPLES, default="retina",
                         help="sample image to open (default: %(default)s)")
     parser.add_argument("--image", metavar="PATH",
-                        help="open this image instead of the sample (.dcm read with pydicom)")
+                        help="open this image instead of the sample: NIfTI, NRRD, MHA, a DICOM series folder "
+                             "or any one file of it (with its geometry), or any file napari reads")
     return parser.parse_args(argv)
 
 
@@ -63,14 +64,26 @@ def demo_model_dir() -> Path:
 
 
 def add_image(viewer, args: argparse.Namespace) -> None:
-    """Add ``--image`` (DICOM through pydicom, anything else through napari's readers) or a sample."""
+    """Add ``--image`` (medical volumes through napari-vlsm's reader, with their geometry; anything
+    else through napari's readers) or a sample. A file that cannot be read: one line, no image."""
+    from napari_vlsm.core.medical.formats import is_volume_path
+
     if args.image is None:
         viewer.open_sample(PLUGIN, args.sample)
-    elif Path(args.image).suffix.lower() == ".dcm":
-        from napari_vlsm._napari.sample_data import dicom_layer
+    elif is_volume_path(Path(args.image).expanduser()):
+        from napari.utils.notifications import show_error
 
-        data, kwargs, _ = dicom_layer(args.image)
-        viewer.add_image(data, **kwargs)
+        from napari_vlsm._napari.reader import volume_layer
+        from napari_vlsm.core.errors import VLSMError
+        from napari_vlsm.core.medical import read_volume
+
+        try:
+            data, kwargs, layer_type = volume_layer(read_volume(Path(args.image).expanduser()))
+        except VLSMError as err:
+            print(f"napari-vlsm: error: {err}", file=sys.stderr)
+            show_error(f"napari-vlsm: {err}")
+            return
+        getattr(viewer, f"add_{layer_type}")(data, **kwargs)  # a saved mask reopens as Labels
     else:
         viewer.open(args.image)
 

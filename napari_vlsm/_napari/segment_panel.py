@@ -21,6 +21,7 @@ from napari_vlsm.core.store import normalize_target
 from . import layers as L
 from . import outputs, texts
 from .segment_jobs import predict_plane, predict_planes
+from .window_choice import WindowChoice
 from .workers import guarded, on_click
 
 HISTORY = 15  # recent prompts kept in the prompt box
@@ -49,6 +50,7 @@ class SegmentPanel(QWidget):
         self.threshold.setDecimals(2)
         self.threshold.setValue(0.5)
         self.threshold.setToolTip(texts.TIP_THRESHOLD)
+        self.window_choice = WindowChoice(session)  # the intensity window the model sees
         self.show_prob = QCheckBox("Show probability map")
         self.show_prob.setToolTip(texts.TIP_PROB)
         self.btn_slice = QPushButton("&Segment slice")
@@ -69,6 +71,7 @@ class SegmentPanel(QWidget):
         form.addRow("Image", self.image.native)
         form.addRow("Prompt", self.prompt)
         form.addRow("Threshold", self.threshold)
+        form.addRow("Window", self.window_choice)
         buttons = QHBoxLayout()
         buttons.addWidget(self.btn_slice)
         buttons.addWidget(self.btn_all)

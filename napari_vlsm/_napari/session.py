@@ -61,6 +61,7 @@ class Session(QObject):
         self._store = None
         self.proposals = ProposalBook()
         self.windows: dict[str, tuple | None] = {}  # image unique id -> intensity window
+        self.window_preset = "auto"  # core/medical/windows.py: auto, CT presets, percentiles, (lo, hi)
         self.job = ""
         self._waiting: list = []
         self.finetuning = False
@@ -192,13 +193,14 @@ class Session(QObject):
 
         Computed in a worker (it may read a strided sample of a lazy volume) and cached.
         """
-        if image.ndim < 3:
+        if image.ndim < 3 and self.window_preset == "auto":
             return None
         uid = str(image.unique_id)
         if uid not in self.windows:
-            from napari_vlsm.core.volume import volume_window
+            from napari_vlsm.core.medical.windows import resolve_window
 
-            self.windows[uid] = tuple(float(v) for v in volume_window(image.data, rgb=image.rgb))
+            modality = ((image.metadata or {}).get("napari_vlsm_volume") or {}).get("modality", "")
+            self.windows[uid] = resolve_window(self.window_preset, image.data, modality, rgb=image.rgb)
         return self.windows[uid]
 
     def forget_layer(self, layer) -> None:

@@ -5,8 +5,8 @@ Protocol of a subcommand module ``napari_vlsm.cli.<name>``: ``add_parser(subpars
 the parser is built, so they must not import torch at module level: ``--help`` stays instant.
 
 Exit codes: 0 success; 1 some inputs failed (each reported on its own line); 2 a user error
-(``VLSMError``: one line ``napari-vlsm: error: <message>``, never a traceback) or a usage error;
-130 interrupted (Ctrl+C).
+(``VLSMError``: one line ``napari-vlsm: error: <message>``, never a traceback), a usage error, or
+``predict`` could read none of its inputs; 130 interrupted (Ctrl+C).
 """
 
 from __future__ import annotations

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 from ..core.constants import DEFAULT_MODEL, VARIANTS  # noqa: F401 - VARIANTS: the subcommands' choices
-from ..core.errors import ImageError, VLSMError
+from ..core.errors import VLSMError
+from ..core.image_files import IMAGE_SUFFIXES, INPUT_SUFFIXES  # noqa: F401 - light: path rules only
+from ..core.medical import formats
 
 PROG = "napari-vlsm"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-TIFF_SUFFIXES = (".tif", ".tiff")
+INPUTS = "image files (PNG, JPEG, TIFF), volumes (NIfTI, NRRD, MHA, DICOM series folders or files) or folders"
 
 
 def error(message) -> None:
@@ -34,6 +35,14 @@ def add_model_args(parser, adapter: bool = True) -> None:
                         help="compute precision; auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
 
 
+def add_window_arg(parser) -> None:
+    from ..core.medical.windows import PRESETS
+
+    parser.add_argument("--window", default="auto", metavar="W",
+                        help=f"intensity window, one per volume: {', '.join(PRESETS)} (CT presets in HU, "
+                             "percentiles for MR) or lo,hi as --window=-160,240 (default auto: 0.5-99.5 %% of the volume)")
+
+
 def make_segmenter(args, variant: str = "none"):
     from ..core.engine import Segmenter
 
@@ -41,61 +50,48 @@ def make_segmenter(args, variant: str = "none"):
                      device=args.device, precision=args.precision)
 
 
-def collect_inputs(paths) -> list[Path]:
-    """Files as given, folders expanded to their image files (sorted, not recursive).
+def _is_input_file(path: Path) -> bool:
+    return (path.is_file() and not path.name.startswith(".")
+            and formats.full_suffix(path) in INPUT_SUFFIXES and formats.full_suffix(path) not in formats.DICOM_SUFFIXES)
 
-    A path that does not exist, or a folder without images, is a usage error (raised before the
+
+def collect_inputs(paths) -> list[Path]:
+    """Files as given; a DICOM series folder as one input; other folders expanded to their image
+    and volume files (sorted, not recursive) and to the DICOM series folders inside them.
+
+    A path that does not exist, or a folder without inputs, is a usage error (raised before the
     model loads); a file that exists but cannot be decoded is reported later, per file.
     """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
-        if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.name.startswith("."))
-            if not images:
-                raise VLSMError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            found.extend(images)
+        if path.is_dir() and formats.is_dicom_folder(path):
+            found.append(path)  # one series (read_volume says so if it holds several)
+        elif path.is_dir():
+            inputs = sorted(p for p in path.iterdir() if _is_input_file(p)
+                            or (p.is_dir() and not p.name.startswith(".") and formats.is_dicom_folder(p)))
+            if not inputs:
+                raise VLSMError(f"folder {path} holds no images or volumes ({', '.join(INPUT_SUFFIXES)})")
+            found.extend(inputs)
         elif path.is_file():
             found.append(path)
         else:
-            raise VLSMError(f"input {path} does not exist; pass image files (PNG, JPEG, TIFF) or folders")
+            raise VLSMError(f"input {path} does not exist; pass {INPUTS}")
     return list(dict.fromkeys(found))
-
-
-def _read_tiff(path: Path):
-    import numpy as np
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        # RGB stored as separate planes reads as (3|4, H, W). Old tifffile versions tagged any
-        # (3|4, H, W) array as RGB, so signed/float data (CT, MRI) with that tag stays a stack.
-        planar_rgb = page.photometric == 2 and page.planarconfig == 2 and page.dtype.kind == "u"
-    try:
-        data = tifffile.memmap(path, mode="r")  # uncompressed: read lazily, slice by slice
-    except Exception:
-        data = tifffile.imread(path)
-    if planar_rgb and data.ndim == 3 and data.shape[0] in (3, 4) and data.shape[-1] not in (3, 4):
-        data = np.moveaxis(data, 0, -1)
-    return data
 
 
 def read_image(path: Path):
     """An image file as an array (TIFF stacks may come back as a lazy memmap). Raises ImageError."""
-    try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            data = _read_tiff(path)
-        else:  # imageio's v3 API (what skimage.io wraps), straight to Pillow: no legacy plugin scan
-            import imageio.v3 as iio
+    from ..core.image_files import read_image as read
 
-            data = iio.imread(path)
-    except Exception as err:
-        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise ImageError(f"cannot read {path}: {reason}") from None
-    if data.ndim == 3 and data.shape[-1] == 2:  # grey + alpha PNG: keep the grey channel
-        data = data[..., 0]
-    return data
+    return read(path)
+
+
+def read_input(path: Path):
+    """An image array, or a MedicalVolume for NIfTI / DICOM / NRRD / MHA (canonical orientation)."""
+    from ..core.image_files import read_input as read
+
+    return read(path)
 
 
 def slug(prompt: str, limit: int = 60) -> str:
@@ -120,8 +116,9 @@ def unique_stems(paths) -> list[str]:
     seen: dict[str, int] = {}
     out = []
     for path in paths:
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-        out.append(path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}")
+        name = formats.stem(path)  # scan.nii.gz -> scan; a DICOM folder -> its name
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
     return out
 
 

@@ -4,6 +4,8 @@ Without a limit it runs the paper's recipe (up to 200 epochs, plateau LR schedul
 validation Dice); ``--budget SECONDS`` or ``--steps N`` bound it. 20 % of the samples (chosen by a
 hash of their names, so always the same ones) are held out for validation. Ctrl+C stops after the
 current step and saves the best adapter so far (exit code 130); a second Ctrl+C aborts at once.
+Volume pairs in ``--data`` (NIfTI / NRRD / MHA / DICOM series with label volumes) are split by
+volume, then trained on their axial slices, each with its volume's window (``--window``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 from pathlib import Path
 
 from ..core.errors import VLSMError
-from .common import PROG, VARIANTS, add_model_args
+from .common import PROG, VARIANTS, add_model_args, add_window_arg
 
 PAPER_EPOCHS = 200
 
@@ -36,6 +38,7 @@ def add_parser(subparsers) -> None:
                    help="prompt phrasing(s) for every sample, e.g. --prompt polyp 'pink round polyp' "
                         "(wins over the --ann file's phrasings)")
     p.add_argument("--out", required=True, metavar="FILE", help="adapter file to write (.safetensors)")
+    add_window_arg(p)
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("--epochs", type=int, metavar="N", help=f"up to N epochs (default {PAPER_EPOCHS})")
     limit.add_argument("--budget", type=float, metavar="SECONDS", help="stop after this much wall time")
@@ -137,10 +140,14 @@ def _load_init(path, loaded):
 def run(args) -> int:
     from ..core.datasets import read_folder, split_train_val
     from ..core.loading import load_model
+    from ..core.medical.windows import parse_window
     from ..core.training import finetune, run_to_end
+    from ..core.volume_datasets import expand_slices
 
-    samples = read_folder(args.data, prompts=args.prompt, ann=args.ann)  # usage errors before the model
-    train, val = split_train_val(samples, args.val_fraction, seed=args.seed)
+    parse_window(args.window)
+    samples = read_folder(args.data, prompts=args.prompt, ann=args.ann, window=args.window)  # usage errors first
+    train, val = split_train_val(samples, args.val_fraction, seed=args.seed)  # a volume stays on one side
+    train, val = expand_slices(train), expand_slices(val)
     out = _check_out(Path(args.out).expanduser())
     config = _config(args, args.variant or "shallow-vlc")
     loaded = load_model(args.model, device=args.device, precision=args.precision)
@@ -153,7 +160,8 @@ def run(args) -> int:
         with _Interrupt() as interrupt:
             gen = finetune(loaded, train, val, config, init_adapters=init, out_path=out, cancel=interrupt.event,
                            base_metadata=init_meta, save_on_cancel=True,
-                           extra_metadata={"dataset": {"data": str(args.data), "ann": args.ann}})
+                           extra_metadata={"dataset": {"data": str(args.data), "ann": args.ann,
+                                                       "window": args.window}})
             result = run_to_end(gen, bar)
     finally:
         bar.close()

@@ -2,19 +2,38 @@
 
 2D images (PNG, JPEG, 2D TIFF) give ``<stem>__<prompt>.png`` (0/255); TIFF stacks (Z, Y, X) or
 (Z, Y, X, 3) give ``<stem>__<prompt>.tif``, a uint8 0/255 stack of the same (Z, Y, X) shape,
-segmented with ONE intensity window for the whole volume. A file that cannot be read is reported
-on one line and skipped (exit code 1 at the end); a usage error stops before any work (exit 2).
+segmented with ONE intensity window for the whole volume. Medical volumes (NIfTI, DICOM series,
+NRRD, MHA) give ``<stem>__<prompt>.nii.gz`` on the scan's own voxel grid (``predict_volume.py``); files
+of one DICOM series given one by one (``series/*.dcm``) give one mask, named after the first.
+``--window`` picks the intensity window (a preset or "lo,hi"; default auto). A file that cannot be read is reported
+on one line and skipped (exit code 1 at the end; 2 when none could be read: the user's error, as a bad
+file given alone is); a usage error stops before any work (exit 2).
 ``napari-vlsm-predict.json`` in the output folder records the outputs and their provenance.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..core.errors import ImageError, VLSMError
-from .common import (add_model_args, collect_inputs, error, make_segmenter, progress, read_image, unique_slugs,
-                     unique_stems, write_bytes, write_png, write_tiff)
+from .common import (
+    INPUTS,
+    add_model_args,
+    add_window_arg,
+    collect_inputs,
+    error,
+    make_segmenter,
+    progress,
+    read_input,
+    unique_slugs,
+    unique_stems,
+    write_bytes,
+    write_png,
+    write_tiff,
+)
+from .predict_volume import segment_volume, write_volume_outputs
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -23,17 +42,27 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="segment image files and folders with text prompts",
         description="Write one mask per input and prompt: <stem>__<prompt>.png for 2D images, "
-                    "<stem>__<prompt>.tif for TIFF stacks (same shape as the stack).")
+                    "<stem>__<prompt>.tif for TIFF stacks (same shape as the stack), <stem>__<prompt>.nii.gz "
+                    "for NIfTI / DICOM / NRRD / MHA volumes (on the scan's own voxel grid).")
     add_model_args(p)
     p.add_argument("--prompt", action="append", required=True, metavar="TEXT",
                    help="what to segment, e.g. 'liver'; repeat for several structures (one image pass)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, TIFF) or folders of them")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUTS)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="slices per model call for stacks")
-    p.add_argument("--save-prob", action="store_true", help="also write float32 probability TIFFs")
+    add_window_arg(p)
+    p.add_argument("--save-prob", action="store_true",
+                   help="also write float32 probabilities (TIFF; NIfTI for volumes)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(func=run)
+
+
+def _window(args, data):
+    """None (the engine's own automatic window) unless --window asks for another."""
+    from ..core.medical.windows import AUTO, resolve_window
+
+    return None if args.window == AUTO else resolve_window(args.window, data)
 
 
 def _segment(seg, data, prompts, args, bar):
@@ -46,14 +75,15 @@ def _segment(seg, data, prompts, args, bar):
     if spatial < 2:
         raise ImageError(f"expected an image or a stack; got shape {tuple(data.shape)}")
     if spatial == 2:
-        preds = seg.predict(np.asarray(data), prompts, threshold=args.threshold)
+        preds = seg.predict(np.asarray(data), prompts, threshold=args.threshold, window=_window(args, data))
         return False, {p.prompt: p for p in preds}
     shape = tuple(data.shape[:spatial])  # the mask has the stack's shape without colour
     masks = {p: np.zeros(shape, np.uint8) for p in prompts}
     probs = {p: np.zeros(shape, np.float32) for p in prompts} if args.save_prob else {}
     total = int(np.prod(shape[:-2]))
     for n, (index, preds) in enumerate(seg.predict_stack(data, prompts, threshold=args.threshold,
-                                                          batch_size=args.batch_size), start=1):
+                                                          batch_size=args.batch_size, window=_window(args, data)),
+                                      start=1):
         bar.set_postfix_str(f"slice {n}/{total}")
         for prompt, pred in zip(prompts, preds):
             masks[prompt][index] = pred.mask * np.uint8(255)
@@ -87,9 +117,11 @@ def _write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> li
 
 def run(args) -> int:
     from ..core.engine import check_threshold, clean_prompts
+    from ..core.medical.windows import parse_window
 
     prompts = clean_prompts(args.prompt)  # usage errors first: before the (slow) model load
     check_threshold(args.threshold)
+    parse_window(args.window)
     if args.batch_size < 1:
         raise VLSMError(f"--batch-size must be at least 1; got {args.batch_size}")
     inputs = collect_inputs(args.inputs)
@@ -101,16 +133,25 @@ def run(args) -> int:
     seg = make_segmenter(args)
     provenance = {**seg.provenance(), "threshold": args.threshold}
     slugs, records, failed = unique_slugs(prompts), [], []
+    done: set[str] = set()  # files of DICOM series already segmented (``series/*.dcm``: one mask)
     with progress(len(inputs), "predict") as bar:
         for path, stem in zip(inputs, unique_stems(inputs)):
+            if os.path.realpath(path) in done:
+                bar.update(1)
+                continue
             try:
-                is_stack, results = _segment(seg, read_image(path), prompts, args, bar)
+                data = read_input(path)
+                done.update(getattr(data, "series_files", ()))
+                if hasattr(data, "geometry"):  # a medical volume: NIfTI out, on its own grid
+                    results, window = segment_volume(seg, data, prompts, args, bar)
+                    records += write_volume_outputs(path, stem, slugs, data, results, window, args, provenance)
+                else:
+                    is_stack, results = _segment(seg, data, prompts, args, bar)
+                    records += _write_outputs(path, stem, slugs, is_stack, results, args, provenance)
             except ImageError as err:  # this file only: report, go on with the others
                 message = str(err) if str(path) in str(err) else f"{path}: {err}"
                 error(message)
                 failed.append({"input": str(path), "error": message})
-            else:
-                records += _write_outputs(path, stem, slugs, is_stack, results, args, provenance)
             bar.update(1)
     summary = {"outputs": records, "failed": failed, "provenance": provenance}
     write_bytes(out / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False).encode())
@@ -119,4 +160,6 @@ def run(args) -> int:
     else:
         for r in records:
             print(f"{r['path']}  {tuple(r['shape'])}  foreground {100 * r['foreground_fraction']:.1f}%")
-    return 1 if failed else 0
+    if failed:
+        return 2 if len(failed) == len(inputs) else 1
+    return 0

@@ -1,7 +1,8 @@
 """Image/mask folders and medvlsm-style annotation files -> samples for finetune and evaluate.
 
 A dataset folder ``DIR`` holds ``images/`` and ``masks/`` whose files share a stem (PNG, JPEG or
-TIFF). A mask pixel is foreground when it is non-zero — except in JPEG masks, whose compression
+TIFF; or volumes: NIfTI, NRRD, MHA, DICOM series folders in images/ with label volumes in masks/,
+see ``volume_datasets.py``). A mask pixel is foreground when it is non-zero — except in JPEG masks, whose compression
 noise would turn into foreground: those are thresholded at half their range. An annotation file
 (``--ann``) is a JSON list of entries naming an image, its mask and prompt phrasings, as in the
 medvlsm repository: ``{"img_name": "x.jpg", "mask_name": "x.png", "prompts": {"p0": "polyp",
@@ -24,8 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageError, VLSMError
+from .image_files import IMAGE_SUFFIXES, read_image
+from .medical import formats
+from .volume_datasets import VolumeSample
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+INPUT_SUFFIXES = IMAGE_SUFFIXES + tuple(s for s in formats.VOLUME_SUFFIXES if s not in formats.DICOM_SUFFIXES)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 IMAGE_KEYS = ("img_name", "image_name", "image", "img", "file_name", "filename", "image_path", "img_path")
 MASK_KEYS = ("mask_name", "mask", "mask_path", "seg_name", "label_name", "label", "annotation")
@@ -39,24 +43,11 @@ class DataError(VLSMError):
 
 
 def read_array(path: Path) -> np.ndarray:
-    """One image file as an array (a multi-page TIFF is refused: these tools train on 2D)."""
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path)
-        else:
-            import imageio.v3 as iio
-
-            data = iio.imread(path)
-    except Exception as err:
-        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise ImageError(f"cannot read {path}: {reason}") from None
-    data = np.asarray(data)
-    if data.ndim == 3 and data.shape[-1] == 2:  # grey + alpha
-        data = data[..., 0]
+    """One 2D image file as an array (a multi-page TIFF is refused: pass volumes as NIfTI)."""
+    data = np.asarray(read_image(path))
     if data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[-1] not in (3, 4)):
-        raise ImageError(f"{path} holds an array of shape {data.shape}, not one 2D image; pass 2D slices")
+        raise ImageError(f"{path} holds an array of shape {data.shape}, not one 2D image; pass 2D slices, "
+                         "or the volume as NIfTI with a NIfTI label volume")
     return data
 
 
@@ -93,14 +84,29 @@ def _listing(names) -> str:
     return ", ".join(names[:SHOWN]) + more
 
 
+def _is_input(path: Path) -> bool:
+    if path.name.startswith("."):
+        return False
+    if path.is_dir():
+        return formats.is_dicom_folder(path)  # a DICOM series: one volume named after its folder
+    return path.is_file() and formats.full_suffix(path) in INPUT_SUFFIXES
+
+
+def _sample(name: str, image: Path, mask: Path, prompts: tuple[str, ...], window):
+    if formats.is_volume_path(image):
+        return VolumeSample(name, image, mask, prompts, window)
+    return FileSample(name, image, mask, prompts)
+
+
 def _files_by_stem(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     twice = set()
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
-            if path.stem in found:
-                twice.add(path.stem)
-            found[path.stem] = path
+        if _is_input(path):
+            stem = formats.stem(path)  # case1.nii.gz -> case1
+            if stem in found:
+                twice.add(stem)
+            found[stem] = path
     if twice:
         raise DataError(f"{folder} holds several files with the stem(s) {_listing(twice)}; keep one per stem")
     return found
@@ -128,8 +134,9 @@ def _clean(prompts) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(p).strip() for p in flat if isinstance(p, str) and p.strip()))
 
 
-def read_folder(root, prompts: Sequence[str] | None = None, ann=None) -> list[FileSample]:
-    """Samples of ``root`` (images/ + masks/), sorted by name.
+def read_folder(root, prompts: Sequence[str] | None = None, ann=None, window="auto") -> list:
+    """Samples of ``root`` (images/ + masks/), sorted by name: FileSample for 2D pairs,
+    VolumeSample for volume pairs (``window``: their intensity window, see medical/windows.py).
 
     ``prompts`` (e.g. from ``--prompt``) are used for every sample and win over an annotation
     file's phrasings; without them each annotation entry must carry its own.
@@ -137,12 +144,12 @@ def read_folder(root, prompts: Sequence[str] | None = None, ann=None) -> list[Fi
     root, images, masks = _check_root(root)
     given = _clean(prompts)
     if ann is not None:
-        return _read_annotated(root, images, masks, Path(ann).expanduser(), given)
+        return _read_annotated(root, images, masks, Path(ann).expanduser(), given, window)
     if not given:
         raise DataError("no prompt: pass --prompt TEXT (e.g. --prompt polyp), or an --ann file with prompts")
     imgs, msks = _files_by_stem(images), _files_by_stem(masks)
     if not imgs:
-        raise DataError(f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"{images} holds no images ({', '.join(INPUT_SUFFIXES)}, DICOM series folders)")
     lonely_images, lonely_masks = set(imgs) - set(msks), set(msks) - set(imgs)
     if lonely_images or lonely_masks:
         parts = []
@@ -152,7 +159,7 @@ def read_folder(root, prompts: Sequence[str] | None = None, ann=None) -> list[Fi
             parts.append(f"masks without an image: {_listing(lonely_masks)}")
         raise DataError(f"{root}: {'; '.join(parts)}. Give every image a mask of the same stem in masks/ "
                         "(or list the pairs in an --ann file)")
-    return [FileSample(stem, imgs[stem], msks[stem], given) for stem in sorted(imgs)]
+    return [_sample(stem, imgs[stem], msks[stem], given, window) for stem in sorted(imgs)]
 
 
 def _pick(entry: dict, keys: tuple[str, ...]):
@@ -196,18 +203,19 @@ def _entries(ann: Path) -> list:
     return data
 
 
-def _read_annotated(root: Path, images: Path, masks: Path, ann: Path, given: tuple[str, ...]) -> list[FileSample]:
+def _read_annotated(root: Path, images: Path, masks: Path, ann: Path, given: tuple[str, ...], window) -> list:
     samples, unprompted, seen = [], [], set()
     for i, entry in enumerate(_entries(ann)):
         where = f"{ann.name} entry {i}"
         image = _resolve(root, images, _pick(entry, IMAGE_KEYS), "image", where)
         mask = _resolve(root, masks, _pick(entry, MASK_KEYS), "mask", where)
         phrasings = given or _clean(_pick(entry, PROMPT_KEYS))
-        name = image.stem if image.stem not in seen else f"{image.stem}#{i}"
+        stem = formats.stem(image)
+        name = stem if stem not in seen else f"{stem}#{i}"
         seen.add(name)
         if not phrasings:
             unprompted.append(name)
-        samples.append(FileSample(name, image, mask, phrasings))
+        samples.append(_sample(name, image, mask, phrasings, window))
     if unprompted:
         raise DataError(f"{ann}: no prompts for {_listing(unprompted)} (keys tried: {', '.join(PROMPT_KEYS)}); "
                         "add them or pass --prompt TEXT for all")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ImageError
-from .preprocess import intensity_window
+from .preprocess import DEFAULT_PERCENTILES, intensity_window
 
 # Up to this many values an in-memory volume gets the exact window; beyond, a strided subsample of
 # about this size (percentiles of 4M values are within a fraction of a grey level of the exact ones).
@@ -137,24 +137,29 @@ def _sample(array, rgb: bool, max_values: int, max_slices: int) -> np.ndarray:
 
 
 def volume_window(stack, rgb: bool | None = None, max_values: int = SAMPLE_VALUES,
-                  max_slices: int = SAMPLE_SLICES) -> tuple[float, float]:
+                  max_slices: int = SAMPLE_SLICES, percentiles=DEFAULT_PERCENTILES) -> tuple[float, float]:
     """``preprocess.intensity_window`` of a whole volume, read at most about ``max_values`` values.
 
     uint8 and bool get their fixed windows without reading anything; an in-memory volume up to
     ``EXACT_WINDOW_VALUES`` values gets the exact window; anything larger or lazy a strided sample.
+    ``percentiles`` (low, high) picks the window (default: 0.5 and 99.5, the automatic window).
     """
+
+    def window(values):
+        return intensity_window(values, percentiles)
+
     if not hasattr(stack, "shape") or not hasattr(stack, "dtype"):
         stack = np.asarray(stack)
     dtype = np.dtype(stack.dtype)
     if dtype in (np.dtype(np.uint8), np.dtype(np.bool_)):
-        return intensity_window(np.zeros(1, dtype))  # fixed windows: the data does not matter
+        return window(np.zeros(1, dtype))  # fixed windows: the data does not matter
     shape = tuple(int(s) for s in stack.shape)
     if math.prod(shape) == 0:
         raise ImageError(f"cannot compute an intensity window of an empty stack (shape {shape})")
     if not is_lazy(stack) and stack.size <= EXACT_WINDOW_VALUES:
-        return intensity_window(stack)
+        return window(stack)
     colour = guess_rgb(shape, rgb) if len(shape) >= 3 else False
     if len(shape) < (4 if colour else 3):  # one (possibly huge) 2D image: stride it directly
         step = max(1, math.ceil(math.sqrt(math.prod(shape) / max_values)))
-        return intensity_window(np.asarray(stack[::step, ::step]))
-    return intensity_window(_sample(stack, colour, max_values, max_slices))
+        return window(np.asarray(stack[::step, ::step]))
+    return window(_sample(stack, colour, max_values, max_slices))

@@ -1,0 +1,86 @@
+"""npe2 reader: File > Open and drag and drop of NIfTI, DICOM (a series folder or any one of its
+files), NRRD and MetaImage give one Image layer in the canonical orientation; a bad file gives one
+notification naming it and the fix.
+
+The layer carries the geometry: ``scale`` = voxel spacing (mm), ``translate`` = origin (LPS mm,
+listed z, y, x), and ``metadata["napari_vlsm_volume"]`` = the volume's description (source, modality,
+direction, and the original grid and header that the writer restores exactly); see docs/volumes.md.
+The contrast limits are the window the model will use by default (``auto``). A NIfTI whose header
+says it holds labels (intent "label", as napari-vlsm writes its masks) opens as a Labels layer
+with the same geometry, so it can be corrected and saved again on its grid.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+METADATA_KEY = "napari_vlsm_volume"  # "napari_vlsm" is the dock's own tag on output layers
+
+
+def _one_path(path):
+    if isinstance(path, (list, tuple)):
+        paths = [os.fspath(p) for p in path]
+        if len(paths) == 1:
+            return paths[0]
+        folders = {str(Path(p).parent) for p in paths}  # several files of one series dropped at once
+        return paths[0] if len(folders) == 1 and all(_is_dicom(p) for p in paths) else None
+    return os.fspath(path)
+
+
+def _is_dicom(path) -> bool:
+    from napari_vlsm.core.medical.formats import looks_like_dicom
+
+    return looks_like_dicom(path)
+
+
+def get_reader(path):
+    """npe2 ``get_reader``: a reader function for medical volumes, None for anything else."""
+    from napari_vlsm.core.medical.formats import is_volume_path
+
+    one = _one_path(path)
+    if one is None or not is_volume_path(one):
+        return None
+    return read_layers
+
+
+def read_layers(path) -> list[tuple]:
+    """The volume's layer; for a bad file one notification with the reason and the fix, and no layer.
+
+    Raising would not show the reason: napari replaces a reader's error with its own generic
+    "Tried opening with napari-vlsm, but failed". ``[(None,)]`` is npe2's "read, nothing to add".
+    """
+    from napari_vlsm.core.errors import ImageError
+    from napari_vlsm.core.medical import read_volume
+
+    try:
+        return [volume_layer(read_volume(_one_path(path)))]
+    except ImageError as err:
+        from napari.utils import notifications
+
+        notifications.show_error(f"napari-vlsm: {' '.join(str(err).split())}")
+        return [(None,)]
+
+
+def is_label_volume(volume) -> bool:
+    return volume.info.get("intent") == "label" and volume.array.dtype.kind in "biu"
+
+
+def volume_layer(volume) -> tuple:
+    """A MedicalVolume -> ``(data, kwargs, "image" | "labels")`` with its geometry."""
+    from napari_vlsm.core.medical.windows import resolve_window
+
+    kwargs = {"name": volume.name, "scale": volume.spacing, "translate": volume.origin,
+              "metadata": {METADATA_KEY: volume.metadata()}}
+    if is_label_volume(volume):
+        return (volume.array, kwargs, "labels")
+    window = resolve_window("auto", volume.array, volume.modality)
+    kwargs.update(colormap="gray", contrast_limits=window)
+    return (volume.array, kwargs, "image")
+
+
+def volume_metadata(layer) -> dict | None:
+    """The medical description of a layer (Image from this reader, or Labels given it), or None."""
+    meta = getattr(layer, "metadata", None) or {}
+    doc = meta.get(METADATA_KEY)
+    return doc if isinstance(doc, dict) and "geometry" in doc else None

@@ -1,0 +1,56 @@
+"""``napari-vlsm predict`` for medical volumes: NIfTI masks on the scan's own voxel grid.
+
+The volume is segmented in its canonical orientation (LPS, axial slices, docs/volumes.md) with ONE
+window for the whole scan (``--window``), slice by slice through the engine's ``predict_stack``;
+each mask is written as ``<stem>__<prompt>.nii.gz`` (uint8, 0/1) with the input's shape and affine
+(a NIfTI input's own header), so it lies on the scan in any viewer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def window_of(args, volume) -> tuple[float, float]:
+    from ..core.medical.windows import resolve_window
+
+    return resolve_window(getattr(args, "window", None), volume.array, volume.modality)
+
+
+def segment_volume(seg, volume, prompts, args, bar) -> dict:
+    """-> {prompt: (mask (z, y, x) uint8 0/1, probability float32 or None)} and the window used."""
+    import numpy as np
+
+    window = window_of(args, volume)
+    shape = volume.shape
+    masks = {p: np.zeros(shape, np.uint8) for p in prompts}
+    probs = {p: np.zeros(shape, np.float32) for p in prompts} if args.save_prob else {}
+    for n, (z, preds) in enumerate(seg.predict_stack(volume.array, prompts, threshold=args.threshold,
+                                                      batch_size=args.batch_size, window=window), start=1):
+        bar.set_postfix_str(f"slice {n}/{shape[0]}")
+        for prompt, pred in zip(prompts, preds):
+            masks[prompt][z] = pred.mask
+            if probs:
+                probs[prompt][z] = pred.probability
+    return {p: (masks[p], probs.get(p)) for p in prompts}, window
+
+
+def write_volume_outputs(path, stem, slugs, volume, results, window, args, provenance) -> list[dict]:
+    import numpy as np
+
+    from ..core.medical import write_mask
+
+    out, records = Path(args.out).expanduser(), []
+    for (prompt, (mask, prob)), name in zip(results.items(), slugs):
+        target = out / f"{stem}__{name}.nii.gz"
+        write_mask(target, mask, volume.geometry, description=f"napari-vlsm: {prompt}")
+        record = {"input": str(path), "prompt": prompt, "path": str(target), "shape": list(mask.shape),
+                  "foreground_fraction": round(float(np.count_nonzero(mask)) / mask.size, 6),
+                  "format": "nifti", "window": list(window), "modality": volume.modality,
+                  "spacing_zyx": list(volume.spacing)}
+        if prob is not None:
+            prob_path = out / f"{stem}__{name}__prob.nii.gz"
+            write_mask(prob_path, prob, volume.geometry, description=f"napari-vlsm probability: {prompt}")
+            record["probability_path"] = str(prob_path)
+        records.append(record)
+    return records

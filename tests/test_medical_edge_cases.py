@@ -1,0 +1,150 @@
+"""Inputs a clinic's files have and the first tests did not: 2D and singleton-4D NIfTI (the mask
+keeps the input's shape), MetaImage modality codes (``MET_MOD_CT`` is CT), and bad files given
+alone to the CLI (one line, exit code 2) or opened in napari (one clear notification)."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_vlsm.cli import main
+from napari_vlsm.core.medical import read_volume, write_mask
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+PERMUTED = np.array([[0, 0, -2.5, 40.0], [1.1, 0, 0, -20.0], [0, -0.9, 0, 15.0], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("shape", [(12, 9), (12, 9, 4, 1), (12, 9, 4, 1, 1)], ids=["2d", "4d-singleton", "5d"])
+def test_mask_keeps_the_shape_of_a_2d_or_singleton_nifti(tmp_path, shape):
+    data = np.random.default_rng(0).integers(-500, 500, size=shape).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, PERMUTED), tmp_path / "scan.nii.gz")
+    volume = read_volume(tmp_path / "scan.nii.gz")
+    mask = np.zeros(volume.shape, np.uint8)
+    mark = tuple(n // 2 for n in volume.shape)
+    mask[mark] = 1
+    back = nib.load(write_mask(tmp_path / "mask.nii.gz", mask, volume.geometry))
+    assert back.shape == shape  # what nibabel (and the checker) compare with the input's shape
+    np.testing.assert_allclose(back.affine, PERMUTED, atol=1e-4)
+    ijk = np.argwhere(np.asarray(back.dataobj).reshape(back.shape[:3] if len(shape) > 2 else shape + (1,)))[0]
+    np.testing.assert_allclose((back.affine @ np.append(ijk, 1.0))[:3], volume.geometry.world_ras(mark), atol=1e-4)
+    assert data.reshape(volume.geometry.original_shape)[tuple(ijk)] == volume.array[mark]
+
+
+@pytest.mark.parametrize(("code", "expected"), [("MET_MOD_CT", "CT"), ("MET_MOD_MR", "MR"),
+                                                ("MET_MOD_UNKNOWN", ""), ("MET_MOD_OTHER", "")])
+def test_metaimage_modality_codes(tmp_path, code, expected):
+    import SimpleITK as sitk
+
+    from napari_vlsm.core.medical.windows import resolve_window
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4, 5), np.int16)), str(tmp_path / "scan.mha"))
+    raw = (tmp_path / "scan.mha").read_bytes()  # SimpleITK writes no Modality; scanners' exports do
+    (tmp_path / "scan.mha").write_bytes(raw.replace(b"NDims = 3\n", f"NDims = 3\nModality = {code}\n".encode(), 1))
+    volume = read_volume(tmp_path / "scan.mha")
+    assert volume.modality == expected
+    if expected != "MR":  # a CT (or unknown) MetaImage takes the Hounsfield presets
+        assert resolve_window("soft-tissue", volume.array, volume.modality) == (-160.0, 240.0)
+
+
+def png_bytes():
+    import io
+
+    import imageio.v3 as iio
+
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, np.zeros((8, 8), np.uint8), extension=".png")
+    return buffer.getvalue()
+
+
+BAD_FILES = {
+    "truncated.nii.gz": lambda: nib.Nifti1Image(np.ones((20, 20, 20), np.int16), np.eye(4)).to_bytes()[:600],
+    "empty.nii.gz": lambda: b"",
+    "picture.nii.gz": png_bytes,
+    "empty.dcm": lambda: b"",
+    "garbage.mha": lambda: b"not a MetaImage\n",
+}
+
+
+def make_bad(tmp_path, name):
+    import gzip
+
+    data = BAD_FILES[name]()
+    if name == "truncated.nii.gz":
+        data = gzip.compress(data)
+    (tmp_path / name).write_bytes(data)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_a_bad_file_alone_is_one_line_and_exit_2(capsys, tmp_path, tiny_model_dir, name):
+    path = make_bad(tmp_path, name)
+    code = main(["predict", "--model", str(tiny_model_dir), "--device", "cpu", "--precision", "fp32",
+                 "--prompt", "liver", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("napari-vlsm: error: ") and name in lines[0]
+
+
+def test_a_picture_named_nii_gz_says_what_it_is(tmp_path):
+    from napari_vlsm.core.medical import MedicalFileError
+
+    with pytest.raises(MedicalFileError, match=r"picture\.nii\.gz is a PNG image"):
+        read_volume(make_bad(tmp_path, "picture.nii.gz"))
+
+
+@pytest.mark.parametrize("case", ["no-dicom", "missing"])
+def test_folders_without_a_series_are_one_line_and_exit_2(capsys, tmp_path, tiny_model_dir, case):
+    folder = tmp_path / "series"
+    if case == "no-dicom":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("not an image")
+    code = main(["predict", "--model", str(tiny_model_dir), "--prompt", "liver", str(folder), "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and str(folder) in err and "Traceback" not in err
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("name", ["truncated.nii.gz", "picture.nii.gz", "empty.dcm"])
+def test_napari_reader_shows_the_reason_of_a_bad_file(make_napari_viewer, monkeypatch, tmp_path, name):
+    pytest.importorskip("napari")
+    import napari.utils.notifications as notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_error", shown.append)
+    path = make_bad(tmp_path, name)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-vlsm")  # File > Open with napari-vlsm's reader
+    assert layers == [] and len(viewer.layers) == 0
+    assert len(shown) == 1 and name in shown[0] and "\n" not in shown[0]
+
+
+@pytest.mark.gui
+def test_launcher_image_that_is_bad_is_one_line_and_no_layer(make_napari_viewer, capsys, tmp_path):
+    pytest.importorskip("napari")
+    from napari_vlsm._napari.launch import add_image, parse_args
+
+    viewer = make_napari_viewer()
+    add_image(viewer, parse_args(["--image", str(make_bad(tmp_path, "truncated.nii.gz"))]))
+    err = capsys.readouterr().err
+    assert len(viewer.layers) == 0 and "truncated.nii.gz" in err and "Traceback" not in err
+
+
+def test_files_of_one_series_given_one_by_one_are_segmented_once(capsys, tmp_path, tiny_model_dir, monkeypatch):
+    """``predict series/*.dcm``: every file stands for the whole series, so one mask, one series read."""
+    from test_medical_io import _series
+
+    import napari_vlsm.core.medical.dicom as dicom
+
+    folder = _series(tmp_path / "series", [0.0, 2.0, 4.0], names=["c.dcm", "a.dcm", "b.dcm"])
+    reads = []
+    original = dicom.read_dicom
+    monkeypatch.setattr(dicom, "read_dicom", lambda path: reads.append(path) or original(path))
+    files = sorted(folder.iterdir())
+    code = main(["predict", "--model", str(tiny_model_dir), "--device", "cpu", "--precision", "fp32",
+                 "--prompt", "liver", *map(str, files), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == ["a__liver.nii.gz"] and len(reads) == 1
