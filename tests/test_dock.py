@@ -80,7 +80,7 @@ def test_segment_slice_makes_an_aligned_labels_layer(qtbot, make_dock):
     image = image_2d(viewer, scale=(0.5, 2.0), translate=(10.0, -5.0))
     assert dock.segment.image.value is image
     labels = segment(qtbot, dock, "Polyp")
-    assert labels is not None and labels.name == "Polyp (VLSM)"
+    assert labels is not None and labels.name == "Polyp — scan"  # which structure, which image
     assert labels.data.shape == (64, 80)
     np.testing.assert_allclose(labels.scale, image.scale)
     np.testing.assert_allclose(labels.translate, image.translate)

@@ -1,0 +1,92 @@
+"""The legend of a multi-structure mask layer: colour, value and name of each structure.
+
+It is also the structure picker: clicking a row selects that label in the layer (napari's
+``selected_label``), makes the layer active and switches to the paint brush, so the next stroke
+paints that structure. Choosing a label in napari's own layer controls highlights its row.
+Hidden for a one-structure layer (nothing to tell apart).
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import QListWidget, QListWidgetItem
+
+from . import layers as L
+
+ROLE = Qt.ItemDataRole.UserRole  # holds the label value of a row
+TIP = "Structures in this mask layer. Click one to paint it (the brush then draws that label)."
+
+
+def swatch(colour: str, size: int = 12) -> QIcon:
+    pixmap = QPixmap(size, size)
+    pixmap.fill(QColor(colour))
+    return QIcon(pixmap)
+
+
+class Legend(QListWidget):
+    def __init__(self, viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.labels = None
+        self.setToolTip(TIP)
+        self.setMaximumHeight(120)
+        self.itemClicked.connect(self._picked)
+        self.setVisible(False)
+
+    def show_layer(self, labels) -> None:
+        """Show the structures of ``labels`` (None or a one-structure layer: hide)."""
+        if labels is not self.labels:
+            self._unwatch()
+            self.labels = labels
+            if labels is not None:
+                labels.events.selected_label.connect(self._follow_label)
+        self.clear()
+        structures = L.structures_of(labels) if labels is not None else []
+        for s in structures:
+            item = QListWidgetItem(swatch(s.colour), f"{s.value}  {s.name}")
+            item.setData(ROLE, s.value)
+            item.setToolTip(f"label {s.value}: prompt '{s.prompt}', colour {s.colour}")
+            self.addItem(item)
+        self.setVisible(len(structures) > 1)
+        self._follow_label()
+
+    def entries(self) -> list[tuple[int, str]]:
+        """(value, text) of each row, for tests and screenshots."""
+        return [(self.item(i).data(ROLE), self.item(i).text()) for i in range(self.count())]
+
+    def pick(self, value: int) -> None:
+        """Paint structure ``value`` next: select the label, the layer and the brush."""
+        labels = self.labels
+        if labels is None:
+            return
+        labels.selected_label = int(value)
+        if self.viewer.layers.selection.active is not labels and labels in self.viewer.layers:
+            self.viewer.layers.selection.active = labels
+        labels.mode = "paint"
+
+    def _picked(self, item) -> None:
+        self.pick(item.data(ROLE))
+
+    def _follow_label(self, event=None) -> None:
+        if self.labels is None:
+            return
+        value = int(self.labels.selected_label)
+        for i in range(self.count()):
+            if self.item(i).data(ROLE) == value:
+                self.blockSignals(True)
+                self.setCurrentRow(i)
+                self.blockSignals(False)
+                return
+        self.clearSelection()
+
+    def _unwatch(self) -> None:
+        if self.labels is not None:
+            try:
+                self.labels.events.selected_label.disconnect(self._follow_label)
+            except (RuntimeError, TypeError, ValueError):
+                pass
+        self.labels = None
+
+    def close_legend(self) -> None:
+        self._unwatch()
