@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..core.errors import ImageError, VLSMError
+from . import labelmap_output
 from .common import (add_model_args, collect_inputs, error, make_segmenter, progress, read_image, unique_slugs,
                      unique_stems, write_bytes, write_png, write_tiff)
 
@@ -33,6 +34,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="slices per model call for stacks")
     p.add_argument("--save-prob", action="store_true", help="also write float32 probability TIFFs")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    labelmap_output.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -90,6 +92,7 @@ def run(args) -> int:
 
     prompts = clean_prompts(args.prompt)  # usage errors first: before the (slow) model load
     check_threshold(args.threshold)
+    labelmap_output.check(args, prompts)
     if args.batch_size < 1:
         raise VLSMError(f"--batch-size must be at least 1; got {args.batch_size}")
     inputs = collect_inputs(args.inputs)
@@ -104,7 +107,12 @@ def run(args) -> int:
     with progress(len(inputs), "predict") as bar:
         for path, stem in zip(inputs, unique_stems(inputs)):
             try:
-                is_stack, results = _segment(seg, read_image(path), prompts, args, bar)
+                if args.multilabel:  # one label map + JSON legend per input (cli/labelmap_output.py)
+                    records += labelmap_output.predict_file(seg, path, stem, read_image(path), prompts, args,
+                                                            provenance, bar)
+                    is_stack, results = False, {}
+                else:
+                    is_stack, results = _segment(seg, read_image(path), prompts, args, bar)
             except ImageError as err:  # this file only: report, go on with the others
                 message = str(err) if str(path) in str(err) else f"{path}: {err}"
                 error(message)
