@@ -105,11 +105,13 @@ def test_legend_picks_the_structure_to_paint(qtbot, make_dock):
     labels = segment_many(qtbot, dock)
     viewer.layers.selection.active = viewer.layers["scan"]
     labels.mode = "pan_zoom"
+    assert dock.session.prompt == "liver"  # the structure the corrections panel counts
     dock.segment.legend.pick(3)
     assert labels.selected_label == 3 and labels.mode == "paint"
     assert viewer.layers.selection.active is labels
+    assert dock.session.prompt == "left kidney"
     labels.selected_label = 2  # napari's own label control -> the legend follows
-    assert dock.segment.legend.currentRow() == 1
+    assert dock.segment.legend.currentRow() == 1 and dock.session.prompt == "spleen"
 
 
 def test_a_preset_fills_the_prompt_box(qtbot, make_dock):
@@ -148,6 +150,8 @@ def test_add_correction_stores_one_sample_per_structure(qtbot, make_dock):
         assert sample.prompts == (name,) and sample.source == "layer:scan"
     add_correction(qtbot, dock)  # the same slice again replaces, per structure
     assert len(store.samples()) == 2
+    dock.segment.legend.pick(2)  # the counts follow the structure picked in the legend
+    qtbot.waitUntil(lambda: "'spleen': 1 for training" in dock.corrections.counts.text(), timeout=WAIT_MS)
 
 
 def test_auto_save_stores_each_structure_of_each_edited_slice(qtbot, make_dock):

@@ -125,25 +125,39 @@ def source_id(layer, axes: tuple[int, int]) -> str:
 
 
 # ---------------------------------------------------------------------------- output layers
+SEP = f"{LM.SEPARATOR} "  # between the targets of a several-structure layer
+
+
 def target_key(text: str) -> str:
     """The key an output layer is found by: its structures' targets, normalised, in order
     ('Liver;spleen ' -> 'liver; spleen'; one structure -> exactly the store's target)."""
     return LM.join_structures([normalize_target(p) for p in LM.split_structures(text)])
 
 
-def find_output(viewer, image, target: str):
-    """The Labels layer holding ``target`` (one structure, or several as 'liver; spleen') for ``image``."""
+def find_output(viewer, image, target: str, exact: bool = False):
+    """The Labels layer holding ``target`` (one structure, or several as 'liver; spleen') for ``image``.
+
+    Unless ``exact``, a single structure is also found inside a several-structure layer (the
+    corrections panel asks for the structure picked in the legend); a layer of exactly that
+    target is preferred.
+    """
     uid, shape, key = str(image.unique_id), spatial_shape(image), target_key(target)
-    fallback = None
+    found = {}  # rank -> layer: 0 exact + same image id, 1 exact + same name, 2/3 the same inside a label map
     for layer in viewer.layers:
         meta = layer.metadata.get(TAG) if isinstance(layer, Labels) else None
-        if not isinstance(meta, dict) or meta.get("target") != key or layer.data.shape != shape:
+        if not isinstance(meta, dict) or "target" not in meta or layer.data.shape != shape:
+            continue
+        if meta["target"] == key:
+            rank = 0
+        elif not exact and SEP not in key and key in meta["target"].split(SEP):
+            rank = 2
+        else:
             continue
         if meta.get("image_id") == uid:
-            return layer
-        if meta.get("image") == image.name:
-            fallback = layer
-    return fallback
+            found.setdefault(rank, layer)
+        elif meta.get("image") == image.name:
+            found.setdefault(rank + 1, layer)
+    return found[min(found)] if found else None
 
 
 def image_of(viewer, labels):

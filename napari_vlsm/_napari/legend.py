@@ -8,7 +8,7 @@ Hidden for a one-structure layer (nothing to tell apart).
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
@@ -25,6 +25,8 @@ def swatch(colour: str, size: int = 12) -> QIcon:
 
 
 class Legend(QListWidget):
+    picked = Signal(int)  # the structure to paint changed (a click here or napari's label control)
+
     def __init__(self, viewer, parent=None):
         super().__init__(parent)
         self.viewer = viewer
@@ -71,6 +73,8 @@ class Legend(QListWidget):
     def _follow_label(self, event=None) -> None:
         if self.labels is None:
             return
+        if event is not None:
+            self.picked.emit(int(self.labels.selected_label))
         value = int(self.labels.selected_label)
         for i in range(self.count()):
             if self.item(i).data(ROLE) == value:

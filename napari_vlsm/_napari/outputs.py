@@ -35,7 +35,7 @@ def apply_proposals(session, image, prompts, results, threshold: float):
     several: one label map, see ``core.labelmap``); returns the layer."""
     viewer = session.viewer
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    labels = L.find_output(viewer, image, LM.join_structures(prompts))
+    labels = L.find_output(viewer, image, LM.join_structures(prompts), exact=True)
     if labels is None:
         labels = L.create_output(viewer, image, prompts)
     entries = [(plane, session.proposals.put(labels, plane, prob, threshold)) for plane, prob in results]

@@ -114,6 +114,7 @@ class SegmentPanel(QWidget):
         self.image.changed.connect(self._context_changed)
         self.prompt.currentTextChanged.connect(self._context_changed)
         self.presets.activated.connect(guarded(self._preset, "choosing a preset"))
+        self.legend.picked.connect(guarded(self._context_changed, "choosing a structure"))
         s.busy_changed.connect(self._busy)
         s.resegment_requested.connect(guarded(self.resegment, "segmentation"))
         events = self.viewer.layers.events
@@ -160,14 +161,27 @@ class SegmentPanel(QWidget):
         return LM.join_structures(LM.split_structures(self.prompt.currentText()))
 
     def _context_changed(self, *_) -> None:
+        labels = self._output()
+        self.legend.show_layer(labels)
         self.session.image = self.image.value
-        self.session.prompt = self.prompt_text()
+        self.session.prompt = self.working_prompt(labels)
         self.session.context_changed.emit()
-        self.legend.show_layer(self._output())
+
+    def working_prompt(self, labels) -> str:
+        """The structure the user works on (what the corrections panel counts and lists): the prompt,
+        or with several structures the one picked in the legend (the first before a layer exists)."""
+        prompts = LM.split_structures(self.prompt.currentText())
+        if len(prompts) < 2:
+            return self.prompt_text()
+        if labels is not None:
+            picked = {s.value: s.prompt for s in L.structures_of(labels)}.get(int(labels.selected_label))
+            if picked is not None:
+                return picked
+        return prompts[0]
 
     def _output(self):
         image, prompt = self.image.value, self.prompt_text()
-        return L.find_output(self.viewer, image, prompt) if image is not None and prompt else None
+        return L.find_output(self.viewer, image, prompt, exact=True) if image is not None and prompt else None
 
     def inputs(self):
         """(image layer, prompts) or a clinician-readable error."""
@@ -243,7 +257,7 @@ class SegmentPanel(QWidget):
         if labels.selected_label not in {s.value for s in L.structures_of(labels)}:
             labels.selected_label = L.LABEL
         labels.mode = "paint"  # ready to paint corrections
-        self.legend.show_layer(labels)
+        self._context_changed()  # the legend, and the structure the corrections panel counts
 
     def cancel(self) -> None:
         if self._cancel is not None:
@@ -266,7 +280,7 @@ class SegmentPanel(QWidget):
     def current_output(self):
         image, prompts = self.inputs()
         prompt = LM.join_structures(prompts)
-        return image, prompt, L.find_output(self.viewer, image, prompt)
+        return image, prompt, L.find_output(self.viewer, image, prompt, exact=True)
 
     def rethreshold(self) -> None:
         labels = self._output()
