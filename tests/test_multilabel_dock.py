@@ -12,7 +12,10 @@ pytest.importorskip("napari")
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm.core import labelmap as LM  # noqa: E402
 
-from test_dock import WAIT_MS, add_correction, idle, image_2d, make_dock, notes  # noqa: E402,F401
+import test_dock  # noqa: E402
+from test_dock import WAIT_MS, add_correction, idle, image_2d  # noqa: E402
+
+make_dock = test_dock.make_dock  # the same fixtures: the dock on a hidden viewer with the tiny model
 
 pytestmark = pytest.mark.gui
 ORGANS = ["liver", "spleen", "left kidney"]
@@ -166,3 +169,21 @@ def test_auto_save_stores_each_structure_of_each_edited_slice(qtbot, make_dock):
         (sample,) = dock.session.store.samples(name)
         assert sample.slice_index == (2,)
         np.testing.assert_array_equal(sample.mask, labels.data[2] == value)
+
+
+def test_export_writes_the_label_map_and_its_legend(qtbot, make_dock, tmp_path):
+    import json
+
+    import tifffile
+
+    viewer, dock = make_dock()
+    rng = np.random.default_rng(4)
+    viewer.add_image(rng.integers(0, 255, (2, 24, 24), dtype=np.uint8), name="stack")
+    labels = segment_many(qtbot, dock, "liver; spleen", all_slices=True)
+    worker = dock.segment.export_to(labels, tmp_path / "export" / "organs.png")  # a stack cannot be a PNG
+    qtbot.waitUntil(lambda: (tmp_path / "export" / "organs.json").is_file(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "export" / "organs.tif"), labels.data)
+    doc = json.loads((tmp_path / "export" / "organs.json").read_text())
+    assert LM.read_legend(doc) == LM.legend(["liver", "spleen"])
+    assert doc["image"] == "stack" and doc["label_map"] == "organs.tif" and doc["model_fingerprint"]

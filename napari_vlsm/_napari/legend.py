@@ -1,4 +1,5 @@
-"""The legend of a multi-structure mask layer: colour, value and name of each structure.
+"""The legend of a multi-structure mask layer (colour, value and name of each structure), the
+preset structure lists, and which structure the user works on.
 
 It is also the structure picker: clicking a row selects that label in the layer (napari's
 ``selected_label``), makes the layer active and switches to the paint brush, so the next stroke
@@ -10,12 +11,47 @@ from __future__ import annotations
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QColor, QIcon, QPixmap
-from qtpy.QtWidgets import QListWidget, QListWidgetItem
+from qtpy.QtWidgets import QComboBox, QListWidget, QListWidgetItem
+
+from napari_vlsm.core import labelmap as LM
 
 from . import layers as L
 
 ROLE = Qt.ItemDataRole.UserRole  # holds the label value of a row
 TIP = "Structures in this mask layer. Click one to paint it (the brush then draws that label)."
+
+
+PRESET_HINT = "Structure lists…"
+TIP_PRESETS = "Fill the prompt box with a curated list of structures (one label each); edit it freely."
+
+
+def working_prompt(text: str, labels) -> str:
+    """The structure the user works on (what the corrections panel counts and lists): the prompt,
+    or with several structures the one picked in the legend (the first before a layer exists)."""
+    prompts = LM.split_structures(text)
+    if len(prompts) < 2:
+        return LM.join_structures(prompts)
+    if labels is not None:
+        picked = {s.value: s.prompt for s in L.structures_of(labels)}.get(int(labels.selected_label))
+        if picked is not None:
+            return picked
+    return prompts[0]
+
+
+class PresetBox(QComboBox):
+    """Curated structure lists (``core.labelmap.PRESETS``): choosing one fills the prompt box."""
+
+    def __init__(self, prompt_box, parent=None):
+        super().__init__(parent)
+        self.prompt_box = prompt_box
+        self.addItems([PRESET_HINT, *LM.PRESETS])
+        self.setToolTip(TIP_PRESETS)
+        self.activated.connect(self._chosen)
+
+    def _chosen(self, index: int) -> None:
+        if index > 0:
+            self.prompt_box.setCurrentText(LM.join_structures(LM.PRESETS[self.itemText(index)]))
+            self.setCurrentIndex(0)
 
 
 def swatch(colour: str, size: int = 12) -> QIcon:

@@ -17,7 +17,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
@@ -26,13 +26,12 @@ from napari_vlsm.core.errors import PromptError
 
 from . import layers as L
 from . import outputs, texts
-from .legend import Legend
+from .legend import Legend, PresetBox, working_prompt
 from .segment_jobs import predict_plane, predict_planes
 from .workers import guarded, on_click
 
 HISTORY = 15  # recent prompts kept in the prompt box
-PRESET_HINT = "Structure lists…"
-TIP_PRESETS = "Fill the prompt box with a curated list of structures (one label each); edit it freely."
+TIP_EXPORT = "Save this mask layer as a label map (PNG for 2D, TIFF for stacks) with a JSON legend."
 
 
 class SegmentPanel(QWidget):
@@ -53,9 +52,7 @@ class SegmentPanel(QWidget):
         for combo in (self.prompt, self.image.native):  # long names must not widen the dock
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
-        self.presets = QComboBox()
-        self.presets.addItems([PRESET_HINT, *LM.PRESETS])
-        self.presets.setToolTip(TIP_PRESETS)
+        self.presets = PresetBox(self.prompt)
         self.legend = Legend(self.viewer)
         self.threshold = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.threshold.setRange(0.01, 0.99)
@@ -70,6 +67,8 @@ class SegmentPanel(QWidget):
         self.btn_all.setToolTip(texts.TIP_SEG_ALL)
         self.btn_revert = QPushButton("&Revert to proposal")
         self.btn_revert.setToolTip(texts.TIP_REVERT)
+        self.btn_export = QPushButton("&Export label map…")
+        self.btn_export.setToolTip(TIP_EXPORT)
         self.progress = QProgressBar()
         self.btn_cancel = QPushButton("Cancel")
         self._layout()
@@ -99,6 +98,7 @@ class SegmentPanel(QWidget):
         row.addWidget(self.btn_revert)
         box.addLayout(row)
         box.addWidget(self.legend)
+        box.addWidget(self.btn_export)
         self._running(False)
 
     def _connect(self) -> None:
@@ -107,13 +107,13 @@ class SegmentPanel(QWidget):
         on_click(self.btn_all, self.segment_all, "segmentation")
         self.prompt.lineEdit().returnPressed.connect(guarded(self.segment_slice, "segmentation"))
         on_click(self.btn_revert, self.revert, "revert")
+        on_click(self.btn_export, self.choose_export, "exporting the label map")
         on_click(self.btn_cancel, self.cancel, "cancelling")
         self.threshold.valueChanged.connect(lambda _: self._threshold_timer.start())
         self._threshold_timer.timeout.connect(guarded(self.rethreshold, "re-thresholding"))
         self.show_prob.toggled.connect(lambda on: setattr(s, "show_probability", on))
         self.image.changed.connect(self._context_changed)
         self.prompt.currentTextChanged.connect(self._context_changed)
-        self.presets.activated.connect(guarded(self._preset, "choosing a preset"))
         self.legend.picked.connect(guarded(self._context_changed, "choosing a structure"))
         s.busy_changed.connect(self._busy)
         s.resegment_requested.connect(guarded(self.resegment, "segmentation"))
@@ -151,11 +151,6 @@ class SegmentPanel(QWidget):
                 self.image.value = image
             self.prompt.setCurrentText(meta.get("prompt", meta["target"]))
 
-    def _preset(self, index: int) -> None:
-        if index > 0:
-            self.prompt.setCurrentText(LM.join_structures(LM.PRESETS[self.presets.itemText(index)]))
-            self.presets.setCurrentIndex(0)
-
     def prompt_text(self) -> str:
         """The prompt box in its canonical form: 'liver; spleen' (one structure: as typed, stripped)."""
         return LM.join_structures(LM.split_structures(self.prompt.currentText()))
@@ -164,20 +159,8 @@ class SegmentPanel(QWidget):
         labels = self._output()
         self.legend.show_layer(labels)
         self.session.image = self.image.value
-        self.session.prompt = self.working_prompt(labels)
+        self.session.prompt = working_prompt(self.prompt.currentText(), labels)
         self.session.context_changed.emit()
-
-    def working_prompt(self, labels) -> str:
-        """The structure the user works on (what the corrections panel counts and lists): the prompt,
-        or with several structures the one picked in the legend (the first before a layer exists)."""
-        prompts = LM.split_structures(self.prompt.currentText())
-        if len(prompts) < 2:
-            return self.prompt_text()
-        if labels is not None:
-            picked = {s.value: s.prompt for s in L.structures_of(labels)}.get(int(labels.selected_label))
-            if picked is not None:
-                return picked
-        return prompts[0]
 
     def _output(self):
         image, prompt = self.image.value, self.prompt_text()
@@ -301,6 +284,26 @@ class SegmentPanel(QWidget):
         if entry is None:
             raise PromptError(texts.NO_PROPOSAL.format(layer=labels.name))
         outputs.revert(labels, plane, entry)
+
+    def choose_export(self) -> None:
+        _, prompt, labels = self.current_output()
+        if labels is None:
+            raise PromptError(texts.NO_MASK.format(target=L.target_key(prompt), image=self.image.value.name))
+        path, _ = QFileDialog.getSaveFileName(self, "Export label map", f"{labels.name}.tif",
+                                              "Label map (*.tif *.png)")
+        if path:
+            self.export_to(labels, path)
+
+    def export_to(self, labels, path):
+        """Write ``labels`` as a label map + JSON legend in the background (see export.py)."""
+        from .export import snapshot, write_export
+        from .workers import start
+
+        def done(paths):
+            show_info(texts.info(f"label map saved: {paths[0]} (legend: {paths[1].name})"))
+
+        return start(write_export, snapshot(labels), path, what="exporting the label map", on_return=done,
+                     group=self.session.workers)
 
     # -------------------------------------------------------------------------- state
     def _busy(self, job: str) -> None:
