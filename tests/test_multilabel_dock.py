@@ -187,3 +187,16 @@ def test_export_writes_the_label_map_and_its_legend(qtbot, make_dock, tmp_path):
     doc = json.loads((tmp_path / "export" / "organs.json").read_text())
     assert LM.read_legend(doc) == LM.legend(["liver", "spleen"])
     assert doc["image"] == "stack" and doc["label_map"] == "organs.tif" and doc["model_fingerprint"]
+
+
+def test_probability_layer_shows_the_highest_probability(qtbot, make_dock):
+    viewer, dock = make_dock()
+    image = image_2d(viewer)
+    dock.segment.show_prob.setChecked(True)
+    labels = segment_many(qtbot, dock, "liver; spleen")
+    from napari_vlsm._napari.outputs import find_probability
+
+    layer = find_probability(viewer, labels)
+    preds = dock.session.segmenter.predict(image.data, ["liver", "spleen"])
+    np.testing.assert_allclose(layer.data, np.maximum(preds[0].probability, preds[1].probability), atol=1e-6)
+    assert viewer.layers.selection.active is labels
