@@ -200,3 +200,28 @@ def test_probability_layer_shows_the_highest_probability(qtbot, make_dock):
     preds = dock.session.segmenter.predict(image.data, ["liver", "spleen"])
     np.testing.assert_allclose(layer.data, np.maximum(preds[0].probability, preds[1].probability), atol=1e-6)
     assert viewer.layers.selection.active is labels
+
+
+def test_one_finetune_in_the_dock_learns_every_structure(qtbot, make_dock):
+    """Corrections of two structures on two slices -> one Finetune -> one adapter trained on both
+    prompts (the learning itself: tests/test_multilabel_learning.py)."""
+    from napari_vlsm.core.adapters.checkpoint import read_metadata
+
+    viewer, dock = make_dock()
+    rng = np.random.default_rng(5)
+    viewer.add_image(rng.integers(0, 255, (3, 40, 40), dtype=np.uint8), name="scan")
+    labels = segment_many(qtbot, dock, "liver; spleen", all_slices=True)
+    truth = np.zeros_like(labels.data)
+    truth[:, 5:20, 5:20], truth[:, 25:35, 22:36] = 1, 2
+    changed = labels.data != truth
+    labels.data_setitem(np.nonzero(changed), truth[changed])
+    for z in range(2):
+        viewer.dims.set_current_step(0, z)
+        add_correction(qtbot, dock)
+    store = dock.session.store
+    assert store.targets() == ["liver", "spleen"] and len(store.samples()) == 4
+    dock.advanced.steps.setValue(3)
+    dock.finetune.btn_train.click()
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS * 2)
+    (path,) = dock.session.adapters_dir.glob("adapter-*.safetensors")
+    assert {"liver", "spleen"} <= set(read_metadata(path)["prompts"])
