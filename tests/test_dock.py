@@ -80,7 +80,7 @@ def test_segment_slice_makes_an_aligned_labels_layer(qtbot, make_dock):
     image = image_2d(viewer, scale=(0.5, 2.0), translate=(10.0, -5.0))
     assert dock.segment.image.value is image
     labels = segment(qtbot, dock, "Polyp")
-    assert labels is not None and labels.name == "Polyp (VLSM)"
+    assert labels is not None and labels.name == "Polyp — scan"  # which structure, which image
     assert labels.data.shape == (64, 80)
     np.testing.assert_allclose(labels.scale, image.scale)
     np.testing.assert_allclose(labels.translate, image.translate)
@@ -92,6 +92,8 @@ def test_segment_slice_makes_an_aligned_labels_layer(qtbot, make_dock):
     entry = dock.session.proposals.get(labels, L.Plane((0, 1)))
     np.testing.assert_array_equal(labels.data != 0, entry.mask)
     assert dock.segment.prompt.itemText(0) == "Polyp"  # history
+    assert viewer.layers.selection.active is labels and labels.mode == "paint"  # ready to correct
+    assert labels.selected_label == L.LABEL
 
 
 def test_the_layer_is_found_by_metadata_not_by_name(qtbot, make_dock):

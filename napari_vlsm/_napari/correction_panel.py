@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy, QVBoxLayout,
@@ -20,24 +18,8 @@ from napari_vlsm.core.store import normalize_target
 from . import layers as L
 from . import texts, workers
 from .autosave import PaintWatcher
+from .corrections import plane_sample, write_samples
 from .workers import guarded, on_click
-
-
-def plane_sample(session, labels, image, plane, prompt: str) -> dict:
-    """GUI thread: copy what a correction of one slice needs (cheap); written later in a worker."""
-    entry = session.proposals.get(labels, plane)
-    return {
-        "image": np.array(L.read_plane(image.data, image.ndim, plane)), "mask": L.plane_mask(labels, plane),
-        "prompts": [prompt], "proposal": None if entry is None else entry.mask.copy(),
-        "source": L.source_id(image, plane.axes), "slice_index": plane.slice_index,
-        "window": session.window_for(image),
-    }
-
-
-def write_samples(store, items: list[dict]):
-    """Worker: store the corrections in order; each is durable on disk when it is yielded."""
-    for item in items:
-        yield store.add(**item)
 
 
 class CorrectionPanel(QWidget):

@@ -4,7 +4,8 @@
   the viewer displays) and the position on every other axis. Labels layers made here have the
   image's spatial shape, so the same Plane addresses the mask.
 * Output layers are found again through ``layer.metadata["napari_vlsm"]`` (target + image id),
-  never by name: the user may rename them.
+  never by name: the user may rename them. A layer holds one structure or several (a label map:
+  value i + 1 for structure i, see ``core.labelmap``); its target is then 'liver; spleen'.
 * A proposal is written with ``Labels.data_setitem`` inside ``Labels.block_history()``: ONE undo
   step (Ctrl+Z removes it) that napari also reports through ``events.paint``.
 """
@@ -18,7 +19,9 @@ from datetime import datetime, timezone
 import numpy as np
 from napari.layers import Image, Labels
 
+from napari_vlsm.core import labelmap as LM
 from napari_vlsm.core.errors import ImageError
+from napari_vlsm.core.store import normalize_target
 
 from . import texts
 
@@ -122,19 +125,39 @@ def source_id(layer, axes: tuple[int, int]) -> str:
 
 
 # ---------------------------------------------------------------------------- output layers
-def find_output(viewer, image, target: str):
-    """The Labels layer holding ``target`` for ``image``, or None."""
-    uid, shape = str(image.unique_id), spatial_shape(image)
-    fallback = None
+SEP = f"{LM.SEPARATOR} "  # between the targets of a several-structure layer
+
+
+def target_key(text: str) -> str:
+    """The key an output layer is found by: its structures' targets, normalised, in order
+    ('Liver;spleen ' -> 'liver; spleen'; one structure -> exactly the store's target)."""
+    return LM.join_structures([normalize_target(p) for p in LM.split_structures(text)])
+
+
+def find_output(viewer, image, target: str, exact: bool = False):
+    """The Labels layer holding ``target`` (one structure, or several as 'liver; spleen') for ``image``.
+
+    Unless ``exact``, a single structure is also found inside a several-structure layer (the
+    corrections panel asks for the structure picked in the legend); a layer of exactly that
+    target is preferred.
+    """
+    uid, shape, key = str(image.unique_id), spatial_shape(image), target_key(target)
+    found = {}  # rank -> layer: 0 exact + same image id, 1 exact + same name, 2/3 the same inside a label map
     for layer in viewer.layers:
         meta = layer.metadata.get(TAG) if isinstance(layer, Labels) else None
-        if not isinstance(meta, dict) or meta.get("target") != target or layer.data.shape != shape:
+        if not isinstance(meta, dict) or "target" not in meta or layer.data.shape != shape:
+            continue
+        if meta["target"] == key:
+            rank = 0
+        elif not exact and SEP not in key and key in meta["target"].split(SEP):
+            rank = 2
+        else:
             continue
         if meta.get("image_id") == uid:
-            return layer
-        if meta.get("image") == image.name:
-            fallback = layer
-    return fallback
+            found.setdefault(rank, layer)
+        elif meta.get("image") == image.name:
+            found.setdefault(rank + 1, layer)
+    return found[min(found)] if found else None
 
 
 def image_of(viewer, labels):
@@ -154,32 +177,62 @@ def output_meta(layer) -> dict | None:
     return meta if isinstance(meta, dict) and "target" in meta else None
 
 
-def create_output(viewer, image, target: str, prompt: str):
-    """A new empty Labels layer aligned with ``image`` (same spatial transform)."""
-    data = np.zeros(spatial_shape(image), dtype=np.uint8)
-    meta = {"target": target, "prompt": prompt, "image": image.name, "image_id": str(image.unique_id),
+def structures_of(labels) -> list:
+    """The legend of an output layer (value, name, prompt, colour), one entry per structure."""
+    meta = output_meta(labels) or {}
+    rows = meta.get("structures")
+    if rows:
+        return [LM.Structure(int(r["value"]), r["name"], r["prompt"], r["colour"]) for r in rows]
+    return [LM.Structure(LABEL, meta.get("target", ""), meta.get("prompt", meta.get("target", "")), LM.PALETTE[0])]
+
+
+def layer_name(prompts, image) -> str:
+    """'polyp — scan.png': which structure(s) and which image a mask layer belongs to."""
+    what = prompts[0] if len(prompts) == 1 else ", ".join(prompts)
+    if len(what) > 48:
+        what = f"{what[:45]}…"
+    return f"{what} — {image.name}"
+
+
+def create_output(viewer, image, prompts):
+    """A new empty Labels layer aligned with ``image`` (same spatial transform) holding the
+    structures ``prompts`` (value i + 1 for prompt i, named and coloured in the layer)."""
+    structures = LM.legend(prompts)
+    data = np.zeros(spatial_shape(image), dtype=LM.label_dtype(len(structures)))
+    meta = {"target": LM.join_structures([s.name for s in structures]), "prompt": LM.join_structures(prompts),
+            "structures": LM.as_rows(structures), "image": image.name, "image_id": str(image.unique_id),
             "slices": {}}
-    kwargs = {"name": f"{prompt} (VLSM)", "scale": image.scale, "translate": image.translate,
+    kwargs = {"name": layer_name(prompts, image), "scale": image.scale, "translate": image.translate,
               "rotate": image.rotate, "shear": image.shear, "affine": image.affine.affine_matrix,
-              "metadata": {TAG: meta}, "opacity": 0.6}
+              "metadata": {TAG: meta}, "opacity": 0.6, "features": features_of(structures)}
     for attr in ("units", "axis_labels"):  # napari >= 0.6
         if hasattr(image, attr):
             kwargs[attr] = getattr(image, attr)
     from napari.utils.colormaps import DirectLabelColormap
 
-    kwargs["colormap"] = DirectLabelColormap(color_dict=MASK_COLOURS)
+    colours = {None: MASK_COLOURS[None], 0: "transparent", **{s.value: s.colour for s in structures}}
+    kwargs["colormap"] = DirectLabelColormap(color_dict=colours)
     return viewer.add_labels(data, **kwargs)
 
 
-def write_plane(labels, plane: Plane, mask: np.ndarray, undo: bool = True) -> int:
-    """Make ``plane`` of ``labels`` equal ``mask`` (LABEL inside, 0 outside); returns pixels changed.
+def features_of(structures) -> dict:
+    """napari's per-label table (row 0 = background): the status bar names the label under the cursor."""
+    return {"index": [0] + [s.value for s in structures], "name": ["background"] + [s.name for s in structures],
+            "prompt": [""] + [s.prompt for s in structures], "colour": [""] + [s.colour for s in structures]}
+
+
+def write_plane(labels, plane: Plane, values: np.ndarray, undo: bool = True) -> int:
+    """Make ``plane`` of ``labels`` equal ``values``; returns pixels changed. ``values`` is a bool
+    mask (LABEL inside, 0 outside) or a label plane (written as it is).
 
     With ``undo`` the write is one step of the layer's undo history (call it inside
     ``labels.block_history()`` to group several planes into one step).
     """
     key = plane.key(labels.ndim)
     current = np.asarray(labels.data[key])
-    new = np.where(mask, LABEL, 0).astype(current.dtype, copy=False)
+    if values.dtype == bool:
+        values = np.where(values, LABEL, 0)
+    new = values.astype(current.dtype, copy=False)
     rows, cols = np.nonzero(current != new)
     if rows.size == 0:
         return 0
@@ -194,6 +247,11 @@ def write_plane(labels, plane: Plane, mask: np.ndarray, undo: bool = True) -> in
 def plane_mask(labels, plane: Plane) -> np.ndarray:
     """The structure on one plane of an output layer, as bool (any non-zero label counts)."""
     return read_plane(labels.data, labels.ndim, plane) != 0
+
+
+def plane_values(labels, plane: Plane) -> np.ndarray:
+    """The label values on one plane of an output layer."""
+    return read_plane(labels.data, labels.ndim, plane)
 
 
 def record_provenance(labels, planes, prompt: str, threshold: float, provenance: dict) -> None:

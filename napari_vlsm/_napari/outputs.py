@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from napari_vlsm.core.store import normalize_target
+from napari_vlsm.core import labelmap as LM
 
 from . import layers as L
 
@@ -30,26 +30,32 @@ def is_model_write(labels) -> bool:
     return str(labels.unique_id) in _WRITING
 
 
-def apply_proposals(session, image, prompt: str, results, threshold: float):
-    """Write ``results`` [(plane, probability)] as the proposal for ``prompt``; returns the layer."""
+def apply_proposals(session, image, prompts, results, threshold: float):
+    """Write ``results`` [(plane, probability)] as the proposal for ``prompts`` (one structure or
+    several: one label map, see ``core.labelmap``); returns the layer."""
     viewer = session.viewer
-    target = normalize_target(prompt)
-    labels = L.find_output(viewer, image, target)
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    labels = L.find_output(viewer, image, LM.join_structures(prompts), exact=True)
     if labels is None:
-        labels = L.create_output(viewer, image, target, prompt)
+        labels = L.create_output(viewer, image, prompts)
     entries = [(plane, session.proposals.put(labels, plane, prob, threshold)) for plane, prob in results]
     with model_write(labels):
         for plane, entry in entries:
-            L.write_plane(labels, plane, entry.mask)
+            L.write_plane(labels, plane, entry.values)
     provenance = session.segmenter.provenance() if session.segmenter is not None else {}
-    L.record_provenance(labels, [p for p, _ in entries], prompt, threshold, provenance)
+    L.record_provenance(labels, [p for p, _ in entries], LM.join_structures(prompts), threshold, provenance)
     if session.show_probability:
         show_probability(viewer, image, labels, results)
     return labels
 
 
+def is_untouched(labels, plane, entry) -> bool:
+    """True when the slice still holds exactly what the model wrote (no user edit on it)."""
+    return np.array_equal(L.plane_values(labels, plane), entry.values)
+
+
 def rethreshold(labels, book, threshold: float) -> tuple[int, int]:
-    """Re-threshold every kept proposal of ``labels`` that the user has not edited.
+    """Re-threshold (re-compose) every kept proposal of ``labels`` that the user has not edited.
 
     Returns (slices changed, edited slices left alone). One undo step.
     """
@@ -57,15 +63,15 @@ def rethreshold(labels, book, threshold: float) -> tuple[int, int]:
     for plane, entry in book.planes(labels).items():
         if abs(entry.threshold - threshold) < 1e-9:
             continue
-        if not np.array_equal(L.plane_mask(labels, plane), entry.mask):
+        if not is_untouched(labels, plane, entry):
             skipped += 1  # the user corrected this slice: never overwrite a correction silently
             continue
-        entry.threshold, entry.mask = float(threshold), entry.at(threshold)
-        changes.append((plane, entry.mask))
+        entry.threshold, entry.values = float(threshold), entry.at(threshold)
+        changes.append((plane, entry.values))
     if changes:
         with model_write(labels):
-            for plane, mask in changes:
-                L.write_plane(labels, plane, mask)
+            for plane, values in changes:
+                L.write_plane(labels, plane, values)
         meta = labels.metadata.get(L.TAG, {})
         meta["threshold"] = float(threshold)
         for plane, _ in changes:
@@ -76,7 +82,7 @@ def rethreshold(labels, book, threshold: float) -> tuple[int, int]:
 def revert(labels, plane, entry) -> int:
     """Put the kept proposal back on one slice (one undo step); returns pixels changed."""
     with model_write(labels):
-        return L.write_plane(labels, plane, entry.mask)
+        return L.write_plane(labels, plane, entry.values)
 
 
 def find_probability(viewer, labels):
@@ -98,6 +104,6 @@ def show_probability(viewer, image, labels, results) -> None:
             blending="additive", opacity=0.7, metadata={L.TAG: {"probability_of": str(labels.unique_id)}},
         )
         viewer.layers.selection.active = labels  # keep the mask selected for painting
-    for plane, prob in results:
-        layer.data[plane.key(labels.ndim)] = prob
+    for plane, prob in results:  # several structures: the highest probability (what decides a pixel)
+        layer.data[plane.key(labels.ndim)] = prob if prob.ndim == 2 else prob.max(axis=0)
     layer.refresh()

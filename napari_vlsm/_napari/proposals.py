@@ -2,8 +2,10 @@
 
 napari's history holds 100 steps and is reset when a layer stops being editable, so "Revert to
 proposal", the threshold slider and the proposal stored with a correction need their own copy.
-The probability is kept as float16 (half the memory; thresholds are set to 0.01) and the mask
-that was written, so an edited slice can be told from an untouched one.
+The probability is kept as float16 (half the memory; thresholds are set to 0.01): (H, W) for one
+structure, (N, H, W) for N, re-composed by ``core.labelmap.compose`` when the threshold moves (no
+model call). The label values that were written are kept, so an edited slice can be told from an
+untouched one.
 """
 
 from __future__ import annotations
@@ -12,17 +14,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_vlsm.core import labelmap as LM
+
 from .layers import Plane
 
 
 @dataclass
 class Proposal:
-    probability: np.ndarray  # float16 (H, W)
+    probability: np.ndarray  # float16 (H, W) for one structure, (N, H, W) for N
     threshold: float
-    mask: np.ndarray  # bool (H, W): what was written into the layer
+    values: np.ndarray  # (H, W) label values written into the layer (0 background, i + 1 structure i)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Where any structure was proposed (bool)."""
+        return self.values != 0
+
+    def mask_of(self, value: int) -> np.ndarray:
+        return self.values == value
 
     def at(self, threshold: float) -> np.ndarray:
-        return self.probability >= np.float16(threshold)
+        """The label plane at another threshold (the overlap rule of ``core.labelmap``)."""
+        return LM.compose(self.probability, threshold)
 
 
 class ProposalBook:
@@ -35,7 +48,7 @@ class ProposalBook:
 
     def put(self, layer, plane: Plane, probability: np.ndarray, threshold: float) -> Proposal:
         prob = np.asarray(probability, dtype=np.float16)
-        entry = Proposal(prob, float(threshold), prob >= np.float16(threshold))
+        entry = Proposal(prob, float(threshold), LM.compose(prob, threshold))
         self._by_layer.setdefault(self._key(layer), {})[plane] = entry
         return entry
 

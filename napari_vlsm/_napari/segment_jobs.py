@@ -7,12 +7,18 @@ import numpy as np
 from .layers import Plane, read_plane
 
 
-def predict_plane(segmenter, session, image, plane: Plane, prompt: str):
-    """One slice -> [(plane, probability float32 (H, W))]."""
+def probabilities(predictions) -> np.ndarray:
+    """One prompt's probability (H, W), or N prompts' stacked (N, H, W) for a label map."""
+    if len(predictions) == 1:
+        return predictions[0].probability
+    return np.stack([p.probability for p in predictions])
+
+
+def predict_plane(segmenter, session, image, plane: Plane, prompts: list[str]):
+    """One slice, all structures from ONE image pass -> [(plane, probability (H, W) or (N, H, W))]."""
     window = session.window_for(image)
     pixels = read_plane(image.data, image.ndim, plane)
-    prediction = segmenter.predict(pixels, [prompt], window=window)[0]
-    return [(plane, prediction.probability)]
+    return [(plane, probabilities(segmenter.predict(pixels, list(prompts), window=window)))]
 
 
 def stack_view(data, ndim: int, axes: tuple[int, int]):
@@ -27,14 +33,15 @@ def stack_view(data, ndim: int, axes: tuple[int, int]):
     return np.moveaxis(data, list(axes), [ndim - 2, ndim - 1]), 0
 
 
-def predict_planes(segmenter, session, image, axes: tuple[int, int], prompt: str, batch_size: int, cancel):
+def predict_planes(segmenter, session, image, axes: tuple[int, int], prompts: list[str], batch_size: int,
+                   cancel):
     """Every slice along the non-displayed axes, batched; yields (plane, probability) per slice."""
     window = session.window_for(image)
     stack, axis = stack_view(image.data, image.ndim, axes)
-    results = segmenter.predict_stack(stack, [prompt], batch_size=batch_size, window=window, axis=axis,
+    results = segmenter.predict_stack(stack, list(prompts), batch_size=batch_size, window=window, axis=axis,
                                       rgb=image.rgb)
     for index, predictions in results:
         index = tuple(int(i) for i in index) if isinstance(index, tuple) else (int(index),)
-        yield Plane(tuple(axes), index), predictions[0].probability
+        yield Plane(tuple(axes), index), probabilities(predictions)
         if cancel.is_set():  # the batch in flight is finished and delivered first
             return

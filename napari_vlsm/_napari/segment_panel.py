@@ -1,4 +1,10 @@
-"""The "Segment" section: image, prompt, threshold, Segment slice / all slices, revert."""
+"""The "Segment" section: image, prompt(s), threshold, Segment slice / all slices, revert, legend.
+
+Several structures at once: the prompt box takes them separated by ';' ("liver; spleen; left
+kidney"; a pasted list with one per line works too), or a preset list. They are segmented from ONE
+image pass into ONE Labels layer per image (value i for the i-th structure, named and coloured,
+with a legend below); one structure works exactly as before.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +17,22 @@ from napari.layers import Image
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
+from napari_vlsm.core import labelmap as LM
 from napari_vlsm.core.errors import PromptError
-from napari_vlsm.core.store import normalize_target
 
 from . import layers as L
 from . import outputs, texts
+from .legend import Legend, PresetBox, working_prompt
 from .segment_jobs import predict_plane, predict_planes
 from .window_choice import WindowChoice
 from .workers import guarded, on_click
 
 HISTORY = 15  # recent prompts kept in the prompt box
+TIP_EXPORT = "Save this mask layer as a label map (PNG for 2D, TIFF for stacks) with a JSON legend."
 
 
 class SegmentPanel(QWidget):
@@ -40,11 +48,13 @@ class SegmentPanel(QWidget):
         self.prompt = QComboBox()
         self.prompt.setEditable(True)
         self.prompt.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)  # history is kept by us
-        self.prompt.lineEdit().setPlaceholderText("e.g. polyp, liver, skin lesion")
+        self.prompt.lineEdit().setPlaceholderText("e.g. polyp — or several: liver; spleen")
         self.prompt.setToolTip(texts.TIP_PROMPT)
         for combo in (self.prompt, self.image.native):  # long names must not widen the dock
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
+        self.presets = PresetBox(self.prompt)
+        self.legend = Legend(self.viewer)
         self.threshold = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.threshold.setRange(0.01, 0.99)
         self.threshold.setDecimals(2)
@@ -59,6 +69,8 @@ class SegmentPanel(QWidget):
         self.btn_all.setToolTip(texts.TIP_SEG_ALL)
         self.btn_revert = QPushButton("&Revert to proposal")
         self.btn_revert.setToolTip(texts.TIP_REVERT)
+        self.btn_export = QPushButton("&Export label map…")
+        self.btn_export.setToolTip(TIP_EXPORT)
         self.progress = QProgressBar()
         self.btn_cancel = QPushButton("Cancel")
         self._layout()
@@ -70,6 +82,7 @@ class SegmentPanel(QWidget):
         form = QFormLayout()
         form.addRow("Image", self.image.native)
         form.addRow("Prompt", self.prompt)
+        form.addRow("", self.presets)
         form.addRow("Threshold", self.threshold)
         form.addRow("Window", self.window_choice)
         buttons = QHBoxLayout()
@@ -87,6 +100,8 @@ class SegmentPanel(QWidget):
         row.addWidget(self.show_prob)
         row.addWidget(self.btn_revert)
         box.addLayout(row)
+        box.addWidget(self.legend)
+        box.addWidget(self.btn_export)
         self._running(False)
 
     def _connect(self) -> None:
@@ -95,12 +110,14 @@ class SegmentPanel(QWidget):
         on_click(self.btn_all, self.segment_all, "segmentation")
         self.prompt.lineEdit().returnPressed.connect(guarded(self.segment_slice, "segmentation"))
         on_click(self.btn_revert, self.revert, "revert")
+        on_click(self.btn_export, self.choose_export, "exporting the label map")
         on_click(self.btn_cancel, self.cancel, "cancelling")
         self.threshold.valueChanged.connect(lambda _: self._threshold_timer.start())
         self._threshold_timer.timeout.connect(guarded(self.rethreshold, "re-thresholding"))
         self.show_prob.toggled.connect(lambda on: setattr(s, "show_probability", on))
         self.image.changed.connect(self._context_changed)
         self.prompt.currentTextChanged.connect(self._context_changed)
+        self.legend.picked.connect(guarded(self._context_changed, "choosing a structure"))
         s.busy_changed.connect(self._busy)
         s.resegment_requested.connect(guarded(self.resegment, "segmentation"))
         events = self.viewer.layers.events
@@ -113,6 +130,7 @@ class SegmentPanel(QWidget):
         for ev in (events.inserted, events.removed, events.moved):
             ev.disconnect(self._refresh_choices)
         self.viewer.layers.selection.events.active.disconnect(self._follow_selection)
+        self.legend.close_legend()
 
     # -------------------------------------------------------------------------- inputs
     def _images(self, _widget=None) -> list:
@@ -136,19 +154,29 @@ class SegmentPanel(QWidget):
                 self.image.value = image
             self.prompt.setCurrentText(meta.get("prompt", meta["target"]))
 
+    def prompt_text(self) -> str:
+        """The prompt box in its canonical form: 'liver; spleen' (one structure: as typed, stripped)."""
+        return LM.join_structures(LM.split_structures(self.prompt.currentText()))
+
     def _context_changed(self, *_) -> None:
+        labels = self._output()
+        self.legend.show_layer(labels)
         self.session.image = self.image.value
-        self.session.prompt = self.prompt.currentText().strip()
+        self.session.prompt = working_prompt(self.prompt.currentText(), labels)
         self.session.context_changed.emit()
 
+    def _output(self):
+        image, prompt = self.image.value, self.prompt_text()
+        return L.find_output(self.viewer, image, prompt, exact=True) if image is not None and prompt else None
+
     def inputs(self):
-        """(image layer, prompt) or a clinician-readable error."""
+        """(image layer, prompts) or a clinician-readable error."""
         image = self.image.value
         L.check_image(image)
-        prompt = self.prompt.currentText().strip()
-        if not prompt:
+        prompts = LM.split_structures(self.prompt.currentText())
+        if not prompts:
             raise PromptError(texts.EMPTY_PROMPT)
-        return image, prompt
+        return image, prompts
 
     def _remember(self, prompt: str) -> None:
         items = [prompt] + [self.prompt.itemText(i) for i in range(self.prompt.count())
@@ -161,22 +189,23 @@ class SegmentPanel(QWidget):
 
     # ------------------------------------------------------------------------- actions
     def segment_slice(self) -> None:
-        image, prompt = self.inputs()
+        image, prompts = self.inputs()
         plane = L.current_plane(image, self.viewer.dims)
-        self._remember(prompt)
+        self._remember(LM.join_structures(prompts))
 
         def run(segmenter):
-            self.session.run_job("segmenting", predict_plane, segmenter, self.session, image, plane, prompt,
-                                 on_return=partial(self._apply, image, prompt))
+            self.session.run_job("segmenting", predict_plane, segmenter, self.session, image, plane, prompts,
+                                 on_return=partial(self._apply, image, prompts))
 
         self.session.with_model("segmentation", run)
 
     def segment_all(self) -> None:
-        image, prompt = self.inputs()
+        image, prompts = self.inputs()
         if image.ndim == 2:
             return self.segment_slice()
         axes = L.plane_axes(image, self.viewer.dims)
         total = len(L.all_planes(image, axes))
+        prompt = LM.join_structures(prompts)
         self._remember(prompt)
         cancel = threading.Event()
 
@@ -186,9 +215,9 @@ class SegmentPanel(QWidget):
             self.progress.setValue(0)
             self._running(True)
             self.session.run_job(
-                "segmenting all slices", predict_planes, segmenter, self.session, image, axes, prompt,
+                "segmenting all slices", predict_planes, segmenter, self.session, image, axes, prompts,
                 self.session.batch_size, cancel, on_yield=self._collect,
-                on_return=lambda _: self._finish_all(image, prompt),
+                on_return=lambda _: self._finish_all(image, prompts),
                 progress={"total": total, "desc": f"napari-vlsm: segmenting '{prompt}'"}, cancel_event=cancel,
             )
 
@@ -198,17 +227,23 @@ class SegmentPanel(QWidget):
         self._collected.append(item)
         self.progress.setValue(len(self._collected))
 
-    def _finish_all(self, image, prompt) -> None:
+    def _finish_all(self, image, prompts) -> None:
         results, self._collected = self._collected, []
         if results:
-            self._apply(image, prompt, results)
+            self._apply(image, prompts, results)
         if self._cancel is not None and self._cancel.is_set():
             show_info(texts.info(f"stopped after {len(results)} slice(s); they are kept (Ctrl+Z removes them)"))
 
-    def _apply(self, image, prompt, results) -> None:
-        labels = outputs.apply_proposals(self.session, image, prompt, results, self.threshold.value())
-        if labels is not None and self.viewer.layers.selection.active is not labels:
-            self.viewer.layers.selection.active = labels  # ready to paint corrections
+    def _apply(self, image, prompts, results) -> None:
+        labels = outputs.apply_proposals(self.session, image, prompts, results, self.threshold.value())
+        if labels is None:
+            return
+        if self.viewer.layers.selection.active is not labels:
+            self.viewer.layers.selection.active = labels
+        if labels.selected_label not in {s.value for s in L.structures_of(labels)}:
+            labels.selected_label = L.LABEL
+        labels.mode = "paint"  # ready to paint corrections
+        self._context_changed()  # the legend, and the structure the corrections panel counts
 
     def cancel(self) -> None:
         if self._cancel is not None:
@@ -217,27 +252,24 @@ class SegmentPanel(QWidget):
     def resegment(self) -> None:
         """After a finetune: show the new adapter's proposal on the current slice, unless the
         user has edited that slice (a correction is never replaced without a click)."""
-        image, prompt = self.image.value, self.prompt.currentText().strip()
-        labels = L.find_output(self.viewer, image, normalize_target(prompt)) if image and prompt else None
+        image, labels = self.image.value, self._output()
         if labels is None:
             return
         plane = L.current_plane(image, self.viewer.dims)
         entry = self.session.proposals.get(labels, plane)
-        current = L.plane_mask(labels, plane)
-        if (entry is None and current.any()) or (entry is not None and not np.array_equal(current, entry.mask)):
+        current = L.plane_values(labels, plane)
+        if (entry is None and current.any()) or (entry is not None and not np.array_equal(current, entry.values)):
             show_info(texts.info(texts.NEW_ADAPTER_EDITED))
             return
         self.segment_slice()
 
     def current_output(self):
-        image, prompt = self.inputs()
-        return image, prompt, L.find_output(self.viewer, image, normalize_target(prompt))
+        image, prompts = self.inputs()
+        prompt = LM.join_structures(prompts)
+        return image, prompt, L.find_output(self.viewer, image, prompt, exact=True)
 
     def rethreshold(self) -> None:
-        image, prompt = self.image.value, self.prompt.currentText().strip()
-        if image is None or not prompt:
-            return
-        labels = L.find_output(self.viewer, image, normalize_target(prompt))
+        labels = self._output()
         if labels is None:
             return
         _, skipped = outputs.rethreshold(labels, self.session.proposals, self.threshold.value())
@@ -249,12 +281,32 @@ class SegmentPanel(QWidget):
     def revert(self) -> None:
         image, prompt, labels = self.current_output()
         if labels is None:
-            raise PromptError(texts.NO_MASK.format(target=normalize_target(prompt), image=image.name))
+            raise PromptError(texts.NO_MASK.format(target=L.target_key(prompt), image=image.name))
         plane = L.current_plane(image, self.viewer.dims)
         entry = self.session.proposals.get(labels, plane)
         if entry is None:
             raise PromptError(texts.NO_PROPOSAL.format(layer=labels.name))
         outputs.revert(labels, plane, entry)
+
+    def choose_export(self) -> None:
+        _, prompt, labels = self.current_output()
+        if labels is None:
+            raise PromptError(texts.NO_MASK.format(target=L.target_key(prompt), image=self.image.value.name))
+        path, _ = QFileDialog.getSaveFileName(self, "Export label map", f"{labels.name}.tif",
+                                              "Label map (*.tif *.png)")
+        if path:
+            self.export_to(labels, path)
+
+    def export_to(self, labels, path):
+        """Write ``labels`` as a label map + JSON legend in the background (see export.py)."""
+        from .export import snapshot, write_export
+        from .workers import start
+
+        def done(paths):
+            show_info(texts.info(f"label map saved: {paths[0]} (legend: {paths[1].name})"))
+
+        return start(write_export, snapshot(labels), path, what="exporting the label map", on_return=done,
+                     group=self.session.workers)
 
     # -------------------------------------------------------------------------- state
     def _busy(self, job: str) -> None:

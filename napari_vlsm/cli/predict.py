@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from ..core.errors import ImageError, VLSMError
+from . import labelmap_output
 from .common import (
     INPUTS,
     add_model_args,
@@ -55,6 +56,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--save-prob", action="store_true",
                    help="also write float32 probabilities (TIFF; NIfTI for volumes)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    labelmap_output.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -115,6 +117,21 @@ def _write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> li
     return records
 
 
+def _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar) -> list[dict]:
+    """--multilabel: a medical volume's label map goes on its own grid as NIfTI, others as PNG/TIFF."""
+    if not hasattr(data, "geometry"):
+        return labelmap_output.predict_file(seg, path, stem, data, prompts, args, provenance, bar,
+                                            window=_window(args, data))
+    from ..core.medical import write_mask
+    from .predict_volume import window_of
+
+    def on_grid(array, target):
+        write_mask(target, array, data.geometry, description="napari-vlsm label map")
+
+    return labelmap_output.predict_file(seg, path, stem, data.array, prompts, args, provenance, bar,
+                                        writer=on_grid, suffix=".nii.gz", window=window_of(args, data))
+
+
 def run(args) -> int:
     from ..core.engine import check_threshold, clean_prompts
     from ..core.medical.windows import parse_window
@@ -122,6 +139,7 @@ def run(args) -> int:
     prompts = clean_prompts(args.prompt)  # usage errors first: before the (slow) model load
     check_threshold(args.threshold)
     parse_window(args.window)
+    labelmap_output.check(args, prompts)
     if args.batch_size < 1:
         raise VLSMError(f"--batch-size must be at least 1; got {args.batch_size}")
     inputs = collect_inputs(args.inputs)
@@ -142,7 +160,9 @@ def run(args) -> int:
             try:
                 data = read_input(path)
                 done.update(getattr(data, "series_files", ()))
-                if hasattr(data, "geometry"):  # a medical volume: NIfTI out, on its own grid
+                if args.multilabel:  # one label map + JSON legend per input (cli/labelmap_output.py)
+                    records += _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar)
+                elif hasattr(data, "geometry"):  # a medical volume: NIfTI out, on its own grid
                     results, window = segment_volume(seg, data, prompts, args, bar)
                     records += write_volume_outputs(path, stem, slugs, data, results, window, args, provenance)
                 else:
