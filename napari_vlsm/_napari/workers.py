@@ -27,6 +27,38 @@ from . import texts
 
 log = logging.getLogger(__name__)
 
+# napari starts an animated GIF ("in progress...", a QMovie in the status bar) for every progress
+# bar and runs it until the job ends. Each of its frames repaints the main window, which holds the
+# OpenGL canvas: with software OpenGL (Mesa llvmpipe: VMs, remote desktops, thin clients) that
+# costs about one CPU core, taken from the training (measured: a finetune step 3-4x slower).
+# The job stays in napari's activity panel with its bar, Cancel and ETA; only the animation is
+# held still (its first frame stays visible). Benchmarks set this False to measure the old way.
+STILL_INDICATOR = True
+
+
+def still_activity_indicator() -> int:
+    """Stop napari's animated activity indicator(s) in the status bar; returns how many were stopped.
+
+    Public Qt API only: the movie is found as a running QMovie on a QLabel inside a main window's
+    QStatusBar (napari keeps no public handle on it).
+    """
+    from qtpy.QtGui import QMovie
+    from qtpy.QtWidgets import QApplication, QLabel, QMainWindow
+
+    stopped = 0
+    app = QApplication.instance()
+    if app is None:
+        return 0
+    for window in app.topLevelWidgets():
+        if not isinstance(window, QMainWindow):
+            continue
+        for label in window.statusBar().findChildren(QLabel):
+            movie = label.movie()
+            if movie is not None and movie.state() == QMovie.MovieState.Running:
+                movie.stop()
+                movie.jumpToFrame(0)
+                stopped += 1
+    return stopped
 
 
 class _Quiet:
@@ -197,6 +229,8 @@ def start(
     worker.finished.connect(finished)
     if group is not None:
         group.add(worker)
+    if progress and STILL_INDICATOR:
+        still_activity_indicator()  # napari started it when the progress bar was made (above)
     worker.start()
     return worker
 
