@@ -91,7 +91,7 @@ class FinetunePanel(QWidget):
             train_job, segmenter.loaded, s.store, config, init, out, self._cancel, what="finetuning",
             on_yield=self._event, on_return=self._done, on_finish=lambda: self._set_running(False),
             progress={"total": config.max_steps or 0, "desc": "Finetuning adapter"}, cancel_event=self._cancel,
-            group=s.workers,
+            group=s.workers, torch_job=True,
         )
         pbar = getattr(self.worker, "pbar", None)
         if pbar is not None and config.max_steps:

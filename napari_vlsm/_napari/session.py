@@ -160,7 +160,7 @@ class Session(QObject):
 
         self.set_job(what)
         workers.start(func, *args, what=what, on_return=loaded, on_error=lambda exc: self.set_job(""),
-                      progress={"desc": f"napari-vlsm: {what}"}, group=self.workers)
+                      progress={"desc": f"napari-vlsm: {what}"}, group=self.workers, torch_job=True)
 
     def run_job(self, what: str, func, *args, on_return=None, on_yield=None, progress=None, cancel_event=None):
         """A model job (segmentation) in the background; one at a time."""
@@ -170,7 +170,8 @@ class Session(QObject):
             self.set_job("")
 
         return workers.start(func, *args, what=what, on_return=on_return, on_yield=on_yield,
-                             on_finish=done, progress=progress, cancel_event=cancel_event, group=self.workers)
+                             on_finish=done, progress=progress, cancel_event=cancel_event, group=self.workers,
+                             torch_job=True)
 
     def set_job(self, name: str) -> None:
         self.job = name

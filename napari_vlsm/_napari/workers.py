@@ -125,28 +125,36 @@ def guarded(fn: Callable, what: str = "") -> Callable:
     return call
 
 
-def _thread_setup() -> None:
+def _thread_setup(torch_job: bool) -> None:
     """Per-thread CPU state for torch: flush denormal floats to zero.
 
     The flag lives in each thread's floating-point control register, so setting it in the main
     thread does not reach a worker: measured here, a finetune step of the random test model took
     ~350 ms in a napari worker against ~65 ms in the main thread, and ~30 ms once the worker
     flushed denormals too (random and freshly trained weights produce denormals).
+
+    It must be set BEFORE the thread's first torch operation: torch's OpenMP threads are made by
+    the thread that first runs a parallel op and copy its floating-point state then, once. napari
+    reuses pool threads, so a model job whose thread had not imported torch yet (the first model
+    load) would leave that thread's OpenMP helpers without the flag for every later job on it:
+    half of a 2-thread step then runs with slow denormals. Model jobs therefore import torch here.
     """
     import sys
 
-    torch = sys.modules.get("torch")  # only model jobs need it, and they have imported torch
+    torch = sys.modules.get("torch")
+    if torch is None and torch_job:
+        import torch
     if torch is not None:
         torch.set_flush_denormal(True)
 
 
-def _in_thread(func: Callable, generator: bool) -> Callable:
+def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Callable:
     import functools
 
     if generator:
         @functools.wraps(func)
         def run_gen(*args, **kwargs):
-            _thread_setup()
+            _thread_setup(torch_job)
             try:
                 return (yield from func(*args, **kwargs))
             except RuntimeError as err:
@@ -156,7 +164,7 @@ def _in_thread(func: Callable, generator: bool) -> Callable:
 
     @functools.wraps(func)
     def run(*args, **kwargs):
-        _thread_setup()
+        _thread_setup(torch_job)
         return func(*args, **kwargs)
 
     return run
@@ -185,6 +193,7 @@ def start(
     progress: dict | bool | None = None,
     cancel_event: threading.Event | None = None,
     group: set | None = None,
+    torch_job: bool = False,
     **kwargs,
 ):
     """Run ``func(*args, **kwargs)`` (a function or a generator function) in a worker thread.
@@ -192,12 +201,13 @@ def start(
     ``what`` names the job in messages ("loading the model"). ``on_error`` runs after the error
     was shown (to re-enable buttons); ``on_finish`` runs in every case, last. The worker stays in
     ``group`` (a set) while it runs, so its owner can cancel it (see :func:`cancel`).
+    ``torch_job``: the job runs torch (model loading, segmentation, training): see _thread_setup.
     """
     import inspect
 
     generator = inspect.isgeneratorfunction(func)
     worker = create_worker(
-        _in_thread(func, generator), *args,
+        _in_thread(func, generator, torch_job), *args,
         _worker_class=_GeneratorWorker if generator else _FunctionWorker,
         _progress=progress if generator else (bool(progress) or None),
         _ignore_errors=True,
