@@ -84,12 +84,15 @@ def write_project(args, folder: Path) -> dict:
 class StepClock:
     """Wall + process CPU time at each training step (called on the thread that receives events)."""
 
-    def __init__(self):
+    def __init__(self, probe=None):
         self.steps: list[tuple[int, float, float, float | None]] = []  # step, wall, cpu, eta
+        self.probe, self.probed = probe, None
 
     def __call__(self, event) -> None:
         if event.kind == "step":
             self.steps.append((event.step, time.perf_counter(), time.process_time(), event.eta_s))
+            if self.probe is not None and self.probed is None and event.step >= 2:
+                self.probed = self.probe()
 
     def summary(self) -> dict:
         (s0, w0, c0, _), (s1, w1, c1, _) = self.steps[0], self.steps[-1]
@@ -143,8 +146,8 @@ def side_dock(args, animated: bool) -> dict:
     s.set_model_source(args.model)
     s.set_project(args.project)
     s.device, s.precision, s.variant = "cpu", args.precision, args.variant
-    s.max_steps, s.budget_s, s.batch_size = args.steps, None, args.batch_size
-    clock = StepClock()
+    s.max_steps, s.budget_s, s.train_batch_size = args.steps, 3600.0, args.batch_size
+    clock = StepClock(probe=lambda: running_movies(viewer))
     real_run = dock.finetune._run
 
     def run_with_clock(segmenter):
@@ -160,8 +163,18 @@ def side_dock(args, animated: bool) -> dict:
         time.sleep(0.005)
     out = clock.summary()
     out["status"] = dock.finetune.status.text()
+    out["animated_indicators_during_training"] = clock.probed
     viewer.close()
     return out
+
+
+def running_movies(viewer) -> int:
+    from qtpy.QtGui import QMovie
+    from qtpy.QtWidgets import QLabel
+
+    window = viewer.window._qt_window  # noqa: SLF001
+    return sum(1 for label in window.findChildren(QLabel)
+               if label.movie() is not None and label.movie().state() == QMovie.MovieState.Running)
 
 
 def main(argv=None) -> None:

@@ -6,7 +6,7 @@ the next Segment uses the adapter. State lives in :class:`Session`; each panel i
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 from . import workers
@@ -71,10 +71,23 @@ class VLSMDock(QWidget):
         self.close_session()
         super().closeEvent(event)
 
+    def event(self, event) -> bool:
+        # napari's x on the dock's title bar and viewer.window.remove_dock_widget take the widget
+        # out with setParent(None) and never call closeEvent: that is the dock closing too.
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif getattr(self, "_docked", False):
+                self.close_session()
+        return super().event(event)
+
     def close_session(self) -> None:
-        """Stop listening to the viewer and ask running jobs to stop (they save nothing half-done)."""
+        """Stop listening to the viewer and stop running jobs: a finetune ends after its current step
+        and keeps its best adapter (saved, and said in a notification); other jobs save nothing
+        half-done."""
         if not self._closed:
             self.corrections.watcher.flush()  # edits still waiting for auto-save are stored, not dropped
+            self.finetune.detach()
         workers.cancel(self.session.workers)
         if not self._closed:
             self._closed = True

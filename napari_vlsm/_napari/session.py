@@ -69,9 +69,10 @@ class Session(QObject):
         self.image = None
         self.prompt = ""
         self.show_probability = False
-        self.batch_size = 8
-        self.max_steps = 200
-        self.budget_s: float | None = None
+        self.batch_size = 8  # slices per batch when segmenting a stack
+        self.train_batch_size = 8  # corrections per finetune step
+        self.max_steps = 0  # 0: no step limit (the time budget ends the run)
+        self.budget_s: float | None = None  # None: auto (finetune_panel.auto_budget)
 
     # ----------------------------------------------------------------------------- project
     @property

@@ -51,8 +51,56 @@ TIP_FINETUNE = (
     "Train a small adapter on the stored corrections, in the background. The viewer stays usable; "
     "Cancel keeps the adapter you had."
 )
+AUTO_BUDGET = "auto (90 s CPU, 30 s GPU)"
+TIP_BUDGET = (
+    "How long a finetune may take. It ends at this time (or the step limit) and keeps the best "
+    "adapter it found."
+)
 TIP_MODEL = "A Hugging Face model id, or a local CLIPSeg folder (offline)."
 TIP_VARIANT = "Adapter type for a NEW finetune (shallow-vlc: small and fast, the recommended default)."
+
+
+FINISHING_ELSEWHERE = (
+    "A finetune started before the dock was closed is finishing its last step; it keeps its best "
+    "adapter. Wait a moment."
+)
+FINISHED_ELSEWHERE = "The earlier finetune has ended (see its notification). Ready."
+
+STOPPED = {
+    "max_steps": "step limit reached",
+    "epochs": "all epochs done",
+    "budget": "time budget reached",
+    "early_stopping": "no longer improving",
+    "cancelled": "cancelled",
+    "closed": "the dock or napari was closed",
+}
+
+
+def stopped_reason(stopped: str) -> str:
+    return STOPPED.get(stopped, stopped or "finished")
+
+
+def step_status(event) -> str:
+    total = f"/{event.total}" if event.total else ""
+    eta = f", about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
+    return f"Training: step {event.step}{total}{eta}"
+
+
+def done_status(result) -> str:
+    return f"Done after {result.steps} steps: {stopped_reason(result.stopped)}."
+
+
+def finetune_closed(result) -> str:
+    """Notification for a finetune whose dock was closed (first line short, detail after)."""
+    if result is None or result.adapters is None or result.adapter_path is None:
+        return ("Finetune stopped: the dock was closed before anything was learnt.\n"
+                "Nothing was saved; the corrections are kept. Reopen the dock and finetune again.")
+    name = result.adapter_path.name
+    if result.improved:
+        return (f"Finetune stopped (dock closed); best adapter kept as {name}.\n"
+                f"It is the project's latest adapter. {dice_result(result.before.get('dice'), result.after.get('dice'), result.heldout, False)}")
+    return (f"Finetune stopped (dock closed); adapter saved as {name}, not in use.\n"
+            "It did not beat the starting point; choose it under Model & adapter > Adapter to use it anyway.")
 
 
 def user_error(what: str, exc: BaseException) -> str:

@@ -65,11 +65,16 @@ class _Quiet:
     """Mixin: napari's workers relay every error as a traceback notification; we report ourselves."""
 
     cancel_event: threading.Event | None = None
+    on_quit: Callable | None = None  # called when napari (window close) or the dock stops the job
 
     def _relay_error(self, exc: Exception) -> None:  # overrides napari's _NotifyingMixin
         pass
 
     def quit(self) -> None:
+        # Only napari's task manager (closing the window) and cancel() below call quit(); the
+        # dock's Cancel button sets the event itself. on_quit lets a job tell the two apart.
+        if self.on_quit is not None:
+            self.on_quit()
         # With a cancel event the job stops itself at its next check and still returns its result.
         if self.cancel_event is not None:
             self.cancel_event.set()
@@ -240,7 +245,9 @@ def start(
     if group is not None:
         group.add(worker)
     if progress and STILL_INDICATOR:
-        still_activity_indicator()  # napari started it when the progress bar was made (above)
+        # napari adds the bar to its activity panel, and starts the movie, when the worker has
+        # started (a slot connected before this one, so this one runs after it).
+        worker.started.connect(still_activity_indicator)
     worker.start()
     return worker
 
