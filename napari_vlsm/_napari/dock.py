@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from . import settings, workers
+from . import model_source, settings, workers
 from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
@@ -40,6 +40,8 @@ class VLSMDock(QWidget):
 
         content = QWidget()
         box = QVBoxLayout(content)
+        self.notice = self._make_notice()
+        box.addWidget(self.notice)
         box.addWidget(_group("Segment", self.segment))
         box.addWidget(_group("Corrections", self.corrections))
         box.addWidget(_group("Finetune", self.finetune))
@@ -63,12 +65,53 @@ class VLSMDock(QWidget):
         self._save_timer.timeout.connect(workers.guarded(self.save_settings, "saving the settings"))
         self.load_settings()
         self._watch_settings()
+        workers.on_click(self.btn_notice_folder, self.model.choose_folder, "choosing the model")
+        workers.on_click(self.btn_demo, self.use_demo_model, "writing the demo model")
+        self.session.model_changed.connect(workers.guarded(self.check_model_source, "checking the model"))
+        self.check_model_source()
         self.segment._context_changed()
 
     def _fit_width(self, *_) -> None:
         """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off."""
         bar = self._scroll.verticalScrollBar().sizeHint().width()
         self.setMinimumWidth(max(self.minimumWidth(), self._content.sizeHint().width() + bar + 4))
+
+    # ------------------------------------------------------------------------- first run
+    def _make_notice(self) -> QFrame:
+        """Shown while the model source cannot be had offline: why, and three ways out."""
+        frame = QFrame()
+        frame.setFrameShape(QFrame.Shape.StyledPanel)
+        box = QVBoxLayout(frame)
+        self.notice_text = QLabel()
+        self.notice_text.setWordWrap(True)
+        self.notice_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.addWidget(self.notice_text)
+        row = QHBoxLayout()
+        self.btn_notice_folder = QPushButton("Choose model folder…")
+        self.btn_demo = QPushButton("Use demo model")
+        self.btn_demo.setToolTip("A small random-weight, UNTRAINED model: its masks are noise until finetuned.")
+        row.addWidget(self.btn_notice_folder)
+        row.addWidget(self.btn_demo)
+        box.addLayout(row)
+        frame.hide()
+        return frame
+
+    def check_model_source(self) -> str | None:
+        """Milliseconds, no network: show the notice when the model cannot be had offline."""
+        source = self.session.model_source
+        problem = model_source.problem(source)
+        if problem:
+            self.notice_text.setText(f"<b>{problem}</b><br>{model_source.advice(source)}")
+        self.notice.setVisible(problem is not None)
+        return problem
+
+    def use_demo_model(self) -> None:
+        from .launch import demo_model_dir
+
+        self.btn_demo.setEnabled(False)
+        workers.start(demo_model_dir, what="writing the demo model",
+                      on_return=lambda folder: self.session.set_model_source(str(folder)),
+                      on_finish=lambda: self.btn_demo.setEnabled(True), torch_job=True)
 
     # ------------------------------------------------------------------------- settings
     def load_settings(self) -> None:
