@@ -47,7 +47,7 @@ def test_closing_the_dock_ends_the_finetune_and_keeps_its_best_adapter(qtbot, ma
     path = kept_adapter(dock)
     qtbot.waitUntil(lambda: any("dock closed" in n for n in notes), timeout=5000)
     note = next(n for n in notes if "dock closed" in n)
-    assert path.name in note and len(note.splitlines()[0]) <= 90, note
+    assert path.name in note and len(note.splitlines()[0]) < 80, note
     assert not finetune_panel.FINISHING
 
 

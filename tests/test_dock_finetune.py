@@ -188,7 +188,7 @@ def test_cancel_stops_soon_and_keeps_the_previous_adapter(qtbot, make_dock):
 def test_finetune_without_corrections_explains(qtbot, make_dock, notes):  # noqa: F811
     viewer, dock = make_dock()
     dock.finetune.btn_train.click()
-    assert any("no stored corrections" in n for n in notes), notes
+    assert any("no corrections stored yet" in n.splitlines()[0] for n in notes), notes
     assert idle(dock)
 
 

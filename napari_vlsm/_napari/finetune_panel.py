@@ -110,7 +110,17 @@ class FinetunePanel(QWidget):
         box.addWidget(self.result)
         on_click(self.btn_train, self.start, "finetuning")
         on_click(self.btn_cancel, self.cancel, "cancelling")
+        self._result_prompt = None
+        session.context_changed.connect(workers.guarded(self._context_changed, "finetuning"))
         self._show_finishing()
+
+    def _context_changed(self) -> None:
+        """A result shown for one structure is not left on screen for another."""
+        if self._result_prompt is not None and self.session.prompt != self._result_prompt and not self.session.finetuning:
+            self.result.setText("")
+            self.plot.clear()
+            self.status.setText("Uses every stored correction of this project.")
+            self._result_prompt = None
 
     def _show_finishing(self) -> None:
         """A run of a closed dock is still ending: say so and wait for it (one step at most)."""
@@ -210,10 +220,12 @@ class FinetunePanel(QWidget):
             heldout = result.heldout if result is not None else True
             self.result.setText(texts.dice_result(before, after, heldout, cancelled=True))
             self.status.setText("Cancelled.")
+            self._result_prompt = self.session.prompt
             return
         self._finish(result)
 
     def _finish(self, result) -> None:
+        self._result_prompt = self.session.prompt
         text = texts.dice_result(result.before.get("dice"), result.after.get("dice"), result.heldout, False)
         name = result.adapter_path.name if result.adapter_path else "(not saved)"
         self.status.setText(texts.done_status(result))

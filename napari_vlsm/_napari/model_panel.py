@@ -37,9 +37,10 @@ class ModelPanel(QCollapsible):
         row.addWidget(self.btn_folder)
         form.addRow("Model", row)
         self.adapter = _combo((), "")
-        self.adapter.setMinimumContentsLength(12)
+        self.adapter.setMinimumContentsLength(len(texts.ADAPTER_LATEST_ITEM))  # never "latest trained in this proje"
         self.adapter.addItem("none (plain model)", ADAPTER_NONE)
-        self.adapter.addItem("latest trained in this project", ADAPTER_LATEST)
+        self.adapter.addItem(texts.ADAPTER_LATEST_ITEM, ADAPTER_LATEST)
+        self.adapter.setToolTip("latest: the adapter this project's last finetune made")
         self.adapter.addItem(PICK_FILE, None)
         form.addRow("Adapter", self.adapter)
         self.variant = _combo(TRAINABLE, session.variant)
@@ -114,7 +115,8 @@ def describe(session) -> str:
     info = seg.info()
     adapter = Path(info["adapter_path"]).name if info.get("adapter_path") else (
         "in memory" if info.get("adapter_loaded") else "none")
-    return f"{Path(info['source']).name} on {info['device']} ({info['precision']}); adapter: {adapter}"
+    backend = f", {info['backend']}" if info.get("backend") else ""  # e.g. torch / onnxruntime
+    return f"{Path(info['source']).name} on {info['device']} ({info['precision']}{backend}); adapter: {adapter}"
 
 
 def _combo(items, current: str) -> QComboBox:
