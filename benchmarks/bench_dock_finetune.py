@@ -84,13 +84,14 @@ def write_project(args, folder: Path) -> dict:
 class StepClock:
     """Wall + process CPU time at each training step (called on the thread that receives events)."""
 
-    def __init__(self, probe=None):
+    def __init__(self, probe=None, eta=None):
         self.steps: list[tuple[int, float, float, float | None]] = []  # step, wall, cpu, eta
         self.probe, self.probed = probe, None
+        self.eta = eta or (lambda event: event.eta_s)  # the dock: the ETA its status line shows
 
     def __call__(self, event) -> None:
         if event.kind == "step":
-            self.steps.append((event.step, time.perf_counter(), time.process_time(), event.eta_s))
+            self.steps.append((event.step, time.perf_counter(), time.process_time(), self.eta(event)))
             if self.probe is not None and self.probed is None and event.step >= 2:
                 self.probed = self.probe()
 
@@ -147,7 +148,7 @@ def side_dock(args, animated: bool) -> dict:
     s.set_project(args.project)
     s.device, s.precision, s.variant = "cpu", args.precision, args.variant
     s.max_steps, s.budget_s, s.train_batch_size = args.steps, 3600.0, args.batch_size
-    clock = StepClock(probe=lambda: running_movies(viewer))
+    clock = StepClock(probe=lambda: running_movies(viewer), eta=lambda event: dock.finetune.eta_s)
     real_run = dock.finetune._run
 
     def run_with_clock(segmenter):

@@ -158,6 +158,7 @@ class FinetunePanel(QWidget):
         init = current if current is not None and current.variant == s.variant else None
         out = s.adapters_dir / f"adapter-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
         self._cancel, self._keep = threading.Event(), threading.Event()
+        self._first_step, self._budget, self.eta_s = None, budget, None
         self._open = {"dock": True}
         self.plot.clear(config.max_steps or 0)
         self.result.setText("")
@@ -197,11 +198,26 @@ class FinetunePanel(QWidget):
             self.status.setText("Cancelling after the current step…")
 
     # ---------------------------------------------------------------------- GUI thread
+    def _eta(self, event) -> float | None:
+        """Seconds left from the steps measured so far, the first one left out (it pays one-off
+        costs: allocations, kernel choice), evaluations included; capped by the time budget left."""
+        now = time.perf_counter()
+        left = None if not self._budget else max(0.0, self._budget - (event.elapsed_s or 0.0))
+        if self._first_step is None or event.step <= self._first_step[0]:
+            self._first_step = (event.step, now)
+            return event.eta_s
+        if not event.total:
+            return left
+        step0, t0 = self._first_step
+        own = (now - t0) / (event.step - step0) * (event.total - event.step)
+        return own if left is None else min(own, left)
+
     def _event(self, event) -> None:
         pbar = getattr(self.worker, "pbar", None)
         if event.kind == "step":
             self.plot.add_loss(event.step, event.loss)
-            self.status.setText(texts.step_status(event))
+            self.eta_s = self._eta(event)
+            self.status.setText(texts.step_status(event, self.eta_s))
             if pbar is not None and pbar.total:
                 value = int(event.elapsed_s or 0) if self._bar_seconds else event.step
                 pbar.update(min(value, pbar.total) - pbar.n)

@@ -81,9 +81,10 @@ def stopped_reason(stopped: str) -> str:
     return STOPPED.get(stopped, stopped or "finished")
 
 
-def step_status(event) -> str:
+def step_status(event, eta_s: float | None = None) -> str:
     total = f"/{event.total}" if event.total else ""
-    eta = f", about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
+    eta_s = event.eta_s if eta_s is None else eta_s
+    eta = f", about {eta_s:.0f} s left" if eta_s is not None else ""
     return f"Training: step {event.step}{total}{eta}"
 
 
@@ -115,10 +116,9 @@ def toast(message: str, what: str = "") -> str:
     text = " ".join(str(message).split())
     while text.lower().startswith("napari-vlsm:"):
         text = text[len("napari-vlsm:"):].lstrip()
-    text = text[:1].upper() + text[1:]
     room = HEAD_MAX - len(PREFIX)
     head = text
-    for sep in ("; ", ". ", ": ", " ("):
+    for sep in ("; ", ". ", ": "):
         if len(head) <= room:
             break
         cut = head.find(sep)
