@@ -86,12 +86,14 @@ class StepClock:
 
     def __init__(self, probe=None, eta=None):
         self.steps: list[tuple[int, float, float, float | None]] = []  # step, wall, cpu, eta
+        self.threads: list[tuple[float, float | None]] = []
         self.probe, self.probed = probe, None
         self.eta = eta or (lambda event: event.eta_s)  # the dock: the ETA its status line shows
 
     def __call__(self, event) -> None:
         if event.kind == "step":
             self.steps.append((event.step, time.perf_counter(), time.process_time(), self.eta(event)))
+            self.threads.append((time.thread_time(), x_server_cpu()))  # this (GUI / main) thread, Xvfb
             if self.probe is not None and self.probed is None and event.step >= 2:
                 self.probed = self.probe()
 
@@ -101,9 +103,26 @@ class StepClock:
         # The ETA after a tenth of the run against the time the rest really took.
         tenth = next(st for st in self.steps if st[0] >= max(s0 + 1, s1 // 10))
         real_left = w1 - tenth[1]
+        (g0, x0), (g1, x1) = self.threads[0], self.threads[-1]
         return {"steps": s1, "wall_per_step_s": (w1 - w0) / n, "cpu_per_step_s": (c1 - c0) / n,
+                "calling_thread_cpu_per_step_s": (g1 - g0) / n,
+                "x_server_cpu_per_step_s": None if x0 is None else (x1 - x0) / n,
                 "eta_at_step": tenth[0], "eta_s": tenth[3], "real_left_s": real_left,
                 "eta_error": None if tenth[3] is None or real_left <= 0 else tenth[3] / real_left - 1}
+
+
+def x_server_cpu() -> float | None:
+    """CPU seconds of the Xvfb this process started (its drawing work happens there)."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            if child.name().startswith("Xvfb"):
+                t = child.cpu_times()
+                return t.user + t.system
+    except Exception:
+        pass
+    return None
 
 
 def config(args):
@@ -206,6 +225,11 @@ def main(argv=None) -> None:
              "" if r["eta_error"] is None else f"{100 * r['eta_error']:+.0f}% (step {r['eta_at_step']})")
             for side, r in results.items()]
     print(common.table(rows, ("side", "wall s/step", "cpu s/step", "wall ratio", "cpu ratio", "ETA error")))
+    for side, r in results.items():
+        x = r.get("x_server_cpu_per_step_s")
+        print(f"{side}: main/GUI thread {r['calling_thread_cpu_per_step_s'] * 1000:.0f} ms CPU per step"
+              + ("" if x is None else f", Xvfb {x * 1000:.0f} ms") + (f", animated indicators during training: "
+              f"{r['animated_indicators_during_training']}" if "animated_indicators_during_training" in r else ""))
     out = {"machine": common.machine(), "args": {k: v for k, v in vars(args).items() if k not in ("side", "project")},
            "corrections": counts, "results": results}
     print(f"saved {common.save('dock_finetune', out)}")
