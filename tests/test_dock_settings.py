@@ -78,7 +78,7 @@ def reopen(viewer, dock):
 @pytest.mark.gui
 def test_settings_come_back_when_the_dock_is_reopened(qtbot, make_dock, tmp_path):
     viewer, dock = make_dock()
-    dock.session.store  # the project folder exists once used
+    assert dock.session.store is not None  # the project folder exists once used
     dock.model.variant.setCurrentText("dense-vl")
     dock.model.device.setCurrentText("cpu")
     dock.model.precision.setCurrentText("fp32")
