@@ -28,6 +28,12 @@ def _runtime_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _private_dock_settings(tmp_path, monkeypatch):
+    # The dock remembers settings per user: each test gets its own config folder, never ~/.config.
+    monkeypatch.setenv("NAPARI_VLSM_CONFIG_DIR", str(tmp_path / "user-config"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random CLIPSeg folder in the hub's layout (loads in milliseconds)."""

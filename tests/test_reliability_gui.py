@@ -394,6 +394,7 @@ def _queue_three_while_the_writer_is_busy(qtbot, viewer, dock, labels, monkeypat
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(CorrectionStore, "add", add)
+    dock.corrections.autosave.setChecked(False)  # only the clicks write (auto-save is on by default)
     for z in range(4):
         labels.data_setitem((np.full(3, z), np.arange(3), np.arange(3)), 1)
         viewer.dims.set_current_step(0, z)

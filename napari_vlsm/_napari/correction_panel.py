@@ -36,10 +36,15 @@ class CorrectionPanel(QWidget):
         self.btn_add.setToolTip(texts.TIP_ADD)
         self.autosave = QCheckBox("Auto-save corrections")
         self.autosave.setToolTip(texts.TIP_AUTOSAVE)
+        self.autosave.setChecked(True)  # a correction is stored ~1 s after the last stroke, by default
         self.counts = QLabel()
         self.status = QLabel()
         self.list = QListWidget()
         self.list.setMaximumHeight(110)
+        # Rows start with the time and elide in the middle: no horizontal scroll bar, nothing clipped.
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.list.setSizeAdjustPolicy(QListWidget.SizeAdjustPolicy.AdjustIgnored)
         self.btn_remove = QPushButton("Remove selected")
         self.watcher = PaintWatcher(self.viewer, parent=self)
         self._queue: list[dict] = []  # corrections waiting for the writer (kept in order)
@@ -126,19 +131,22 @@ class CorrectionPanel(QWidget):
         # Not in the dock's cancellable group: closing the dock must not stop a write between two
         # acknowledged corrections (each write takes a fraction of a second).
         self._writer = workers.start(
-            write_samples, self.session.store, batch, what="saving the correction",
-            on_yield=lambda sample: self._saved(sample, True in auto), on_finish=self._write_next,
+            write_and_count, self.session.store, batch, what="saving the correction",
+            on_yield=lambda landed: self._saved(*landed, True in auto), on_finish=self._write_next,
         )
 
     @property
     def saving(self) -> bool:
         return self._writer is not None
 
-    def _saved(self, sample, auto: bool) -> None:
-        how = "auto-saved" if auto else "saved"
+    def _saved(self, sample, counts: dict, auto: bool) -> None:
+        how = "Auto-saved" if auto else "Saved"
         where = f"slice {','.join(map(str, sample.slice_index))}" if sample.slice_index else "the image"
         self.status.setText(f"{how} {where} of '{sample.target}' ({sample.split}) at {time.strftime('%H:%M:%S')}")
-        self.session.store_changed.emit()
+        current = normalize_target(self.session.prompt) if self.session.prompt else ""
+        if sample.target == current:  # the counts the writer read right after the save landed
+            self.counts.setText(texts.counts(current, counts["train"], counts["val"]))
+        self.session.store_changed.emit()  # the list is re-read in the background
 
     def remove_selected(self) -> None:
         items = self.list.selectedItems()
@@ -185,5 +193,13 @@ def list_corrections(store, target: str):
     for sample in store.samples(target):
         where = f"slice {','.join(map(str, sample.slice_index))}" if sample.slice_index else "2D"
         source = Path(sample.source.removeprefix("layer:")).name or "?"
-        rows.append((sample.id, f"{source} · {where} · {sample.split} · {sample.created[11:19]}"))
+        # time first: the part a user scans for, never the one elided
+        rows.append((sample.id, f"{sample.created[11:19]} · {sample.split} · {where} · {source}"))
     return store.counts(target), rows
+
+
+def write_and_count(store, items: list[dict]):
+    """Worker: ``write_samples``, each stored correction with its target's counts read at once,
+    so the panel's counts change the moment the save lands."""
+    for sample in write_samples(store, items):
+        yield sample, store.counts(sample.target)

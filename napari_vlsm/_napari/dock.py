@@ -6,10 +6,12 @@ the next Segment uses the adapter. State lives in :class:`Session`; each panel i
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
+from pathlib import Path
 
-from . import workers
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+
+from . import model_source, settings, workers
 from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
@@ -38,6 +40,8 @@ class VLSMDock(QWidget):
 
         content = QWidget()
         box = QVBoxLayout(content)
+        self.notice = self._make_notice()
+        box.addWidget(self.notice)
         box.addWidget(_group("Segment", self.segment))
         box.addWidget(_group("Corrections", self.corrections))
         box.addWidget(_group("Finetune", self.finetune))
@@ -56,12 +60,124 @@ class VLSMDock(QWidget):
         for section in (self.model, self.advanced):
             section.toggled.connect(self._fit_width)
         self._fit_width()
+        self._settings_project = None
+        self._save_timer = QTimer(self, singleShot=True, interval=300)  # coalesce a burst of changes
+        self._save_timer.timeout.connect(workers.guarded(self.save_settings, "saving the settings"))
+        self.load_settings()
+        self._watch_settings()
+        workers.on_click(self.btn_notice_folder, self.model.choose_folder, "choosing the model")
+        workers.on_click(self.btn_demo, self.use_demo_model, "writing the demo model")
+        self.session.model_changed.connect(workers.guarded(self.check_model_source, "checking the model"))
+        self.check_model_source()
         self.segment._context_changed()
 
     def _fit_width(self, *_) -> None:
         """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off."""
         bar = self._scroll.verticalScrollBar().sizeHint().width()
         self.setMinimumWidth(max(self.minimumWidth(), self._content.sizeHint().width() + bar + 4))
+
+    # ------------------------------------------------------------------------- first run
+    def _make_notice(self) -> QFrame:
+        """Shown while the model source cannot be had offline: why, and three ways out."""
+        frame = QFrame()
+        frame.setFrameShape(QFrame.Shape.StyledPanel)
+        box = QVBoxLayout(frame)
+        self.notice_text = QLabel()
+        self.notice_text.setWordWrap(True)
+        self.notice_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.addWidget(self.notice_text)
+        row = QHBoxLayout()
+        self.btn_notice_folder = QPushButton("Choose model folder…")
+        self.btn_demo = QPushButton("Use demo model")
+        self.btn_demo.setToolTip("A small random-weight, UNTRAINED model: its masks are noise until finetuned.")
+        row.addWidget(self.btn_notice_folder)
+        row.addWidget(self.btn_demo)
+        box.addLayout(row)
+        frame.hide()
+        return frame
+
+    def check_model_source(self) -> str | None:
+        """Milliseconds, no network: show the notice when the model cannot be had offline."""
+        source = self.session.model_source
+        problem = model_source.problem(source)
+        if problem:
+            self.notice_text.setText(f"<b>{problem}</b><br>{model_source.advice(source)}")
+        self.notice.setVisible(problem is not None)
+        return problem
+
+    def use_demo_model(self) -> None:
+        from .launch import demo_model_dir
+
+        self.btn_demo.setEnabled(False)
+        workers.start(demo_model_dir, what="writing the demo model",
+                      on_return=lambda folder: self.session.set_model_source(str(folder)),
+                      on_finish=lambda: self.btn_demo.setEnabled(True), torch_job=True)
+
+    # ------------------------------------------------------------------------- settings
+    def load_settings(self) -> None:
+        """Apply the user's saved settings, then the project's (settings.py); bad files warn only."""
+        values, warning = settings.read(settings.user_path(), settings.USER_KEYS)
+        settings.warn(warning)
+        s = self.session
+        if values.get("project"):
+            s.set_project(values["project"])
+        if values.get("model_source"):
+            s.set_model_source(values["model_source"])
+        for key, combo in (("device", self.model.device), ("precision", self.model.precision)):
+            if key in values and combo.findText(values[key]) >= 0:
+                combo.setCurrentText(values[key])
+        if "autosave" in values:
+            self.corrections.autosave.setChecked(values["autosave"])
+        for key, spin in (("batch_size", self.advanced.batch), ("max_steps", self.advanced.steps)):
+            if key in values:
+                spin.setValue(values[key])
+        if "budget_s" in values:
+            self.advanced.budget.setValue(values["budget_s"] or 0)
+        self._load_project_settings()
+
+    def _load_project_settings(self) -> None:
+        project = self.session.project
+        if project == self._settings_project:
+            return
+        self._settings_project = project
+        values, warning = settings.read(settings.project_path(project), settings.PROJECT_KEYS)
+        settings.warn(warning)
+        if "variant" in values and self.model.variant.findText(values["variant"]) >= 0:
+            self.model.variant.setCurrentText(values["variant"])
+        adapter = values.get("adapter")
+        if adapter in ("none", "latest") or (adapter and Path(adapter).is_file()):
+            self.session.adapter = adapter
+            self.model.sync()
+        if "threshold" in values:
+            self.segment.threshold.setValue(min(0.99, max(0.01, float(values["threshold"]))))
+
+    def _watch_settings(self) -> None:
+        later = self._save_timer.start
+        s = self.session
+        s.model_changed.connect(later)
+        s.store_changed.connect(self._project_maybe_changed)
+        for combo in (self.model.device, self.model.precision, self.model.variant):
+            combo.currentTextChanged.connect(later)
+        self.model.adapter.currentIndexChanged.connect(later)
+        self.corrections.autosave.toggled.connect(later)
+        for spin in (self.advanced.batch, self.advanced.steps, self.advanced.budget, self.segment.threshold):
+            spin.valueChanged.connect(later)
+
+    def _project_maybe_changed(self) -> None:
+        if self.session.project != self._settings_project:
+            self._load_project_settings()
+            self._save_timer.start()
+
+    def save_settings(self) -> None:
+        s = self.session
+        user = {"project": str(s.project), "model_source": s.model_source, "device": s.device,
+                "precision": s.precision, "autosave": self.corrections.autosave.isChecked(),
+                "batch_size": s.batch_size, "max_steps": s.max_steps or 0, "budget_s": s.budget_s}
+        settings.warn(settings.write(settings.user_path(), user, settings.USER_KEYS))
+        if s.project.is_dir():  # never create a project folder just to hold settings
+            project = {"adapter": str(s.adapter), "variant": s.variant,
+                       "threshold": float(self.segment.threshold.value())}
+            settings.warn(settings.write(settings.project_path(s.project), project, settings.PROJECT_KEYS))
 
     def set_model_source(self, source: str) -> None:
         """Use this model (hub id or local CLIPSeg folder); it is loaded at the next Segment."""
@@ -71,10 +187,25 @@ class VLSMDock(QWidget):
         self.close_session()
         super().closeEvent(event)
 
+    def event(self, event) -> bool:
+        # napari's x on the dock's title bar and viewer.window.remove_dock_widget take the widget
+        # out with setParent(None) and never call closeEvent: that is the dock closing too.
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif getattr(self, "_docked", False):
+                self.close_session()
+        return super().event(event)
+
     def close_session(self) -> None:
-        """Stop listening to the viewer and ask running jobs to stop (they save nothing half-done)."""
+        """Stop listening to the viewer and stop running jobs: a finetune ends after its current step
+        and keeps its best adapter (saved, and said in a notification); other jobs save nothing
+        half-done."""
         if not self._closed:
             self.corrections.watcher.flush()  # edits still waiting for auto-save are stored, not dropped
+            self.finetune.detach()
+            if self._save_timer.isActive():
+                workers.guarded(self.save_settings, "saving the settings")()
         workers.cancel(self.session.workers)
         if not self._closed:
             self._closed = True

@@ -2,15 +2,26 @@
 
 The run trains on a SNAPSHOT of the store taken when the worker starts (corrections added during
 training wait for the next round), reports every ProgressEvent to the GUI thread (curve, status,
-napari's activity panel), and can be cancelled between steps; a cancelled run keeps the adapter
-that was in use. A finished run saves ``<project>/adapters/adapter-<time>.safetensors``, points
-``latest.json`` at it, switches the engine to it and segments the current slice again.
+napari's activity panel). By default it is bounded by a time budget (``auto_budget``), and ends
+keeping the best adapter it evaluated. A finished run saves
+``<project>/adapters/adapter-<time>.safetensors``, points ``latest.json`` at it (when it beat the
+starting point), switches the engine to it and segments the current slice again.
+
+Two ways to stop early:
+
+* the dock's Cancel: the user does not want this run; the adapter in use stays, nothing is saved;
+* the dock closed (napari's x on its title bar, ``remove_dock_widget``) or napari closed (it asks
+  first, listing the running task): the run ends after the current step and KEEPS the best adapter
+  so far, saved like a finished one, and says so in a notification. A reopened dock shows that a
+  finetune is still finishing. Nothing runs unseen: the job stops within one step.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -20,10 +31,21 @@ from . import texts, workers
 from .plot import CurvePlot
 from .workers import on_click
 
+BUDGET_CPU_S, BUDGET_GPU_S = 90.0, 30.0
+# Finetunes of docks that were closed while they ran (a reopened dock shows them and waits).
+FINISHING: set = set()
 
-def train_job(loaded, store, config, init_adapters, out_path, cancel):
+
+def auto_budget(device: str) -> float:
+    """The default time limit: what a clinician can wait for (a GPU does far more steps in it)."""
+    return BUDGET_CPU_S if str(device).startswith("cpu") else BUDGET_GPU_S
+
+
+def train_job(loaded, store, config, init_adapters, out_path, cancel, keep=None):
     """Worker side: snapshot the store, then run ``finetune``; returns its TrainResult (or None
-    when cancelled before training began)."""
+    when cancelled before training began). When ``keep`` is set (the dock or napari was closed),
+    a stopped run still saves its best adapter and points ``latest.json`` at it if it improved:
+    the GUI that would do so may be gone by then."""
     from napari_vlsm.core.training import finetune
 
     train, val = store.samples(split="train"), store.samples(split="val")  # the snapshot
@@ -32,11 +54,32 @@ def train_job(loaded, store, config, init_adapters, out_path, cancel):
         try:
             event = next(gen)
         except StopIteration as stop:
-            return stop.value
+            return keep_best_on_close(stop.value, out_path, keep)
         yield event
         if cancel.is_set() and event.kind in ("start", "prepare"):  # the loop checks only between steps
             gen.close()
             return None
+
+
+def keep_best_on_close(result, out_path, keep):
+    if result is None or not result.cancelled or keep is None or not keep.is_set() or result.adapters is None:
+        return result
+    from napari_vlsm.core.adapters.checkpoint import save_adapter
+    from napari_vlsm.core.atomic import write_bytes_atomic
+
+    result.adapter_path = save_adapter(Path(out_path), result.adapters, result.metadata)
+    result.stopped = "closed"
+    if result.improved:
+        doc = json.dumps({"path": result.adapter_path.name}).encode()
+        write_bytes_atomic(result.adapter_path.parent / "latest.json", doc)
+    return result
+
+
+def announce_closed(result) -> None:
+    """GUI thread, dock gone: say what became of the run."""
+    from napari.utils.notifications import show_info
+
+    show_info(texts.finetune_closed(result))
 
 
 class FinetunePanel(QWidget):
@@ -45,6 +88,8 @@ class FinetunePanel(QWidget):
         self.session = session
         self._cancel: threading.Event | None = None
         self.worker = None
+        self._keep: threading.Event | None = None
+        self._open = {"dock": True}  # read by the run's closing announcement
         self.btn_train = QPushButton("Fine&tune adapter")
         self.btn_train.setToolTip(texts.TIP_FINETUNE)
         self.btn_cancel = QPushButton("Cancel")
@@ -65,11 +110,39 @@ class FinetunePanel(QWidget):
         box.addWidget(self.result)
         on_click(self.btn_train, self.start, "finetuning")
         on_click(self.btn_cancel, self.cancel, "cancelling")
+        self._result_prompt = None
+        session.context_changed.connect(workers.guarded(self._context_changed, "finetuning"))
+        self._show_finishing()
+
+    def _context_changed(self) -> None:
+        """A result shown for one structure is not left on screen for another."""
+        if self._result_prompt is not None and self.session.prompt != self._result_prompt and not self.session.finetuning:
+            self.result.setText("")
+            self.plot.clear()
+            self.status.setText("Uses every stored correction of this project.")
+            self._result_prompt = None
+
+    def _show_finishing(self) -> None:
+        """A run of a closed dock is still ending: say so and wait for it (one step at most)."""
+        running = list(FINISHING)
+        if not running:
+            return
+        self.btn_train.setEnabled(False)
+        self.status.setText(texts.FINISHING_ELSEWHERE)
+        for worker in running:
+            worker.finished.connect(workers.guarded(self._finishing_done, "finetuning"))
+
+    def _finishing_done(self) -> None:
+        if not FINISHING and not self.session.finetuning:
+            self.btn_train.setEnabled(True)
+            self.status.setText(texts.FINISHED_ELSEWHERE)
 
     def start(self) -> None:
         s = self.session
         if s.finetuning:
             return
+        if FINISHING:
+            raise TrainingError(texts.FINISHING_ELSEWHERE)
         if s.store.counts()["train"] == 0:
             raise TrainingError(texts.NO_CORRECTIONS.format(root=s.project))
         s.with_model("finetuning", self._run)
@@ -78,25 +151,46 @@ class FinetunePanel(QWidget):
         from napari_vlsm.core.training import TrainConfig  # torch comes with it: import when needed
 
         s = self.session
-        config = TrainConfig(variant=s.variant, max_steps=s.max_steps, budget_s=s.budget_s)
+        budget = s.budget_s or auto_budget(segmenter.info().get("device", "cpu"))
+        config = TrainConfig(variant=s.variant, max_steps=s.max_steps or None, budget_s=budget,
+                             batch_size=s.train_batch_size)
         current = segmenter.adapters
         init = current if current is not None and current.variant == s.variant else None
         out = s.adapters_dir / f"adapter-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
-        self._cancel = threading.Event()
+        self._cancel, self._keep = threading.Event(), threading.Event()
+        self._first_step, self._budget, self.eta_s = None, budget, None
+        self._open = {"dock": True}
         self.plot.clear(config.max_steps or 0)
         self.result.setText("")
         self.status.setText("Starting…")
         self._set_running(True)
+        # The bar counts steps when there is a step limit, else seconds of the time budget.
+        self._bar_seconds = not config.max_steps
+        total = int(config.max_steps or budget)
+        open_ = self._open
         self.worker = workers.start(
-            train_job, segmenter.loaded, s.store, config, init, out, self._cancel, what="finetuning",
+            train_job, segmenter.loaded, s.store, config, init, out, self._cancel, self._keep, what="finetuning",
             on_yield=self._event, on_return=self._done, on_finish=lambda: self._set_running(False),
-            progress={"total": config.max_steps or 0, "desc": "Finetuning adapter"}, cancel_event=self._cancel,
-            group=s.workers,
+            progress={"total": total, "desc": "Finetuning adapter"}, cancel_event=self._cancel,
+            group=s.workers, torch_job=True,
         )
+        self.worker.on_quit = self._keep.set
+        self.worker.returned.connect(lambda result: None if open_["dock"] else announce_closed(result))
         pbar = getattr(self.worker, "pbar", None)
-        if pbar is not None and config.max_steps:
-            # napari counts every yield; only optimiser steps should move the bar
+        if pbar is not None:
+            # napari counts every yield; only optimiser steps (or seconds) should move the bar
             self.worker.yielded.disconnect(pbar.increment_with_overflow)
+
+    def detach(self) -> None:
+        """The dock is closing: a running finetune stops after this step and keeps its best adapter."""
+        worker = self.worker
+        if worker is None or not self.session.finetuning:
+            return
+        self._open["dock"] = False
+        FINISHING.add(worker)
+        worker.finished.connect(lambda: FINISHING.discard(worker))
+        self._keep.set()
+        self._cancel.set()
 
     def cancel(self) -> None:
         if self._cancel is not None:
@@ -104,37 +198,59 @@ class FinetunePanel(QWidget):
             self.status.setText("Cancelling after the current step…")
 
     # ---------------------------------------------------------------------- GUI thread
+    def _eta(self, event) -> float | None:
+        """Seconds left from the steps measured so far, the first one left out (it pays one-off
+        costs: allocations, kernel choice), evaluations included; capped by the time budget left."""
+        now = time.perf_counter()
+        left = None if not self._budget else max(0.0, self._budget - (event.elapsed_s or 0.0))
+        if self._first_step is None or event.step <= self._first_step[0]:
+            self._first_step = (event.step, now)
+            return event.eta_s
+        if not event.total:
+            return left
+        step0, t0 = self._first_step
+        own = (now - t0) / (event.step - step0) * (event.total - event.step)
+        return own if left is None else min(own, left)
+
     def _event(self, event) -> None:
         pbar = getattr(self.worker, "pbar", None)
         if event.kind == "step":
             self.plot.add_loss(event.step, event.loss)
-            eta = f", about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
-            self.status.setText(f"Step {event.step}/{event.total or '?'}: loss {event.loss:.3f}{eta}")
+            self.eta_s = self._eta(event)
+            self.status.setText(texts.step_status(event, self.eta_s))
             if pbar is not None and pbar.total:
-                pbar.update(event.step - pbar.n)
+                value = int(event.elapsed_s or 0) if self._bar_seconds else event.step
+                pbar.update(min(value, pbar.total) - pbar.n)
         elif event.kind == "eval":
             self.plot.add_dice(event.step, event.val_dice)
         elif event.message and not (self._cancel and self._cancel.is_set()):
             self.status.setText(event.message[:1].upper() + event.message[1:])
 
     def _done(self, result) -> None:
+        if result is not None and result.stopped == "closed":
+            self._finish(result)  # napari is closing: keep what the run made
+            return
         if result is None or result.cancelled or result.adapters is None:
             before = (result.before or {}).get("dice") if result is not None else None
             after = (result.after or {}).get("dice") if result is not None else None
             heldout = result.heldout if result is not None else True
             self.result.setText(texts.dice_result(before, after, heldout, cancelled=True))
             self.status.setText("Cancelled.")
+            self._result_prompt = self.session.prompt
             return
+        self._finish(result)
+
+    def _finish(self, result) -> None:
+        self._result_prompt = self.session.prompt
         text = texts.dice_result(result.before.get("dice"), result.after.get("dice"), result.heldout, False)
         name = result.adapter_path.name if result.adapter_path else "(not saved)"
+        self.status.setText(texts.done_status(result))
         if result.before and not result.improved:
             # Never make the user's results worse behind their back: keep what was in use.
             self.result.setText(f"{text}\n{texts.NOT_IMPROVED.format(name=name)}")
-            self.status.setText(f"Done: {result.steps} steps ({result.stopped}).")
             return
         self.session.adapter_trained(result)
         self.result.setText(f"{text}\nAdapter {name} is now in use.")
-        self.status.setText(f"Done: {result.steps} steps ({result.stopped}).")
         self.session.resegment_requested.emit()
 
     def _set_running(self, on: bool) -> None:

@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model = parser.add_mutually_exclusive_group()
     model.add_argument(
         "--model", default=DEFAULT_MODEL, metavar="SRC",
-        help="hub id or local CLIPSeg folder (default: %(default)s; loaded by the dock)",
+        help=f"hub id or local CLIPSeg folder (default: the dock's last one, first time {DEFAULT_MODEL}; "
+             "loaded by the dock at the first Segment)",
     )
     model.add_argument(
         "--demo-model", action="store_true",
@@ -39,7 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image", metavar="PATH",
                         help="open this image instead of the sample: NIfTI, NRRD, MHA, a DICOM series folder "
                              "or any one file of it (with its geometry), or any file napari reads")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    # Without --model the dock keeps the source it remembers (settings.py); first time the default.
+    args.model_given = any(a == "--model" or a.startswith("--model=") for a in given)
+    return args
 
 
 def demo_model_dir() -> Path:
@@ -88,7 +93,35 @@ def add_image(viewer, args: argparse.Namespace) -> None:
         viewer.open(args.image)
 
 
-def dock_widget(viewer, model_source: str):
+def display_problem(env=None) -> str | None:
+    """One line naming the fix when Qt could not open a window (instead of Qt's abort, exit 134)."""
+    env = os.environ if env is None else env
+    if not sys.platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return None
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        return ("napari-vlsm: no display found (DISPLAY is not set). Run it on a desktop, or under a "
+                "virtual display: xvfb-run -a bash scripts/launch.sh")
+    import ctypes.util
+
+    missing = [lib for lib in ("xcb-icccm", "xcb-keysyms", "xcb-cursor") if ctypes.util.find_library(lib) is None]
+    if missing and env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        return ("napari-vlsm: Qt's X11 libraries are missing (" + ", ".join(f"lib{m}" for m in missing) + "). "
+                "Fix (Debian/Ubuntu): sudo apt-get install libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0")
+    return None
+
+
+def fit_window(viewer) -> None:
+    """A window big enough for the whole dock (90 % of the screen), the image fitted in it."""
+    from qtpy.QtGui import QGuiApplication
+
+    screen = QGuiApplication.primaryScreen()
+    if screen is not None:
+        area = screen.availableGeometry()
+        viewer.window.resize(max(1280, int(area.width() * 0.9)), max(860, int(area.height() * 0.9)))
+    viewer.reset_view()
+
+
+def dock_widget(viewer, model_source: str | None):
     """Dock the plugin widget; on failure tell the user why instead of crashing napari."""
     from napari.utils.notifications import show_error, show_info
 
@@ -98,9 +131,14 @@ def dock_widget(viewer, model_source: str):
         show_error(f"napari-vlsm: the '{WIDGET}' dock could not be opened "
                    f"({type(err).__name__}: {err}). Reinstall with: pip install -e '.[all]'")
         return None
-    if hasattr(widget, "set_model_source"):
+    if model_source and hasattr(widget, "set_model_source"):
         widget.set_model_source(model_source)
-    show_info(f"napari-vlsm: model source {model_source}")
+    source = getattr(getattr(widget, "session", None), "model_source", model_source)
+    problem = widget.check_model_source() if hasattr(widget, "check_model_source") else None
+    if problem:
+        print(f"napari-vlsm: {problem} Offline? Use --demo-model, or --model FOLDER "
+              "(see the notice at the top of the dock)", file=sys.stderr)
+    show_info(f"Model: {source}")
     return widget
 
 
@@ -108,18 +146,23 @@ def open_viewer(args: argparse.Namespace, viewer=None):
     """Set up ``viewer`` (a new one if None): image first, then the dock. Returns the viewer."""
     import napari
 
-    source = str(demo_model_dir()) if args.demo_model else args.model
+    source = str(demo_model_dir()) if args.demo_model else (args.model if getattr(args, "model_given", True) else None)
     if args.demo_model:
         print(f"napari-vlsm: using the UNTRAINED random-weight demo model in {source}; "
               "its masks are noise until finetuned", file=sys.stderr)
     viewer = viewer if viewer is not None else napari.Viewer(title="napari-vlsm")
     add_image(viewer, args)
     dock_widget(viewer, source)
+    fit_window(viewer)
     return viewer
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = display_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     import napari
 
     open_viewer(args)

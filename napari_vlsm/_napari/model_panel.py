@@ -36,9 +36,10 @@ class ModelPanel(QCollapsible):
         row.addWidget(self.btn_folder)
         form.addRow("Model", row)
         self.adapter = _combo((), "")
-        self.adapter.setMinimumContentsLength(12)
+        self.adapter.setMinimumContentsLength(len(texts.ADAPTER_LATEST_ITEM))  # never "latest trained in this proje"
         self.adapter.addItem("none (plain model)", ADAPTER_NONE)
-        self.adapter.addItem("latest trained in this project", ADAPTER_LATEST)
+        self.adapter.addItem(texts.ADAPTER_LATEST_ITEM, ADAPTER_LATEST)
+        self.adapter.setToolTip("latest: the adapter this project's last finetune made")
         self.adapter.addItem(PICK_FILE, None)
         form.addRow("Adapter", self.adapter)
         self.variant = _combo(TRAINABLE, session.variant)
@@ -113,7 +114,8 @@ def describe(session) -> str:
     info = seg.info()
     adapter = Path(info["adapter_path"]).name if info.get("adapter_path") else (
         "in memory" if info.get("adapter_loaded") else "none")
-    return f"{Path(info['source']).name} on {info['device']} ({info['precision']}); adapter: {adapter}"
+    backend = f", {info['backend']}" if info.get("backend") else ""  # e.g. torch / onnxruntime
+    return f"{Path(info['source']).name} on {info['device']} ({info['precision']}{backend}); adapter: {adapter}"
 
 
 def _combo(items, current: str) -> QComboBox:
@@ -133,14 +135,16 @@ class AdvancedPanel(QCollapsible):
         body = QWidget()
         form = QFormLayout(body)
         self.batch = QSpinBox(minimum=1, maximum=64, value=session.batch_size)
-        self.steps = QSpinBox(minimum=1, maximum=100_000, value=session.max_steps)
+        self.steps = QSpinBox(minimum=0, maximum=100_000, value=session.max_steps or 0)
+        self.steps.setSpecialValueText("no limit")
         self.budget = QDoubleSpinBox(minimum=0, maximum=86_400, decimals=0, value=session.budget_s or 0)
-        self.budget.setSpecialValueText("no limit")
+        self.budget.setSpecialValueText(texts.AUTO_BUDGET)
         self.budget.setSuffix(" s")
+        self.budget.setToolTip(texts.TIP_BUDGET)
         form.addRow("Slices per batch", self.batch)
         form.addRow("Finetune steps", self.steps)
         form.addRow("Finetune time limit", self.budget)
         self.addWidget(body)
         self.batch.valueChanged.connect(lambda v: setattr(session, "batch_size", int(v)))
-        self.steps.valueChanged.connect(lambda v: setattr(session, "max_steps", int(v)))
+        self.steps.valueChanged.connect(lambda v: setattr(session, "max_steps", int(v)))  # 0: no limit
         self.budget.valueChanged.connect(lambda v: setattr(session, "budget_s", float(v) or None))

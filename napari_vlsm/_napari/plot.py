@@ -1,4 +1,7 @@
-"""A live training curve drawn with QPainter: loss (left scale) and validation Dice (0-1, right).
+"""A live training curve drawn with QPainter, on one 0-1 scale a clinician can read:
+validation Dice (the number that matters: overlap with the held-out corrections, 1 = perfect) and
+the training loss RELATIVE TO ITS FIRST STEP (1 = where it started, lower = learning). The raw loss
+(275 -> 6 with the Dice+BCE sum) means nothing outside the trainer; it is in the tooltip.
 
 Why not pyqtgraph or matplotlib: neither is a napari dependency, and two polylines with axes do
 not justify one. The widget only draws what it is given; the finetune panel feeds it.
@@ -35,7 +38,16 @@ class CurvePlot(QWidget):
     def add_loss(self, step: int, loss: float) -> None:
         if loss is not None and math.isfinite(loss):
             self.loss.append((int(step), float(loss)))
+            first = self.loss[0][1]
+            self.setToolTip(f"training loss: {first:.3g} at the start, {loss:.3g} now (step {step})")
             self.update()
+
+    def relative_loss(self) -> list[tuple[int, float]]:
+        """The loss divided by its first value (so the curve starts at 1), clipped to 0-1."""
+        if not self.loss:
+            return []
+        first = self.loss[0][1] or 1.0
+        return [(step, min(1.0, max(0.0, value / first))) for step, value in self.loss]
 
     def add_dice(self, step: int, dice: float) -> None:
         if dice is not None and math.isfinite(dice):
@@ -45,8 +57,8 @@ class CurvePlot(QWidget):
     # ------------------------------------------------------------------------------ drawing
     def _plot_rect(self) -> QRectF:
         fm = self.fontMetrics()
-        left = fm.horizontalAdvance("0.000") + 8
-        right = fm.horizontalAdvance("1.0") + 8
+        left = fm.horizontalAdvance("1.0") + 8
+        right = 8
         top, bottom = fm.height() + 4, fm.height() + 6
         return QRectF(left, top, max(10, self.width() - left - right), max(10, self.height() - top - bottom))
 
@@ -58,35 +70,26 @@ class CurvePlot(QWidget):
         p.setPen(QPen(AXIS_COLOUR, 1))
         p.drawRect(rect)
         x_max = max([self.total, 1] + [s for s, _ in self.loss] + [s for s, _ in self.dice])
-        lo, hi = self._loss_range()
-        # axis labels: loss on the left, Dice on the right, steps at the bottom
-        p.drawText(QPointF(2, rect.top() + fm.ascent()), f"{hi:.3g}")
-        p.drawText(QPointF(2, rect.bottom()), f"{lo:.3g}")
-        p.drawText(QPointF(rect.right() + 4, rect.top() + fm.ascent()), "1.0")
-        p.drawText(QPointF(rect.right() + 4, rect.bottom()), "0")
+        p.drawText(QPointF(2, rect.top() + fm.ascent()), "1.0")
+        p.drawText(QPointF(2, rect.bottom()), "0")
         p.drawText(QPointF(rect.left(), rect.bottom() + fm.height() + 2), "step 0")
         end = f"{x_max}"
         p.drawText(QPointF(rect.right() - fm.horizontalAdvance(end), rect.bottom() + fm.height() + 2), end)
-        # legend
-        p.setPen(QPen(LOSS_COLOUR, 2))
-        p.drawText(QPointF(rect.left(), fm.ascent() + 1), "loss")
+        # legend: Dice first, it is what the user judges the run by
         p.setPen(QPen(DICE_COLOUR, 2))
-        p.drawText(QPointF(rect.left() + fm.horizontalAdvance("loss   "), fm.ascent() + 1), "validation Dice")
-        self._polyline(p, rect, self.loss, x_max, lo, hi, LOSS_COLOUR)
+        dice_label = "validation Dice"
+        if self.dice:
+            dice_label += f" {self.dice[-1][1]:.2f}"
+        p.drawText(QPointF(rect.left(), fm.ascent() + 1), dice_label)
+        p.setPen(QPen(LOSS_COLOUR, 2))
+        p.drawText(QPointF(rect.left() + fm.horizontalAdvance(dice_label + "   "), fm.ascent() + 1),
+                   "loss (1 = start)")
+        self._polyline(p, rect, self.relative_loss(), x_max, 0.0, 1.0, LOSS_COLOUR)
         self._polyline(p, rect, self.dice, x_max, 0.0, 1.0, DICE_COLOUR, dots=True)
         if not self.loss and not self.dice:
             p.setPen(QPen(AXIS_COLOUR, 1))
             p.drawText(rect, Qt.AlignmentFlag.AlignCenter, "training curve appears here")
         p.end()
-
-    def _loss_range(self) -> tuple[float, float]:
-        if not self.loss:
-            return 0.0, 1.0
-        values = [v for _, v in self.loss]
-        lo, hi = min(values), max(values)
-        if hi - lo < 1e-6:
-            lo, hi = lo - 0.5, hi + 0.5
-        return max(0.0, lo), hi
 
     @staticmethod
     def _polyline(p, rect, points, x_max, lo, hi, colour, dots=False) -> None:

@@ -70,9 +70,10 @@ class Session(QObject):
         self.image = None
         self.prompt = ""
         self.show_probability = False
-        self.batch_size = 8
-        self.max_steps = 200
-        self.budget_s: float | None = None
+        self.batch_size = 8  # slices per batch when segmenting a stack
+        self.train_batch_size = 8  # corrections per finetune step
+        self.max_steps = 0  # 0: no step limit (the time budget ends the run)
+        self.budget_s: float | None = None  # None: auto (finetune_panel.auto_budget)
 
     # ----------------------------------------------------------------------------- project
     @property
@@ -161,7 +162,7 @@ class Session(QObject):
 
         self.set_job(what)
         workers.start(func, *args, what=what, on_return=loaded, on_error=lambda exc: self.set_job(""),
-                      progress={"desc": f"napari-vlsm: {what}"}, group=self.workers)
+                      progress={"desc": f"napari-vlsm: {what}"}, group=self.workers, torch_job=True)
 
     def run_job(self, what: str, func, *args, on_return=None, on_yield=None, progress=None, cancel_event=None):
         """A model job (segmentation) in the background; one at a time."""
@@ -171,7 +172,8 @@ class Session(QObject):
             self.set_job("")
 
         return workers.start(func, *args, what=what, on_return=on_return, on_yield=on_yield,
-                             on_finish=done, progress=progress, cancel_event=cancel_event, group=self.workers)
+                             on_finish=done, progress=progress, cancel_event=cancel_event, group=self.workers,
+                             torch_job=True)
 
     def set_job(self, name: str) -> None:
         self.job = name

@@ -18,10 +18,10 @@ NO_MASK = (
     "(the model's proposal becomes a Labels layer you can correct)"
 )
 NO_PROPOSAL = "no model proposal is kept for this slice of '{layer}': segment it first"
-BUSY = "napari-vlsm is busy ({job}); wait for it to finish or press Cancel"
+BUSY = "busy ({job}): wait for it to finish or press Cancel"
 NO_CORRECTIONS = (
-    "there are no stored corrections in {root} yet: correct a mask and press 'Add correction' "
-    "(at least one per structure) before finetuning"
+    "no corrections stored yet: correct a mask, press 'Add correction'. Project {root} has none; "
+    "store at least one per structure before finetuning"
 )
 NO_LATEST = (
     "no adapter has been trained in project {root} yet: finetune once, or choose an adapter file"
@@ -51,24 +51,102 @@ TIP_FINETUNE = (
     "Train a small adapter on the stored corrections, in the background. The viewer stays usable; "
     "Cancel keeps the adapter you had."
 )
+ADAPTER_LATEST_ITEM = "latest of this project"
+AUTO_BUDGET = "auto (90 s CPU, 30 s GPU)"
+TIP_BUDGET = (
+    "How long a finetune may take. It ends at this time (or the step limit) and keeps the best "
+    "adapter it found."
+)
 TIP_MODEL = "A Hugging Face model id, or a local CLIPSeg folder (offline)."
 TIP_VARIANT = "Adapter type for a NEW finetune (shallow-vlc: small and fast, the recommended default)."
 
 
+FINISHING_ELSEWHERE = (
+    "A finetune started before the dock was closed is finishing its last step; it keeps its best "
+    "adapter. Wait a moment."
+)
+FINISHED_ELSEWHERE = "The earlier finetune has ended (see its notification). Ready."
+
+STOPPED = {
+    "max_steps": "step limit reached",
+    "epochs": "all epochs done",
+    "budget": "time budget reached",
+    "early_stopping": "no longer improving",
+    "cancelled": "cancelled",
+    "closed": "the dock or napari was closed",
+}
+
+
+def stopped_reason(stopped: str) -> str:
+    return STOPPED.get(stopped, stopped or "finished")
+
+
+def step_status(event, eta_s: float | None = None) -> str:
+    total = f"/{event.total}" if event.total else ""
+    eta_s = event.eta_s if eta_s is None else eta_s
+    eta = f", about {eta_s:.0f} s left" if eta_s is not None else ""
+    return f"Training: step {event.step}{total}{eta}"
+
+
+def done_status(result) -> str:
+    return f"Done after {result.steps} steps: {stopped_reason(result.stopped)}."
+
+
+def finetune_closed(result) -> str:
+    """Notification for a finetune whose dock was closed (first line short, detail after)."""
+    if result is None or result.adapters is None or result.adapter_path is None:
+        return ("Finetune stopped: the dock was closed before anything was learnt.\n"
+                "Nothing was saved; the corrections are kept. Reopen the dock and finetune again.")
+    name = result.adapter_path.name
+    dice = dice_result(result.before.get("dice"), result.after.get("dice"), result.heldout, False)
+    if result.improved:
+        return (f"{PREFIX}finetune stopped (dock closed); its best adapter is kept\n"
+                f"Saved as {name}, now the project's latest adapter. {dice}")
+    return (f"{PREFIX}finetune stopped (dock closed); the adapter in use stays\n"
+            f"The run's best, saved as {name}, did not beat the starting point ({dice}); "
+            "choose it under Model & adapter > Adapter to use it anyway.")
+
+
+HEAD_MAX = 80  # a toast shows its first line; the rest opens with the toast's arrow
+
+
+def toast(message: str, what: str = "") -> str:
+    """A notification: a first line under HEAD_MAX characters saying what happened (and, when it
+    fits, what to do), the whole message after it. One "napari-vlsm:" prefix, never two."""
+    text = " ".join(str(message).split())
+    while text.lower().startswith("napari-vlsm:"):
+        text = text[len("napari-vlsm:"):].lstrip()
+    room = HEAD_MAX - len(PREFIX)
+    head = text
+    for sep in ("; ", ". ", ": "):
+        if len(head) <= room:
+            break
+        cut = head.find(sep)
+        if cut >= 12:
+            head = head[:cut]
+    if len(head) > room:
+        head = head[: room - 1].rsplit(" ", 1)[0] + "\u2026"
+    head = PREFIX + head.rstrip(".")
+    rest = text if head != PREFIX + text.rstrip(".") else ""
+    if what:
+        rest = f"{rest} (while {what})".strip()
+    return head if not rest else f"{head}\n{rest}"
+
+
 def user_error(what: str, exc: BaseException) -> str:
     """A user-caused problem: the core's message already names the bad value and the fix."""
-    return f"{PREFIX}{what + ': ' if what else ''}{exc}"
+    return toast(str(exc), what)
 
 
 def unexpected_error(what: str, exc: BaseException) -> str:
     return (
-        f"{PREFIX}{what or 'a task'} failed unexpectedly ({type(exc).__name__}: {exc}). "
-        "This is a bug in napari-vlsm; the details are in the log. Please report it."
+        f"{PREFIX}{what or 'a task'} failed unexpectedly: please report it\n"
+        f"{type(exc).__name__}: {exc}. This is a bug in napari-vlsm; the details are in the log."
     )
 
 
 def info(message: str) -> str:
-    return PREFIX + message
+    return toast(message)
 
 
 def counts(target: str, train: int, val: int) -> str:

@@ -27,17 +27,54 @@ from . import texts
 
 log = logging.getLogger(__name__)
 
+# napari starts an animated GIF ("in progress...", a QMovie in the status bar) for every progress
+# bar and runs it until the job ends. Each of its frames repaints the main window, which holds the
+# OpenGL canvas: with software OpenGL (Mesa llvmpipe: VMs, remote desktops, thin clients) that
+# costs about one CPU core, taken from the training (measured: a finetune step 3-4x slower).
+# The job stays in napari's activity panel with its bar, Cancel and ETA; only the animation is
+# held still (its first frame stays visible). Benchmarks set this False to measure the old way.
+STILL_INDICATOR = True
+
+
+def still_activity_indicator() -> int:
+    """Stop napari's animated activity indicator(s) in the status bar; returns how many were stopped.
+
+    Public Qt API only: the movie is found as a running QMovie on a QLabel inside a main window's
+    QStatusBar (napari keeps no public handle on it).
+    """
+    from qtpy.QtGui import QMovie
+    from qtpy.QtWidgets import QApplication, QLabel, QMainWindow
+
+    stopped = 0
+    app = QApplication.instance()
+    if app is None:
+        return 0
+    for window in app.topLevelWidgets():
+        if not isinstance(window, QMainWindow):
+            continue
+        for label in window.statusBar().findChildren(QLabel):
+            movie = label.movie()
+            if movie is not None and movie.state() == QMovie.MovieState.Running:
+                movie.stop()
+                movie.jumpToFrame(0)
+                stopped += 1
+    return stopped
 
 
 class _Quiet:
     """Mixin: napari's workers relay every error as a traceback notification; we report ourselves."""
 
     cancel_event: threading.Event | None = None
+    on_quit: Callable | None = None  # called when napari (window close) or the dock stops the job
 
     def _relay_error(self, exc: Exception) -> None:  # overrides napari's _NotifyingMixin
         pass
 
     def quit(self) -> None:
+        # Only napari's task manager (closing the window) and cancel() below call quit(); the
+        # dock's Cancel button sets the event itself. on_quit lets a job tell the two apart.
+        if self.on_quit is not None:
+            self.on_quit()
         # With a cancel event the job stops itself at its next check and still returns its result.
         if self.cancel_event is not None:
             self.cancel_event.set()
@@ -93,28 +130,36 @@ def guarded(fn: Callable, what: str = "") -> Callable:
     return call
 
 
-def _thread_setup() -> None:
+def _thread_setup(torch_job: bool) -> None:
     """Per-thread CPU state for torch: flush denormal floats to zero.
 
     The flag lives in each thread's floating-point control register, so setting it in the main
     thread does not reach a worker: measured here, a finetune step of the random test model took
     ~350 ms in a napari worker against ~65 ms in the main thread, and ~30 ms once the worker
     flushed denormals too (random and freshly trained weights produce denormals).
+
+    It must be set BEFORE the thread's first torch operation: torch's OpenMP threads are made by
+    the thread that first runs a parallel op and copy its floating-point state then, once. napari
+    reuses pool threads, so a model job whose thread had not imported torch yet (the first model
+    load) would leave that thread's OpenMP helpers without the flag for every later job on it:
+    half of a 2-thread step then runs with slow denormals. Model jobs therefore import torch here.
     """
     import sys
 
-    torch = sys.modules.get("torch")  # only model jobs need it, and they have imported torch
+    torch = sys.modules.get("torch")
+    if torch is None and torch_job:
+        import torch
     if torch is not None:
         torch.set_flush_denormal(True)
 
 
-def _in_thread(func: Callable, generator: bool) -> Callable:
+def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Callable:
     import functools
 
     if generator:
         @functools.wraps(func)
         def run_gen(*args, **kwargs):
-            _thread_setup()
+            _thread_setup(torch_job)
             try:
                 return (yield from func(*args, **kwargs))
             except RuntimeError as err:
@@ -124,7 +169,7 @@ def _in_thread(func: Callable, generator: bool) -> Callable:
 
     @functools.wraps(func)
     def run(*args, **kwargs):
-        _thread_setup()
+        _thread_setup(torch_job)
         return func(*args, **kwargs)
 
     return run
@@ -153,6 +198,7 @@ def start(
     progress: dict | bool | None = None,
     cancel_event: threading.Event | None = None,
     group: set | None = None,
+    torch_job: bool = False,
     **kwargs,
 ):
     """Run ``func(*args, **kwargs)`` (a function or a generator function) in a worker thread.
@@ -160,12 +206,13 @@ def start(
     ``what`` names the job in messages ("loading the model"). ``on_error`` runs after the error
     was shown (to re-enable buttons); ``on_finish`` runs in every case, last. The worker stays in
     ``group`` (a set) while it runs, so its owner can cancel it (see :func:`cancel`).
+    ``torch_job``: the job runs torch (model loading, segmentation, training): see _thread_setup.
     """
     import inspect
 
     generator = inspect.isgeneratorfunction(func)
     worker = create_worker(
-        _in_thread(func, generator), *args,
+        _in_thread(func, generator, torch_job), *args,
         _worker_class=_GeneratorWorker if generator else _FunctionWorker,
         _progress=progress if generator else (bool(progress) or None),
         _ignore_errors=True,
@@ -197,6 +244,10 @@ def start(
     worker.finished.connect(finished)
     if group is not None:
         group.add(worker)
+    if progress and STILL_INDICATOR:
+        # napari adds the bar to its activity panel, and starts the movie, when the worker has
+        # started (a slot connected before this one, so this one runs after it).
+        worker.started.connect(still_activity_indicator)
     worker.start()
     return worker
 

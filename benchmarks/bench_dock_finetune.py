@@ -1,0 +1,239 @@
+"""The same finetune through the dock (a real napari window under Xvfb) and through the core/CLI
+path, side by side in one run: per-step wall and CPU time, their ratio, and the ETA's honesty.
+
+Both sides read the SAME corrections from one project store (same split: the store's own), with
+the same variant, batch size, steps, seed and precision. Each side runs in its own interpreter.
+
+* ``cli``: ``core.training.finetune`` driven by ``run_to_end`` in the main thread (what
+  ``napari-vlsm finetune`` does once its samples are read);
+* ``dock``: napari window shown, the dock docked, "Finetune adapter" pressed, the Qt event loop
+  turning until the job ends (napari's activity panel has the job's progress bar);
+* ``dock-animated`` (``--with-animated``): the dock as it was before issue 14: napari's animated
+  activity indicator left running (the known cost on software OpenGL).
+
+Per-step time is measured from the first to the last training step (feature preparation and the
+evaluation at step 0 excluded; the evaluations in between are the same on both sides). CPU time
+is the whole process's (GUI thread included), which is what a second core would have to give.
+
+    python benchmarks/bench_dock_finetune.py --steps 40            # random full-size CLIPSeg
+    python benchmarks/bench_dock_finetune.py --model DIR --data ../shared/data/kvasir --n 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+PROMPT = "polyp"
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--side", choices=("cli", "dock", "dock-animated"), help=argparse.SUPPRESS)
+    p.add_argument("--project", help=argparse.SUPPRESS)
+    p.add_argument("--model", help="CLIPSeg folder (default: a random-weight full-size CLIPSeg)")
+    p.add_argument("--arch", choices=("full", "tiny"), default="full", help="random model size (default full)")
+    p.add_argument("--data", help="folder with images/ + masks/ (default ../shared/data/kvasir if present, "
+                                  "else synthetic images)")
+    p.add_argument("--n", type=int, default=10, help="corrections to store (default 10)")
+    p.add_argument("--steps", type=int, default=40, help="optimiser steps (default 40)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--variant", default="shallow-vlc")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--with-animated", action="store_true",
+                   help="also run the dock with napari's animated activity indicator left on")
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------------ the data
+def write_project(args, folder: Path) -> dict:
+    """Store ``n`` corrections (image, mask, prompt) in a project folder; both sides train on it."""
+    import numpy as np
+
+    from napari_vlsm.core.store import CorrectionStore
+
+    store = CorrectionStore(folder)
+    data = Path(args.data) if args.data else Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "kvasir"
+    if (data / "images").is_dir():
+        from napari_vlsm.core.datasets import read_folder
+
+        for sample in read_folder(data, prompts=[PROMPT])[: args.n]:
+            store.add(sample.image, sample.mask, [PROMPT], source=str(sample.name))
+        where = str(data.resolve())
+    else:
+        rng = np.random.default_rng(0)
+        for i in range(args.n):
+            image = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+            mask = np.zeros((256, 256), np.uint8)
+            mask[40 + 5 * i: 160 + 5 * i, 60:180] = 1
+            store.add(image, mask, [PROMPT], source=f"synthetic-{i}")
+        where = "synthetic"
+    return {"data": where, **store.counts()}
+
+
+# ------------------------------------------------------------------------------------ timing
+class StepClock:
+    """Wall + process CPU time at each training step (called on the thread that receives events)."""
+
+    def __init__(self, probe=None, eta=None):
+        self.steps: list[tuple[int, float, float, float | None]] = []  # step, wall, cpu, eta
+        self.threads: list[tuple[float, float | None]] = []
+        self.probe, self.probed = probe, None
+        self.eta = eta or (lambda event: event.eta_s)  # the dock: the ETA its status line shows
+
+    def __call__(self, event) -> None:
+        if event.kind == "step":
+            self.steps.append((event.step, time.perf_counter(), time.process_time(), self.eta(event)))
+            self.threads.append((time.thread_time(), x_server_cpu()))  # this (GUI / main) thread, Xvfb
+            if self.probe is not None and self.probed is None and event.step >= 2:
+                self.probed = self.probe()
+
+    def summary(self) -> dict:
+        (s0, w0, c0, _), (s1, w1, c1, _) = self.steps[0], self.steps[-1]
+        n = s1 - s0
+        # The ETA after a tenth of the run against the time the rest really took.
+        tenth = next(st for st in self.steps if st[0] >= max(s0 + 1, s1 // 10))
+        real_left = w1 - tenth[1]
+        (g0, x0), (g1, x1) = self.threads[0], self.threads[-1]
+        return {"steps": s1, "wall_per_step_s": (w1 - w0) / n, "cpu_per_step_s": (c1 - c0) / n,
+                "calling_thread_cpu_per_step_s": (g1 - g0) / n,
+                "x_server_cpu_per_step_s": None if x0 is None else (x1 - x0) / n,
+                "eta_at_step": tenth[0], "eta_s": tenth[3], "real_left_s": real_left,
+                "eta_error": None if tenth[3] is None or real_left <= 0 else tenth[3] / real_left - 1}
+
+
+def x_server_cpu() -> float | None:
+    """CPU seconds of the Xvfb this process started (its drawing work happens there)."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            if child.name().startswith("Xvfb"):
+                t = child.cpu_times()
+                return t.user + t.system
+    except Exception:
+        pass
+    return None
+
+
+def config(args):
+    from napari_vlsm.core.training import TrainConfig
+
+    return TrainConfig(variant=args.variant, max_steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+
+
+def side_cli(args) -> dict:
+    from napari_vlsm.core.loading import load_model
+    from napari_vlsm.core.store import CorrectionStore
+    from napari_vlsm.core.training import finetune, run_to_end
+
+    common.setup_torch()
+    store = CorrectionStore(args.project)
+    loaded = load_model(args.model, device="cpu", precision=args.precision)
+    clock = StepClock()
+    run_to_end(finetune(loaded, store.samples(split="train"), store.samples(split="val"), config(args)), clock)
+    return clock.summary()
+
+
+def side_dock(args, animated: bool) -> dict:
+    if not os.environ.get("DISPLAY"):
+        from pyvirtualdisplay import Display  # what pytest-xvfb uses; needs the Xvfb binary
+
+        Display(size=(1600, 1000), color_depth=24).start()
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_vlsm._napari import workers
+    from napari_vlsm._napari.dock import VLSMDock
+
+    common.setup_torch()
+    workers.STILL_INDICATOR = not animated
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)  # noqa: SLF001  (the launcher's size)
+    viewer.add_image(__import__("numpy").zeros((256, 256), "uint8"), name="scan")
+    dock = VLSMDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Text segmentation")
+    s = dock.session
+    s.set_model_source(args.model)
+    s.set_project(args.project)
+    s.device, s.precision, s.variant = "cpu", args.precision, args.variant
+    s.max_steps, s.budget_s, s.train_batch_size = args.steps, 3600.0, args.batch_size
+    clock = StepClock(probe=lambda: running_movies(viewer), eta=lambda event: dock.finetune.eta_s)
+    real_run = dock.finetune._run
+
+    def run_with_clock(segmenter):
+        real_run(segmenter)
+        dock.finetune.worker.yielded.connect(clock)  # GUI thread, as the dock's own slot
+
+    dock.finetune._run = run_with_clock
+    dock.finetune.start()
+    app = QApplication.instance()
+    deadline = time.time() + 3600
+    while (s.job or s.finetuning) and time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.005)
+    out = clock.summary()
+    out["status"] = dock.finetune.status.text()
+    out["animated_indicators_during_training"] = clock.probed
+    viewer.close()
+    return out
+
+
+def running_movies(viewer) -> int:
+    from qtpy.QtGui import QMovie
+    from qtpy.QtWidgets import QLabel
+
+    window = viewer.window._qt_window  # noqa: SLF001
+    return sum(1 for label in window.findChildren(QLabel)
+               if label.movie() is not None and label.movie().state() == QMovie.MovieState.Running)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    if args.side:
+        result = side_cli(args) if args.side == "cli" else side_dock(args, args.side == "dock-animated")
+        print(json.dumps(result))
+        return
+    common.warn_if_busy()
+    if args.model is None:
+        if args.arch == "tiny":
+            from napari_vlsm.core.random_model import write_random_clipseg
+
+            args.model = str(Path(tempfile.mkdtemp()) / "tiny")
+            write_random_clipseg(args.model, arch="tiny", seed=0)
+        else:
+            args.model = str(common.model_folder(None))
+    project = Path(tempfile.mkdtemp(prefix="bench-dock-")) / "project"
+    counts = write_project(args, project)
+    passed = ["--project", str(project), "--model", args.model, "--steps", str(args.steps),
+              "--batch-size", str(args.batch_size), "--variant", args.variant, "--seed", str(args.seed),
+              "--precision", args.precision]
+    sides = ["cli", "dock"] + (["dock-animated"] if args.with_animated else [])
+    results = {side: common.run_side(__file__, side, passed) for side in sides}
+    cli = results["cli"]
+    rows = [(side, f"{r['wall_per_step_s']:.3f}", f"{r['cpu_per_step_s']:.3f}",
+             f"{r['wall_per_step_s'] / cli['wall_per_step_s']:.2f}", f"{r['cpu_per_step_s'] / cli['cpu_per_step_s']:.2f}",
+             "" if r["eta_error"] is None else f"{100 * r['eta_error']:+.0f}% (step {r['eta_at_step']})")
+            for side, r in results.items()]
+    print(common.table(rows, ("side", "wall s/step", "cpu s/step", "wall ratio", "cpu ratio", "ETA error")))
+    for side, r in results.items():
+        x = r.get("x_server_cpu_per_step_s")
+        print(f"{side}: main/GUI thread {r['calling_thread_cpu_per_step_s'] * 1000:.0f} ms CPU per step"
+              + ("" if x is None else f", Xvfb {x * 1000:.0f} ms") + (f", animated indicators during training: "
+              f"{r['animated_indicators_during_training']}" if "animated_indicators_during_training" in r else ""))
+    out = {"machine": common.machine(), "args": {k: v for k, v in vars(args).items() if k not in ("side", "project")},
+           "corrections": counts, "results": results}
+    print(f"saved {common.save('dock_finetune', out)}")
+
+
+if __name__ == "__main__":
+    main()

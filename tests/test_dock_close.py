@@ -1,0 +1,84 @@
+"""Closing the dock (napari's x, remove_dock_widget) or napari during a finetune never leaves an
+invisible job: the run ends after its current step, keeps its best adapter (a complete file) and
+says so; a reopened dock shows it finishing; napari lists the running task before it closes."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_vlsm._napari import finetune_panel  # noqa: E402
+from napari_vlsm._napari.dock import VLSMDock  # noqa: E402
+from napari_vlsm.core.adapters.checkpoint import read_metadata  # noqa: E402
+
+from test_dock import make_dock, notes  # noqa: E402,F401  (fixtures)
+from test_dock_finetune import WAIT_MS, corrected_image  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+def start_long_finetune(qtbot, viewer, dock):
+    corrected_image(qtbot, viewer, dock)
+    dock.advanced.steps.setValue(0)  # no step limit: the time budget ends it (evaluating every tenth)
+    dock.advanced.budget.setValue(30)
+    dock.finetune.btn_train.click()
+    # two evaluations: there is a best adapter to keep
+    qtbot.waitUntil(lambda: len(dock.finetune.plot.dice) >= 2, timeout=WAIT_MS)
+    return dock.finetune.worker
+
+
+def kept_adapter(dock):
+    (path,) = dock.session.adapters_dir.glob("adapter-*.safetensors")
+    assert read_metadata(path)["adapter_config"]["variant"] == dock.session.variant  # complete, readable
+    assert not list(dock.session.adapters_dir.glob(".*tmp*"))
+    return path
+
+
+@pytest.mark.parametrize("how", ["remove_dock_widget", "title bar x"])
+def test_closing_the_dock_ends_the_finetune_and_keeps_its_best_adapter(qtbot, make_dock, notes, how):  # noqa: F811
+    viewer, dock = make_dock()
+    worker = start_long_finetune(qtbot, viewer, dock)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        if how == "remove_dock_widget":
+            viewer.window.remove_dock_widget(dock)
+        else:
+            dock.parent().title.close_button.click()  # napari's own x: calls remove_dock_widget
+    path = kept_adapter(dock)
+    qtbot.waitUntil(lambda: any("dock closed" in n for n in notes), timeout=5000)
+    note = next(n for n in notes if "dock closed" in n)
+    assert path.name in note and len(note.splitlines()[0]) < 80, note
+    assert not finetune_panel.FINISHING
+
+
+def test_a_reopened_dock_shows_the_finishing_finetune(qtbot, make_dock, notes):  # noqa: F811
+    viewer, dock = make_dock()
+    worker = start_long_finetune(qtbot, viewer, dock)
+    viewer.window.remove_dock_widget(dock)
+    again = VLSMDock(viewer)  # what napari's Plugins menu makes when the dock is opened again
+    viewer.window.add_dock_widget(again, name="Text segmentation 2")
+    if worker in finetune_panel.FINISHING:  # still ending its last step
+        assert "finishing" in again.finetune.status.text()
+        assert not again.finetune.btn_train.isEnabled()
+        qtbot.waitUntil(lambda: worker not in finetune_panel.FINISHING, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: again.finetune.btn_train.isEnabled(), timeout=WAIT_MS)
+    kept_adapter(dock)
+
+
+def test_closing_napari_during_a_finetune_is_asked_and_keeps_the_best_adapter(qtbot, make_dock):
+    viewer, dock = make_dock()
+    worker = start_long_finetune(qtbot, viewer, dock)
+    # napari's close dialog lists busy tasks; our jobs are registered with it
+    assert viewer.window._task_status_manager.is_busy()  # noqa: SLF001
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        viewer.close()
+    kept_adapter(dock)
+
+
+def test_cancel_button_still_discards_the_run(qtbot, make_dock):
+    viewer, dock = make_dock()
+    start_long_finetune(qtbot, viewer, dock)
+    dock.finetune.btn_cancel.click()
+    qtbot.waitUntil(lambda: not dock.session.finetuning, timeout=WAIT_MS)
+    assert "Cancelled" in dock.finetune.result.text()
+    assert not list(dock.session.adapters_dir.glob("*.safetensors"))
