@@ -25,6 +25,8 @@ def add_parser(subparsers) -> None:
                    help="file holding the bearer token (default: generated once into the user config folder)")
     p.add_argument("--project-root", metavar="DIR", help="folder of the projects' corrections and adapters")
     p.add_argument("--max-upload-mb", type=float, default=512, help="largest request body (default 512)")
+    p.add_argument("--max-array-mb", type=float, default=2048,
+                   help="largest decoded array (default 2048: a 1024 x 1024 x 512 float32 volume)")
     p.add_argument("--max-side", type=int, default=16384, help="largest size of any array axis (default 16384)")
     p.add_argument("--max-sessions", type=int, default=8, help="open sessions at most; more get 503 (default 8)")
     p.add_argument("--session-idle", type=float, default=600, metavar="SECONDS",
@@ -48,7 +50,8 @@ def run(args) -> int:
     print(f"{PROG} serve: token {'written to' if created else 'read from'} {token_file}", flush=True)
     host = ModelHost(args.model, adapter=args.adapter, device=args.device, precision=args.precision,
                      project_root=args.project_root, max_waiting=args.max_waiting)
-    config = ServerConfig(token=token, max_upload_bytes=int(args.max_upload_mb * 2**20), max_side=args.max_side,
+    config = ServerConfig(token=token, max_upload_bytes=int(args.max_upload_mb * 2**20),
+                          max_array_bytes=int(args.max_array_mb * 2**20), max_side=args.max_side,
                           max_sessions=args.max_sessions, session_idle_s=args.session_idle,
                           max_waiting=args.max_waiting)
     app = create_app(config, host)
