@@ -281,5 +281,5 @@ def test_the_client_works_where_torch_cannot_be_imported(server):
         "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -25,6 +25,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--prompt", metavar="TEXT", help="the prompt for every image, e.g. 'polyp'")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    from .remote import add_server_args  # --server URL (cli/remote.py)
+
+    add_server_args(p)
     p.set_defaults(func=run)
 
 

@@ -13,8 +13,19 @@ import json
 from pathlib import Path
 
 from ..core.errors import ImageError, VLSMError
-from .common import (add_model_args, collect_inputs, error, make_segmenter, progress, read_image, unique_slugs,
-                     unique_stems, write_bytes, write_png, write_tiff)
+from .common import (
+    add_model_args,
+    collect_inputs,
+    error,
+    make_segmenter,
+    progress,
+    read_image,
+    unique_slugs,
+    unique_stems,
+    write_bytes,
+    write_png,
+    write_tiff,
+)
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -33,6 +44,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="slices per model call for stacks")
     p.add_argument("--save-prob", action="store_true", help="also write float32 probability TIFFs")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    from .remote import add_server_args  # --server URL (cli/remote.py)
+
+    add_server_args(p)
     p.set_defaults(func=run)
 
 

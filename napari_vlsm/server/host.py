@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from ..core.errors import AdapterError, VLSMError
+from ..core.errors import VLSMError
 from .limits import ModelLock
 
 PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -102,10 +102,7 @@ class ModelHost:
             if key in self._engines:
                 self._engines.move_to_end(key)
                 return self._engines[key]
-        try:
-            engine = Segmenter(loaded=self.loaded, adapter=path)
-        except AdapterError:
-            raise
+        engine = Segmenter(loaded=self.loaded, adapter=path)  # AdapterError (422) on a damaged file
         with self._lock:
             self._engines[key] = engine
             while len(self._engines) > ENGINES_KEPT:

@@ -148,7 +148,7 @@ class Jobs:
             job.state = "cancelled" if result is None or result.cancelled else "done"
         except VLSMError as err:
             job.state, job.error = "failed", str(err)
-        except Exception as err:  # a bug: the job fails, the server keeps serving
+        except Exception as err:  # noqa: BLE001 (a bug: the job fails, the server keeps serving)
             job.state, job.error = "failed", f"{type(err).__name__}: {err}"
         finally:
             job.publish({"type": "end", **job.status()})

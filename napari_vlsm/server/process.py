@@ -50,9 +50,8 @@ class ServerProcess:
         args = [sys.executable, "-c", MAIN, "serve", "--model", self.model, "--device", "cpu", "--precision", "fp32",
                 "--port", str(self.port), "--token-file", str(self.token_file),
                 "--project-root", str(self.project_root), *self.extra]
-        log = open(self.log, "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        log.close()
+        with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -4,7 +4,7 @@ then segmented slice by slice and prompt by prompt, as the dock does)."""
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +16,8 @@ from .predicting import predict_array, window_for
 
 router = APIRouter()
 Output = Literal["mask", "probability"]
+Prompts = Annotated[list[str], Query(description="repeat for several structures (one image pass)")]
+Batch = Annotated[int, Query(ge=1, le=64)]
 
 
 async def _upload(request: Request):
@@ -41,9 +43,9 @@ async def _predict(request, array, prompt, threshold, output, project, adapter, 
 
 
 @router.post("/v1/predict", summary="segment one 2D image or volume (body: zstd .npy)")
-async def predict(request: Request, prompt: list[str] = Query(...), threshold: float = 0.5, output: Output = "mask",
+async def predict(request: Request, prompt: Prompts, threshold: float = 0.5, output: Output = "mask",
                   project: str | None = None, adapter: str | None = None, rgb: bool | None = None,
-                  batch_size: int = Query(8, ge=1, le=64), window_lo: float | None = None,
+                  batch_size: Batch = 8, window_lo: float | None = None,
                   window_hi: float | None = None):
     with request.app.state.host.model_lock.queued():
         array = await _upload(request)
@@ -61,10 +63,10 @@ async def open_session(request: Request, rgb: bool | None = None):
 
 
 @router.post("/v1/sessions/{session_id}/predict", summary="segment a session's image, or one slice of it")
-async def session_predict(request: Request, session_id: str, prompt: list[str] = Query(...),
+async def session_predict(request: Request, session_id: str, prompt: Prompts,
                           threshold: float = 0.5, output: Output = "mask", project: str | None = None,
                           adapter: str | None = None, index: int | None = None,
-                          batch_size: int = Query(8, ge=1, le=64)):
+                          batch_size: Batch = 8):
     session = request.app.state.sessions.get(session_id)
     if session is None:
         raise NotFound(f"no session {session_id}: it was closed or reaped after being idle; open a new one")

@@ -11,7 +11,6 @@ import json
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from ..client.wire import WireError, decode_array
 from .host import NotFound, check_project
@@ -146,7 +145,7 @@ def _adapter_info(path) -> dict:
     info = {"name": path.name, "bytes": path.stat().st_size}
     try:
         meta = read_metadata(path)
-    except Exception as err:  # listed, but marked: a client must not pick a damaged file
+    except Exception as err:  # noqa: BLE001 (listed, but marked: a client must not pick a damaged file)
         return {**info, "error": str(err)}
     metrics = meta.get("metrics") or {}
     return {**info, "created": meta.get("created"), "variant": (meta.get("adapter_config") or {}).get("variant"),
