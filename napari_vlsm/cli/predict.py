@@ -36,9 +36,9 @@ def add_parser(subparsers) -> None:
         description="Write one mask per input and prompt: <stem>__<prompt>.png for 2D images, "
                     "<stem>__<prompt>.tif for TIFF stacks (same shape as the stack).")
     add_model_args(p)
-    p.add_argument("--prompt", action="append", required=True, metavar="TEXT",
+    p.add_argument("--prompt", action="append", metavar="TEXT",
                    help="what to segment, e.g. 'liver'; repeat for several structures (one image pass)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, TIFF) or folders of them")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (PNG, JPEG, TIFF) or folders of them")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="slices per model call for stacks")
@@ -47,6 +47,9 @@ def add_parser(subparsers) -> None:
     from .remote import add_server_args  # --server URL (cli/remote.py)
 
     add_server_args(p)
+    from .batch import add_batch_args  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
+
+    add_batch_args(p)
     p.set_defaults(func=run)
 
 
@@ -101,6 +104,12 @@ def _write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> li
 
 def run(args) -> int:
     from ..core.engine import check_threshold, clean_prompts
+    from .batch import run_batch, wanted
+
+    if wanted(args):  # a dask cluster, a jobs file or --overwrite: resumable batch (cli/batch.py)
+        return run_batch(args)
+    if not args.prompt or not args.inputs:
+        raise VLSMError("pass --prompt TEXT and one or more INPUT files or folders (or --jobs FILE)")
 
     prompts = clean_prompts(args.prompt)  # usage errors first: before the (slow) model load
     check_threshold(args.threshold)
