@@ -19,7 +19,15 @@ import sys
 from pathlib import Path
 
 from ..core.errors import VLSMError
-from .common import IMAGE_SUFFIXES, TIFF_SUFFIXES, collect_inputs, error, unique_slugs, unique_stems, write_bytes
+from .common import (
+    IMAGE_SUFFIXES,
+    TIFF_SUFFIXES,
+    collect_inputs,
+    error,
+    unique_slugs,
+    unique_stems,
+    write_bytes,
+)
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -60,7 +68,7 @@ def _read_jobs_file(path: Path) -> list[dict]:
         if not isinstance(row, dict) or not row.get("input"):
             raise VLSMError(f"job {n} of {path} has no 'input'")
         prompts = row.get("prompts") or []
-        jobs.append({"input": str((path.parent / Path(row["input"]).expanduser())),
+        jobs.append({"input": str(path.parent / Path(row["input"]).expanduser()),
                      "prompts": [prompts] if isinstance(prompts, str) else list(prompts),
                      "out": row.get("out") or None, "row": n})
     return jobs

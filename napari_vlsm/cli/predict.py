@@ -44,11 +44,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="slices per model call for stacks")
     p.add_argument("--save-prob", action="store_true", help="also write float32 probability TIFFs")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    from .batch import (
+        add_batch_args,  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
+    )
     from .remote import add_server_args  # --server URL (cli/remote.py)
 
     add_server_args(p)
-    from .batch import add_batch_args  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
-
     add_batch_args(p)
     p.set_defaults(func=run)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 MEDIA_TYPE = "application/x-npy+zstd"
 # Pixel and mask dtypes the engine reads; anything else (object, void, complex, strings) is refused.
-ALLOWED_DTYPES = frozenset("bool uint8 int8 uint16 int16 uint32 int32 uint64 int64 float16 float32 float64".split())
+ALLOWED_DTYPES = frozenset(["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32", "float64"])
 ZSTD_LEVEL = 3  # ~300 MB/s on one core: the wire, not the compressor, should be the limit
 
 
