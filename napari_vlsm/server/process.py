@@ -24,8 +24,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, model, workdir, *extra_args, env=None, timeout: float = 120.0):
+    def __init__(self, model, workdir, *extra_args, env=None, timeout: float = 120.0, precision: str = "fp32"):
         self.model, self.workdir, self.extra, self.timeout = str(model), Path(workdir), list(extra_args), timeout
+        self.precision = precision
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.token_file = self.workdir / "token"
         if not self.token_file.exists():
@@ -47,7 +48,7 @@ class ServerProcess:
         import httpx
 
         self.port = free_port()
-        args = [sys.executable, "-c", MAIN, "serve", "--model", self.model, "--device", "cpu", "--precision", "fp32",
+        args = [sys.executable, "-c", MAIN, "serve", "--model", self.model, "--device", "cpu", "--precision", self.precision,
                 "--port", str(self.port), "--token-file", str(self.token_file),
                 "--project-root", str(self.project_root), *self.extra]
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
