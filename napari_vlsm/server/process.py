@@ -44,10 +44,12 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> ServerProcess:
+    def start(self, same_port: bool = False) -> ServerProcess:
+        """Start (again); ``same_port`` keeps the URL of the previous start (a restart)."""
         import httpx
 
-        self.port = free_port()
+        if not (same_port and self.port):
+            self.port = free_port()
         args = [sys.executable, "-c", MAIN, "serve", "--model", self.model, "--device", "cpu", "--precision", self.precision,
                 "--port", str(self.port), "--token-file", str(self.token_file),
                 "--project-root", str(self.project_root), *self.extra]
