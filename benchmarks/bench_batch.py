@@ -55,7 +55,7 @@ def in_process(model, folder, out, precision, threads):
     batch_tasks.segmenter(spec)  # the model load, timed apart as the cluster's start-up is
     loaded = time.perf_counter() - start
     t = time.perf_counter()
-    assert batch._run(args, batch.build_jobs(args), spec, batch._InProcess(), batch_tasks) == 0  # noqa: SLF001
+    assert batch._run(args, batch.build_jobs(args), spec, batch._InProcess(), batch_tasks) == 0
     return {"startup_s": loaded, "files_s": time.perf_counter() - t}
 
 
@@ -73,7 +73,7 @@ def on_cluster(model, folder, out, precision, workers):
         client.register_plugin(batch_tasks.ModelPlugin(*spec, threads=1), name=batch_tasks.PLUGIN)
         startup = time.perf_counter() - start
         t = time.perf_counter()
-        assert batch._run(args, jobs, spec, batch._Dask(client), batch_tasks) == 0  # noqa: SLF001
+        assert batch._run(args, jobs, spec, batch._Dask(client), batch_tasks) == 0
         files_s = time.perf_counter() - t
         rss = client.run(lambda: __import__("psutil").Process().memory_info().rss)
     return {"startup_s": startup, "files_s": files_s, "workers": workers,
