@@ -51,12 +51,13 @@ def in_process(model, folder, out, precision, threads):
     torch.set_num_threads(threads)
     args = args_for(model, folder, out, precision)
     spec = (str(model), None, "cpu", precision)
+    batch_tasks._LOCAL.clear()  # a fresh engine: no feature-cache hit from the other side's run
     start = time.perf_counter()
     batch_tasks.segmenter(spec)  # the model load, timed apart as the cluster's start-up is
     loaded = time.perf_counter() - start
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     assert batch._run(args, batch.build_jobs(args), spec, batch._InProcess(), batch_tasks) == 0
-    return {"startup_s": loaded, "files_s": time.perf_counter() - t}
+    return {"startup_s": loaded, "files_s": time.perf_counter() - t, "cpu_s": time.process_time() - cpu}
 
 
 def on_cluster(model, folder, out, precision, workers):
@@ -72,12 +73,21 @@ def on_cluster(model, folder, out, precision, workers):
             Client(cluster) as client:
         client.register_plugin(batch_tasks.ModelPlugin(*spec, threads=1), name=batch_tasks.PLUGIN)
         startup = time.perf_counter() - start
+        cpu0 = client.run(_cpu_seconds)
         t = time.perf_counter()
         assert batch._run(args, jobs, spec, batch._Dask(client), batch_tasks) == 0
         files_s = time.perf_counter() - t
+        cpu = sum(client.run(_cpu_seconds).values()) - sum(cpu0.values())
         rss = client.run(lambda: __import__("psutil").Process().memory_info().rss)
-    return {"startup_s": startup, "files_s": files_s, "workers": workers,
+    return {"startup_s": startup, "files_s": files_s, "workers": workers, "workers_cpu_s": cpu,
             "worker_rss_mb": sorted(round(v / 2**20) for v in rss.values())}
+
+
+def _cpu_seconds() -> float:
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
 
 
 def main() -> int:
@@ -108,12 +118,13 @@ def main() -> int:
     n, sides = args.files, {}
     for threads in sorted({1, args.workers}):  # the loop on one core, and on as many as the cluster has
         local = in_process(model, folder, root / f"local-{threads}", args.precision, threads=threads)
-        sides[f"in_process_{threads}_threads"] = local | {"files_per_s": n / local["files_s"]}
+        sides[f"in_process_{threads}_threads"] = local | {"files_per_s": n / local["files_s"],
+                                                          "cpu_s_per_file": local["cpu_s"] / n}
     rss = round(psutil.Process().memory_info().rss / 2**20)
     dask = on_cluster(model, folder, root / "dask", args.precision, args.workers)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
               "settings": vars(args) | {"model": str(model)}, **sides, "in_process_rss_mb": rss,
-              "local_cluster": dask | {"files_per_s": n / dask["files_s"]},
+              "local_cluster": dask | {"files_per_s": n / dask["files_s"], "cpu_s_per_file": dask["workers_cpu_s"] / n},
               **{f"ratio_files_per_s_cluster_vs_{k}": v["files_s"] / dask["files_s"] for k, v in sides.items()}}
     print(json.dumps(result, indent=2))
     return 0

@@ -49,6 +49,8 @@ def test_sigkill_during_finetune_keeps_every_acknowledged_correction(tiny_model_
             acked += [other.add_correction("clinic", *_correction(i), ["liver"], source="ct", slice_index=i)["id"]
                       for i in range(6, 9)]
         server.kill()
+        adapters_dir = server.project_root / "clinic" / "adapters"
+        (adapters_dir / f".adapter-{job['id']}.safetensors.cut.tmp").write_bytes(b"half an adapter")  # a cut save
         watcher.join(30)
         assert not watcher.is_alive()
         assert len(errors) == 1 and "went away during job" in str(errors[0]) and "finetune again" in str(errors[0])
@@ -62,6 +64,7 @@ def test_sigkill_during_finetune_keeps_every_acknowledged_correction(tiny_model_
         assert end[-1]["type"] == "end" and end[-1]["state"] == "interrupted"
         adapters = client.adapters("clinic")
         assert [a["name"] for a in adapters] == [f"adapter-{done['id']}.safetensors"]
+        assert not list(adapters_dir.glob(".*")), "a cut save was left behind"
         for a in adapters:  # every listed adapter is whole
             path = client.download_adapter("clinic", a["name"], tmp_path / a["name"])
             load_adapter(path, loaded)

@@ -59,6 +59,8 @@ class Jobs:
         write_bytes_atomic(self._record_path(job.project, job.id), json.dumps(job.status(), indent=1).encode())
 
     def _mark_interrupted(self) -> None:
+        for tmp in self.host.project_root.glob("*/adapters/.adapter-*.tmp"):  # a save cut by a crash
+            tmp.unlink(missing_ok=True)
         for path in self.host.project_root.glob("*/jobs/*.json"):
             try:
                 record = json.loads(path.read_bytes())
