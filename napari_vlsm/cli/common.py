@@ -44,6 +44,10 @@ def add_window_arg(parser) -> None:
 
 
 def make_segmenter(args, variant: str = "none"):
+    if getattr(args, "server", None):  # --server URL: the engine runs there (cli/remote.py)
+        from .remote import remote_segmenter
+
+        return remote_segmenter(args)
     from ..core.engine import Segmenter
 
     return Segmenter(args.model, adapter=getattr(args, "adapter", None), variant=variant,

@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     add_window_arg(p)
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    from .remote import add_server_args  # --server URL (cli/remote.py)
+
+    add_server_args(p)
     p.set_defaults(func=run)
 
 

@@ -50,6 +50,9 @@ def add_parser(subparsers) -> None:
                    help="share of samples held out for validation (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    from .remote import add_server_args  # --server URL (cli/remote.py)
+
+    add_server_args(p)
     p.set_defaults(func=run)
 
 
@@ -138,6 +141,10 @@ def _load_init(path, loaded):
 
 
 def run(args) -> int:
+    if args.server:  # trains on the server (cli/remote.py)
+        from .remote import run_finetune
+
+        return run_finetune(args)
     from ..core.datasets import read_folder, split_train_val
     from ..core.loading import load_model
     from ..core.medical.windows import parse_window

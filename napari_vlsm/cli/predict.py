@@ -46,9 +46,9 @@ def add_parser(subparsers) -> None:
                     "<stem>__<prompt>.tif for TIFF stacks (same shape as the stack), <stem>__<prompt>.nii.gz "
                     "for NIfTI / DICOM / NRRD / MHA volumes (on the scan's own voxel grid).")
     add_model_args(p)
-    p.add_argument("--prompt", action="append", required=True, metavar="TEXT",
+    p.add_argument("--prompt", action="append", metavar="TEXT",
                    help="what to segment, e.g. 'liver'; repeat for several structures (one image pass)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUTS)
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help=INPUTS)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="slices per model call for stacks")
@@ -57,6 +57,13 @@ def add_parser(subparsers) -> None:
                    help="also write float32 probabilities (TIFF; NIfTI for volumes)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     labelmap_output.add_arguments(p)
+    from .batch import (
+        add_batch_args,  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
+    )
+    from .remote import add_server_args  # --server URL (cli/remote.py)
+
+    add_server_args(p)
+    add_batch_args(p)
     p.set_defaults(func=run)
 
 
@@ -135,6 +142,12 @@ def _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar) -> 
 def run(args) -> int:
     from ..core.engine import check_threshold, clean_prompts
     from ..core.medical.windows import parse_window
+    from .batch import run_batch, wanted
+
+    if wanted(args):  # a dask cluster, a jobs file or --overwrite: resumable batch (cli/batch.py)
+        return run_batch(args)
+    if not args.prompt or not args.inputs:
+        raise VLSMError("pass --prompt TEXT and one or more INPUT files or folders (or --jobs FILE)")
 
     prompts = clean_prompts(args.prompt)  # usage errors first: before the (slow) model load
     check_threshold(args.threshold)

@@ -1,0 +1,107 @@
+"""``--server URL``: predict, evaluate and finetune run on a napari-vlsm server instead of here.
+
+The token comes from ``--token-file`` or ``$NAPARI_VLSM_TOKEN``. predict/evaluate swap the local
+engine for a :class:`~napari_vlsm.client.remote.RemoteSegmenter` (same masks, same output files);
+finetune uploads the folder's samples as corrections of a server project, trains there with the
+progress bar fed by the job's event stream, and downloads the adapter to ``--out``.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+from .common import PROG, slug
+
+
+def add_server_args(parser) -> None:
+    group = parser.add_argument_group("server (docs/server.md)")
+    group.add_argument("--server", metavar="URL", help="run on a napari-vlsm server, e.g. http://127.0.0.1:8765")
+    group.add_argument("--token-file", metavar="FILE", help="the server's token file (else $NAPARI_VLSM_TOKEN)")
+    group.add_argument("--project", metavar="NAME",
+                       help="server project: its adapters for predict/evaluate (with --server-adapter), "
+                            "its corrections for finetune (default: the --data folder's name)")
+    group.add_argument("--server-adapter", metavar="NAME",
+                       help="an adapter of --project on the server ('latest' = its newest)")
+
+
+def client_for(args):
+    from ..client import VLSMClient, read_token
+
+    return VLSMClient(args.server, read_token(args.token_file))
+
+
+def remote_segmenter(args):
+    from ..client.remote import RemoteSegmenter
+    from ..core.errors import VLSMError
+
+    if getattr(args, "adapter", None):
+        raise VLSMError("--adapter is a local file; with --server pass --project NAME --server-adapter NAME")
+    seg = RemoteSegmenter(client_for(args), project=args.project, adapter=args.server_adapter)
+    seg.info()  # a wrong URL or token fails now, with one line, before any file is read
+    return seg
+
+
+def _settings(args) -> dict:
+    settings = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "max_steps": args.steps,
+                "epochs": args.epochs, "budget_s": args.budget}
+    if args.steps is None and args.epochs is None and args.budget is None:
+        settings["epochs"] = 200  # the paper's recipe, as the local finetune
+    if args.variant:
+        settings["variant"] = args.variant
+    if args.init_adapter:
+        settings["init_adapter"] = args.init_adapter  # a server adapter name here
+    return settings
+
+
+def run_finetune(args) -> int:
+    from ..client import ConnectionLost
+    from ..core.datasets import read_folder
+    from .finetune import _Bar, _check_out
+
+    samples = read_folder(args.data, prompts=args.prompt, ann=args.ann)
+    out = _check_out(Path(args.out).expanduser())
+    project = args.project or slug(Path(args.data).expanduser().resolve().name)
+    client = client_for(args)
+    for sample in samples:  # source + slice 0: uploading the folder again replaces, never duplicates
+        client.add_correction(project, sample.image, sample.mask, list(sample.prompts), source=sample.name,
+                              slice_index=0)
+    job = client.finetune(project, **_settings(args))
+    print(f"{PROG}: finetune job {job['id']} on {args.server}, project {project} ({len(samples)} samples)",
+          file=sys.stderr)
+    bar, end = _Bar(), None
+    try:
+        for event in client.events(job["id"]):
+            if event["type"] == "progress":
+                bar(types.SimpleNamespace(**{k: v for k, v in event.items() if k != "type"}))
+            else:
+                end = event
+    except KeyboardInterrupt:
+        client.cancel(job["id"])
+        end = client.wait(job["id"], timeout=600)
+    except ConnectionLost:
+        bar.close()
+        raise
+    finally:
+        bar.close()
+    return _finish(client, project, end, out, args)
+
+
+def _finish(client, project, end, out, args) -> int:
+    from ..core.errors import TrainingError
+    from .finetune import _report
+
+    if end["state"] == "failed":
+        raise TrainingError(f"the server's finetune failed: {end['error']}")
+    result = end.get("result") or {}
+    if result.get("adapter"):
+        client.download_adapter(project, result["adapter"], out)
+    summary = types.SimpleNamespace(
+        adapter_path=out if result.get("adapter") else None, before=result.get("before") or {},
+        after=result.get("after") or {}, heldout=result.get("heldout", True), steps=result.get("steps", 0),
+        best_step=result.get("best_step"), stopped=result.get("stopped", end["state"]),
+        cancelled=end["state"] == "cancelled", message=result.get("message", ""), history=[],
+        metadata={"adapter_config": {}, "server_adapter": result.get("adapter"), "project": project})
+    _report(summary, args)
+    return 130 if summary.cancelled else 0

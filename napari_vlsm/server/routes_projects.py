@@ -1,0 +1,164 @@
+"""Project endpoints: corrections (add, list, remove), finetune jobs (start, progress stream, cancel)
+and adapters (list, download). The server is the only writer of its projects' stores."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..client.wire import WireError, decode_array
+from .host import NotFound, check_project
+from .jobs import FINISHED, Job
+
+router = APIRouter()
+
+
+class CorrectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(description="base64 of a zstd .npy (H, W) or (H, W, 3) image")
+    mask: str = Field(description="base64 of a zstd .npy (H, W) binary mask")
+    prompts: list[str] = Field(min_length=1, max_length=32)
+    proposal: str | None = None
+    source: str = ""
+    slice_index: int | list[int] | None = None
+    window: tuple[float, float] | None = None
+
+
+class FinetuneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: str = "shallow-vlc"
+    max_steps: int | None = 200
+    epochs: int | None = None
+    budget_s: float | None = None
+    batch_size: int = 8
+    lr: float | None = None
+    seed: int = 0
+    init_adapter: str | None = Field(None, description="an adapter name of this project, or 'latest'")
+
+
+def _array(request: Request, text: str, what: str):
+    cfg = request.app.state.config
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise WireError(f"{what} is not base64 text") from None
+    return decode_array(raw, cfg.max_array_bytes, 3, cfg.max_side)
+
+
+def _sample_info(sample) -> dict:
+    return {"id": sample.id, "target": sample.target, "prompts": list(sample.prompts), "split": sample.split,
+            "source": sample.source, "slice_index": sample.slice_index, "created": sample.created,
+            "shape": list(sample.image.shape)}
+
+
+@router.post("/v1/projects/{project}/corrections", status_code=201)
+def add_correction(request: Request, project: str, body: CorrectionIn):
+    host = request.app.state.host
+    store = host.store(check_project(project))
+    image, mask = _array(request, body.image, "image"), _array(request, body.mask, "mask")
+    proposal = None if body.proposal is None else _array(request, body.proposal, "proposal")
+    with host.store_locks[project]:
+        sample = store.add(image, mask, body.prompts, proposal=proposal, source=body.source,
+                           slice_index=body.slice_index, window=body.window)
+    # 201 only after the store's commit rename: an acknowledged correction survives a crash.
+    return _sample_info(sample)
+
+
+@router.get("/v1/projects/{project}/corrections")
+def list_corrections(request: Request, project: str, target: str | None = None):
+    store = request.app.state.host.store(check_project(project))
+    samples = store.samples(target=target)
+    return {"samples": [_sample_info(s) for s in samples], "counts": store.counts(target)}
+
+
+@router.delete("/v1/projects/{project}/corrections/{sample_id}", status_code=204)
+def remove_correction(request: Request, project: str, sample_id: str):
+    host = request.app.state.host
+    store = host.store(check_project(project))
+    if not (store.samples_dir / sample_id).is_dir():
+        raise NotFound(f"project {project} has no correction {sample_id}")
+    with host.store_locks[project]:
+        store.remove(sample_id)
+    return Response(status_code=204)
+
+
+@router.post("/v1/projects/{project}/finetune", status_code=202)
+def start_finetune(request: Request, project: str, body: FinetuneIn):
+    job = request.app.state.jobs.start(check_project(project), body.model_dump())
+    return job.status()
+
+
+def _job(request: Request, job_id: str):
+    job = request.app.state.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id} on this server")
+    return job
+
+
+@router.get("/v1/jobs/{job_id}")
+def job_status(request: Request, job_id: str):
+    job = _job(request, job_id)
+    return job.status() if isinstance(job, Job) else job
+
+
+@router.post("/v1/jobs/{job_id}/cancel", status_code=202)
+def cancel_job(request: Request, job_id: str):
+    job = _job(request, job_id)
+    if isinstance(job, Job):
+        job.cancel.set()
+        return job.status()
+    return job  # a record from before a restart: already over
+
+
+@router.get("/v1/jobs/{job_id}/events", summary="NDJSON: every progress event from the start, then live")
+async def job_events(request: Request, job_id: str, cancel_on_disconnect: bool = False):
+    job = _job(request, job_id)
+    if not isinstance(job, Job):  # a job of a previous server run: its end only
+        return StreamingResponse(iter([json.dumps({"type": "end", **job}) + "\n"]), media_type="application/x-ndjson")
+
+    async def lines():
+        sent = 0
+        try:
+            while True:
+                while sent < len(job.events):
+                    yield json.dumps(job.events[sent]) + "\n"
+                    sent += 1
+                if job.state in FINISHED and sent >= len(job.events):
+                    return
+                await asyncio.sleep(0.1)  # cancellable: a client that leaves ends this loop at once
+        finally:  # also reached when the client disconnects (the response task is cancelled)
+            if cancel_on_disconnect and job.state not in FINISHED:
+                job.cancel.set()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+def _adapter_info(path) -> dict:
+    from ..core.adapters.checkpoint import read_metadata
+
+    info = {"name": path.name, "bytes": path.stat().st_size}
+    try:
+        meta = read_metadata(path)
+    except Exception as err:  # noqa: BLE001 (listed, but marked: a client must not pick a damaged file)
+        return {**info, "error": str(err)}
+    metrics = meta.get("metrics") or {}
+    return {**info, "created": meta.get("created"), "variant": (meta.get("adapter_config") or {}).get("variant"),
+            "before": metrics.get("before"), "after": metrics.get("after"), "heldout": metrics.get("heldout")}
+
+
+@router.get("/v1/projects/{project}/adapters")
+def list_adapters(request: Request, project: str):
+    host = request.app.state.host
+    return {"adapters": [_adapter_info(p) for p in host.adapter_files(check_project(project))]}
+
+
+@router.get("/v1/projects/{project}/adapters/{name}")
+def download_adapter(request: Request, project: str, name: str):
+    path = request.app.state.host.adapter_path(check_project(project), name)
+    return FileResponse(path, media_type="application/octet-stream", filename=name)
