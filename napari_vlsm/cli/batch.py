@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 
 from ..core.errors import VLSMError
+from ..core.image_files import IMAGE_SUFFIXES, TIFF_SUFFIXES
 from .common import (
-    IMAGE_SUFFIXES,
-    TIFF_SUFFIXES,
     collect_inputs,
     error,
     unique_slugs,
