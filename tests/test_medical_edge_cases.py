@@ -148,3 +148,20 @@ def test_files_of_one_series_given_one_by_one_are_segmented_once(capsys, tmp_pat
     err = capsys.readouterr().err
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == ["a__liver.nii.gz"] and len(reads) == 1
+
+
+@pytest.mark.parametrize("case", ["zero-sform", "nan-sform", "rank-2-sform"])
+def test_nifti_with_a_broken_affine_is_one_clear_error(capsys, tmp_path, tiny_model_dir, case):
+    """A header whose sform is all zeros, not finite or flat: no volume can be placed; say so (no traceback)."""
+    sform = {"zero-sform": np.zeros((4, 4)), "nan-sform": np.diag([np.nan, 1.0, 1.0, 1.0]),
+             "rank-2-sform": np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])}[case]
+    image = nib.Nifti1Image(np.ones((6, 5, 4), np.int16), None)  # no affine: nibabel keeps the header's sform
+    image.header.set_sform(sform, code=1)
+    image.header.set_qform(None, code=0)
+    nib.save(image, tmp_path / "broken.nii.gz")
+    assert nib.load(tmp_path / "broken.nii.gz").header["sform_code"] == 1
+    code = main(["predict", "--model", str(tiny_model_dir), "--prompt", "liver", str(tmp_path / "broken.nii.gz"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "broken.nii.gz" in err and "affine" in err

@@ -133,6 +133,17 @@ class Geometry:
                 and np.allclose(self.original_affine, other.original_affine, atol=atol))
 
 
+def affine_problem(affine) -> str | None:
+    """Why an affine cannot place voxels in the world (None: it can): not finite, or flat (singular)."""
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    if not np.all(np.isfinite(affine)):
+        return "not finite"
+    singular = np.linalg.svd(linear, compute_uv=False)
+    if singular[0] == 0 or singular[-1] < 1e-6 * singular[0]:
+        return "singular: some voxel axes have no direction or length"
+    return None
+
+
 def affine_from_sitk(size, spacing, origin, direction) -> np.ndarray:
     """The NIfTI (RAS) affine of a SimpleITK (LPS) grid: what SimpleITK writes into a .nii."""
     d = np.asarray(direction, dtype=np.float64).reshape(3, 3)

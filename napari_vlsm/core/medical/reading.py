@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import formats
 from .errors import MedicalFileError, ObliqueWarning
-from .geometry import Geometry
+from .geometry import Geometry, affine_problem
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -83,6 +83,10 @@ def read_volume(path) -> MedicalVolume:
         modality = info.get("modality", "")
     if any(n == 0 for n in array.shape):
         raise MedicalFileError(f"{path} holds an empty volume of shape {tuple(array.shape)}; pass a non-empty scan")
+    problem = affine_problem(affine)
+    if problem is not None:
+        raise MedicalFileError(f"{path} has no usable voxel-to-world affine (its header's sform/qform is {problem}); "
+                               "re-export the scan from its source, or repair the header")
     geometry = Geometry(array.shape, affine, header)
     _warn_if_oblique(path, geometry)
     files = info.pop("series_files", ())
