@@ -165,3 +165,35 @@ def test_nifti_with_a_broken_affine_is_one_clear_error(capsys, tmp_path, tiny_mo
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "broken.nii.gz" in err and "affine" in err
+
+
+def test_series_with_slices_of_another_orientation_is_refused(tmp_path):
+    """A localizer (or a second stack) under the same series UID must not be stacked into the volume."""
+    import pydicom
+    from test_medical_io import _series
+
+    from napari_vlsm.core.medical import DicomSeriesError
+
+    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0])
+    ds = pydicom.dcmread(folder / "s003.dcm")
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # a sagittal slice
+    ds.save_as(folder / "s003.dcm")
+    with pytest.raises(DicomSeriesError, match="orientation") as err:
+        read_volume(folder)
+    assert str(folder) in str(err.value) and "own folder" in str(err.value)
+
+
+def test_series_with_slices_of_another_size_names_the_reason(tmp_path):
+    import pydicom
+    from test_medical_io import _series
+
+    from napari_vlsm.core.medical import DicomSeriesError
+
+    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0])
+    ds = pydicom.dcmread(folder / "s001.dcm")
+    ds.Rows = ds.Columns = 64
+    ds.PixelData = np.zeros((64, 64), np.int16).tobytes()
+    ds.save_as(folder / "s001.dcm")
+    with pytest.raises(DicomSeriesError, match="sizes") as err:
+        read_volume(folder)
+    assert str(folder) in str(err.value) and "\n" not in str(err.value)
