@@ -110,7 +110,7 @@ def test_folders_without_a_series_are_one_line_and_exit_2(capsys, tmp_path, tiny
 @pytest.mark.parametrize("name", ["truncated.nii.gz", "picture.nii.gz", "empty.dcm"])
 def test_napari_reader_shows_the_reason_of_a_bad_file(make_napari_viewer, monkeypatch, tmp_path, name):
     pytest.importorskip("napari")
-    import napari.utils.notifications as notifications
+    from napari.utils import notifications
 
     shown = []
     monkeypatch.setattr(notifications, "show_error", shown.append)
@@ -136,7 +136,7 @@ def test_files_of_one_series_given_one_by_one_are_segmented_once(capsys, tmp_pat
     """``predict series/*.dcm``: every file stands for the whole series, so one mask, one series read."""
     from test_medical_io import _series
 
-    import napari_vlsm.core.medical.dicom as dicom
+    from napari_vlsm.core.medical import dicom
 
     folder = _series(tmp_path / "series", [0.0, 2.0, 4.0], names=["c.dcm", "a.dcm", "b.dcm"])
     reads = []

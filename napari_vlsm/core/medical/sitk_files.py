@@ -65,7 +65,5 @@ def read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
 
 def modality_name(value: str) -> str:
     """MetaImage writes ``MET_MOD_CT``; the windows want DICOM's ``CT`` ("" when unknown or other)."""
-    value = value.strip().upper()
-    if value.startswith("MET_MOD_"):
-        value = value[len("MET_MOD_"):]
+    value = value.strip().upper().removeprefix("MET_MOD_")
     return "" if value in ("UNKNOWN", "OTHER") else value
