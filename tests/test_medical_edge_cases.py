@@ -106,6 +106,17 @@ def test_folders_without_a_series_are_one_line_and_exit_2(capsys, tmp_path, tiny
     assert code == 2 and len(err.strip().splitlines()) == 1 and str(folder) in err and "Traceback" not in err
 
 
+def test_a_patient_folder_with_the_series_two_levels_down_says_where_to_point(capsys, tmp_path, tiny_model_dir):
+    from test_medical_io import _series
+
+    (tmp_path / "patient" / "study").mkdir(parents=True)
+    _series(tmp_path / "patient" / "study" / "ct", [0.0, 2.0])
+    code = main(["predict", "--model", str(tiny_model_dir), "--prompt", "liver", str(tmp_path / "patient"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "series folder itself" in err
+
+
 @pytest.mark.gui
 @pytest.mark.parametrize("name", ["truncated.nii.gz", "picture.nii.gz", "empty.dcm"])
 def test_napari_reader_shows_the_reason_of_a_bad_file(make_napari_viewer, monkeypatch, tmp_path, name):
