@@ -208,3 +208,28 @@ def test_series_with_slices_of_another_size_names_the_reason(tmp_path):
     with pytest.raises(DicomSeriesError, match="sizes") as err:
         read_volume(folder)
     assert str(folder) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("size", "suffix"), [((9, 7), ".nrrd"), ((9, 7, 4, 1), ".mha")], ids=["2d-nrrd", "4d-singleton-mha"])
+def test_mask_of_a_2d_or_singleton_sitk_file_has_the_shape_of_its_reference_nifti(tmp_path, size, suffix):
+    """The reference: the NIfTI SimpleITK itself writes of the input."""
+    import SimpleITK as sitk
+
+    array = np.random.default_rng(0).integers(0, 500, size=size[:3][::-1]).astype(np.int16)
+    image = sitk.GetImageFromArray(array)
+    if len(size) == 4:  # (x, y, z, 1): one time point
+        image = sitk.JoinSeries([image])
+    image.SetOrigin(tuple(float(v) for v in range(3, 3 + len(size))))
+    image.SetSpacing(tuple(0.5 + v for v in range(len(size))))
+    sitk.WriteImage(image, str(tmp_path / f"scan{suffix}"))
+    sitk.WriteImage(sitk.ReadImage(str(tmp_path / f"scan{suffix}")), str(tmp_path / "reference.nii.gz"))
+    reference = nib.load(tmp_path / "reference.nii.gz")
+    volume = read_volume(tmp_path / f"scan{suffix}")
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[0, 2, 3] = 1
+    back = nib.load(write_mask(tmp_path / "mask.nii.gz", mask, volume.geometry))
+    assert back.shape == reference.shape
+    np.testing.assert_allclose(back.affine, reference.affine, atol=1e-4)
+    flat = np.asarray(back.dataobj).reshape(volume.geometry.original_shape)
+    assert np.asarray(reference.dataobj).reshape(volume.geometry.original_shape)[tuple(np.argwhere(flat)[0])] \
+        == volume.array[0, 2, 3]

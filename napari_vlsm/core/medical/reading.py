@@ -87,7 +87,8 @@ def read_volume(path) -> MedicalVolume:
     if problem is not None:
         raise MedicalFileError(f"{path} has no usable voxel-to-world affine (its header's sform/qform is {problem}); "
                                "re-export the scan from its source, or repair the header")
-    geometry = Geometry(array.shape, affine, header)
+    file_shape = info.pop("file_shape", None)
+    geometry = Geometry(array.shape, affine, header, file_shape if file_shape != tuple(array.shape) else None)
     _warn_if_oblique(path, geometry)
     files = info.pop("series_files", ())
     return MedicalVolume(geometry.to_canonical(array), geometry, path, kind, modality.upper(), info, files)
