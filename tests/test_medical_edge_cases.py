@@ -233,3 +233,15 @@ def test_mask_of_a_2d_or_singleton_sitk_file_has_the_shape_of_its_reference_nift
     flat = np.asarray(back.dataobj).reshape(volume.geometry.original_shape)
     assert np.asarray(reference.dataobj).reshape(volume.geometry.original_shape)[tuple(np.argwhere(flat)[0])] \
         == volume.array[0, 2, 3]
+
+
+def test_one_dicom_file_named_by_its_uid_is_read_as_its_series(tmp_path):
+    """Exports often name files by SOP UID (``1.2.840...7.3``): the last dot is no suffix."""
+    from test_medical_io import _series
+
+    from napari_vlsm.core.image_files import read_input
+
+    names = ["1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.12", "1.2.826.0.1.3680043.8.498.13"]
+    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0], names=names)
+    volume = read_input(folder / names[1])
+    assert hasattr(volume, "geometry") and volume.shape[0] == 3

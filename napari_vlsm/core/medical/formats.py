@@ -58,7 +58,8 @@ def is_volume_path(path) -> bool:
     path = Path(path)
     if path.is_dir():
         return is_dicom_folder(path)
-    return full_suffix(path) in VOLUME_SUFFIXES or (path.is_file() and not path.suffix and looks_like_dicom(path))
+    # Any file with the DICM marker: series often have no suffix, or UID names ("1.2.840...7.13")
+    return full_suffix(path) in VOLUME_SUFFIXES or (path.is_file() and looks_like_dicom(path))
 
 
 def kind(path) -> str:
