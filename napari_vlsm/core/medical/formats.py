@@ -12,7 +12,6 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES + DICOM_SUFFIXES
-DESCRIBED = "NIfTI (.nii, .nii.gz), DICOM (a series folder or one .dcm of it), NRRD (.nrrd) or MetaImage (.mha)"
 
 
 def full_suffix(path) -> str:

@@ -106,8 +106,3 @@ def _warn_if_oblique(path: Path, geometry: Geometry) -> None:
         f"its axes are tilted by up to {geometry.tilt_degrees:.1f} degrees from the patient's axes"
     warnings.warn(f"{path.name}: {tilt}; it is shown on the nearest patient axes (left/right, front/back, "
                   "head/feet), and masks are saved on its own tilted grid", ObliqueWarning, stacklevel=2)
-
-
-def check_is_volume(path) -> None:
-    if not formats.is_volume_path(path):
-        raise MedicalFileError(f"{path} is not a medical volume; pass {formats.DESCRIBED}")
