@@ -245,3 +245,15 @@ def test_one_dicom_file_named_by_its_uid_is_read_as_its_series(tmp_path):
     folder = _series(tmp_path / "s", [0.0, 2.0, 4.0], names=names)
     volume = read_input(folder / names[1])
     assert hasattr(volume, "geometry") and volume.shape[0] == 3
+
+
+def test_library_errors_are_reduced_to_their_reason():
+    from napari_vlsm.core.medical.errors import reason_of
+
+    itk = RuntimeError("Exception thrown in SimpleITK ImageSeriesReader_Execute: /tmp/b/itkImageFileReader.hxx:338:\n"
+                       "ImageIO returns IO region that does not fully contain the requested region.\n  Dimension: 3\n")
+    assert reason_of(itk) == "ImageIO returns IO region that does not fully contain the requested region."
+    sitk = RuntimeError("Exception thrown in SimpleITK ReadImage: /x/sitkImageReaderBase.cxx:97:\n"
+                        "sitk::ERROR: Unable to determine ImageIO reader for \"a.mha\"")
+    assert reason_of(sitk) == 'Unable to determine ImageIO reader for "a.mha"'
+    assert reason_of(ValueError("plain")) == "plain" and reason_of(EOFError()) == "EOFError"

@@ -36,4 +36,6 @@ def reason_of(err: BaseException) -> str:
     for line in reversed(lines):  # ITK: "...cxx:99:\nsitk::ERROR: the reason"
         if "ERROR:" in line:
             return line.split("ERROR:", 1)[1].strip()[:200]
+    # ITK without "ERROR:": "Exception thrown in SimpleITK X: /build/path.hxx:338:", then the reason
+    lines = [ln for ln in lines if not (ln.startswith("Exception thrown in") and ln.endswith(":"))] or lines
     return (lines[0][:200] if lines else type(err).__name__)
