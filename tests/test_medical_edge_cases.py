@@ -257,3 +257,20 @@ def test_library_errors_are_reduced_to_their_reason():
                         "sitk::ERROR: Unable to determine ImageIO reader for \"a.mha\"")
     assert reason_of(sitk) == 'Unable to determine ImageIO reader for "a.mha"'
     assert reason_of(ValueError("plain")) == "plain" and reason_of(EOFError()) == "EOFError"
+
+
+def test_gantry_tilted_series_warns_that_positions_drift(tmp_path):
+    """Slices shifted sideways (gantry tilt): SimpleITK stacks them straight; say so, with the drift."""
+    import pydicom
+    from test_medical_io import _series
+
+    from napari_vlsm.core.medical.errors import GantryTiltWarning
+
+    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0, 8.0])
+    for i, path in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [-10.0, -20.0 + 1.0 * i, 2.0 * i]  # 1 mm forward per 2 mm slice
+        ds.save_as(path)
+    with pytest.warns(GantryTiltWarning, match="gantry tilt") as record:
+        read_volume(folder)
+    assert "4.0" in str(record[0].message)  # 4 slices x 1 mm sideways at the last slice

@@ -116,6 +116,7 @@ def _check_positions(path: Path, reader, count: int, direction) -> None:
     except ValueError:
         return
     normal = np.asarray(direction, dtype=np.float64).reshape(3, 3)[:, 2]
+    _warn_if_shifted(path, points, normal)
     steps = np.diff(points @ normal)
     if np.any(np.abs(steps) < 1e-3):
         raise DicomSeriesError(f"{path}: {int(np.sum(np.abs(steps) < 1e-3)) + 1} slices of one series lie at the "
@@ -129,6 +130,21 @@ def _check_positions(path: Path, reader, count: int, direction) -> None:
         warnings.warn(f"{path.name}: the slices are unevenly spaced ({np.abs(steps).min():.2f} to "
                       f"{np.abs(steps).max():.2f} mm apart; missing slices?); the volume uses {typical:.2f} mm, "
                       "so positions past a gap are off", SliceGapWarning, stacklevel=3)
+
+
+def _warn_if_shifted(path: Path, points: np.ndarray, normal: np.ndarray) -> None:
+    """Slices whose positions move sideways, not only along the normal (a tilted gantry): SimpleITK
+    (and so the reference NIfTI) stacks them straight, so the far slices sit off by the drift."""
+    sideways = (points - points[0]) - np.outer((points - points[0]) @ normal, normal)
+    drift = float(np.linalg.norm(sideways, axis=1).max())
+    if drift > 0.5:  # mm; well above rounding in the headers
+        import warnings
+
+        from .errors import GantryTiltWarning
+
+        warnings.warn(f"{path.name}: the slices are shifted sideways (gantry tilt), by up to {drift:.1f} mm; they are "
+                      "stacked straight, as SimpleITK does, so positions are off by up to that much; correct the "
+                      "tilt (e.g. dcm2niix does) for exact positions", GantryTiltWarning, stacklevel=4)
 
 
 def _check_orientations(path: Path, reader, count: int) -> None:

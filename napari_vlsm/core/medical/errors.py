@@ -30,6 +30,10 @@ class SliceGapWarning(UserWarning):
     """A DICOM series' slices are unevenly spaced (missing slices): positions past a gap are off."""
 
 
+class GantryTiltWarning(UserWarning):
+    """A DICOM series' slices are shifted sideways (gantry tilt): stacked straight, positions drift."""
+
+
 def reason_of(err: BaseException) -> str:
     """The first meaningful line of a library error (ITK messages start with a source path)."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
