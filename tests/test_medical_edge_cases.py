@@ -106,11 +106,22 @@ def test_folders_without_a_series_are_one_line_and_exit_2(capsys, tmp_path, tiny
     assert code == 2 and len(err.strip().splitlines()) == 1 and str(folder) in err and "Traceback" not in err
 
 
+def test_a_patient_folder_with_the_series_two_levels_down_says_where_to_point(capsys, tmp_path, tiny_model_dir):
+    from test_medical_io import _series
+
+    (tmp_path / "patient" / "study").mkdir(parents=True)
+    _series(tmp_path / "patient" / "study" / "ct", [0.0, 2.0])
+    code = main(["predict", "--model", str(tiny_model_dir), "--prompt", "liver", str(tmp_path / "patient"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "series folder itself" in err
+
+
 @pytest.mark.gui
 @pytest.mark.parametrize("name", ["truncated.nii.gz", "picture.nii.gz", "empty.dcm"])
 def test_napari_reader_shows_the_reason_of_a_bad_file(make_napari_viewer, monkeypatch, tmp_path, name):
     pytest.importorskip("napari")
-    import napari.utils.notifications as notifications
+    from napari.utils import notifications
 
     shown = []
     monkeypatch.setattr(notifications, "show_error", shown.append)
@@ -136,7 +147,7 @@ def test_files_of_one_series_given_one_by_one_are_segmented_once(capsys, tmp_pat
     """``predict series/*.dcm``: every file stands for the whole series, so one mask, one series read."""
     from test_medical_io import _series
 
-    import napari_vlsm.core.medical.dicom as dicom
+    from napari_vlsm.core.medical import dicom
 
     folder = _series(tmp_path / "series", [0.0, 2.0, 4.0], names=["c.dcm", "a.dcm", "b.dcm"])
     reads = []
@@ -148,3 +159,118 @@ def test_files_of_one_series_given_one_by_one_are_segmented_once(capsys, tmp_pat
     err = capsys.readouterr().err
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == ["a__liver.nii.gz"] and len(reads) == 1
+
+
+@pytest.mark.parametrize("case", ["zero-sform", "nan-sform", "rank-2-sform"])
+def test_nifti_with_a_broken_affine_is_one_clear_error(capsys, tmp_path, tiny_model_dir, case):
+    """A header whose sform is all zeros, not finite or flat: no volume can be placed; say so (no traceback)."""
+    sform = {"zero-sform": np.zeros((4, 4)), "nan-sform": np.diag([np.nan, 1.0, 1.0, 1.0]),
+             "rank-2-sform": np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])}[case]
+    image = nib.Nifti1Image(np.ones((6, 5, 4), np.int16), None)  # no affine: nibabel keeps the header's sform
+    image.header.set_sform(sform, code=1)
+    image.header.set_qform(None, code=0)
+    nib.save(image, tmp_path / "broken.nii.gz")
+    assert nib.load(tmp_path / "broken.nii.gz").header["sform_code"] == 1
+    code = main(["predict", "--model", str(tiny_model_dir), "--prompt", "liver", str(tmp_path / "broken.nii.gz"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "broken.nii.gz" in err and "affine" in err
+
+
+def test_series_with_slices_of_another_orientation_is_refused(tmp_path):
+    """A localizer (or a second stack) under the same series UID must not be stacked into the volume."""
+    import pydicom
+    from test_medical_io import _series
+
+    from napari_vlsm.core.medical import DicomSeriesError
+
+    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0])
+    ds = pydicom.dcmread(folder / "s003.dcm")
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # a sagittal slice
+    ds.save_as(folder / "s003.dcm")
+    with pytest.raises(DicomSeriesError, match="orientation") as err:
+        read_volume(folder)
+    assert str(folder) in str(err.value) and "own folder" in str(err.value)
+
+
+def test_series_with_slices_of_another_size_names_the_reason(tmp_path):
+    import pydicom
+    from test_medical_io import _series
+
+    from napari_vlsm.core.medical import DicomSeriesError
+
+    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0])
+    ds = pydicom.dcmread(folder / "s001.dcm")
+    ds.Rows = ds.Columns = 64
+    ds.PixelData = np.zeros((64, 64), np.int16).tobytes()
+    ds.save_as(folder / "s001.dcm")
+    with pytest.raises(DicomSeriesError, match="sizes") as err:
+        read_volume(folder)
+    assert str(folder) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("size", "suffix"), [((9, 7), ".nrrd"), ((9, 7, 4, 1), ".mha")], ids=["2d-nrrd", "4d-singleton-mha"])
+def test_mask_of_a_2d_or_singleton_sitk_file_has_the_shape_of_its_reference_nifti(tmp_path, size, suffix):
+    """The reference: the NIfTI SimpleITK itself writes of the input."""
+    import SimpleITK as sitk
+
+    array = np.random.default_rng(0).integers(0, 500, size=size[:3][::-1]).astype(np.int16)
+    image = sitk.GetImageFromArray(array)
+    if len(size) == 4:  # (x, y, z, 1): one time point
+        image = sitk.JoinSeries([image])
+    image.SetOrigin(tuple(float(v) for v in range(3, 3 + len(size))))
+    image.SetSpacing(tuple(0.5 + v for v in range(len(size))))
+    sitk.WriteImage(image, str(tmp_path / f"scan{suffix}"))
+    sitk.WriteImage(sitk.ReadImage(str(tmp_path / f"scan{suffix}")), str(tmp_path / "reference.nii.gz"))
+    reference = nib.load(tmp_path / "reference.nii.gz")
+    volume = read_volume(tmp_path / f"scan{suffix}")
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[0, 2, 3] = 1
+    back = nib.load(write_mask(tmp_path / "mask.nii.gz", mask, volume.geometry))
+    assert back.shape == reference.shape
+    np.testing.assert_allclose(back.affine, reference.affine, atol=1e-4)
+    flat = np.asarray(back.dataobj).reshape(volume.geometry.original_shape)
+    assert np.asarray(reference.dataobj).reshape(volume.geometry.original_shape)[tuple(np.argwhere(flat)[0])] \
+        == volume.array[0, 2, 3]
+
+
+def test_one_dicom_file_named_by_its_uid_is_read_as_its_series(tmp_path):
+    """Exports often name files by SOP UID (``1.2.840...7.3``): the last dot is no suffix."""
+    from test_medical_io import _series
+
+    from napari_vlsm.core.image_files import read_input
+
+    names = ["1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.12", "1.2.826.0.1.3680043.8.498.13"]
+    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0], names=names)
+    volume = read_input(folder / names[1])
+    assert hasattr(volume, "geometry") and volume.shape[0] == 3
+
+
+def test_library_errors_are_reduced_to_their_reason():
+    from napari_vlsm.core.medical.errors import reason_of
+
+    itk = RuntimeError("Exception thrown in SimpleITK ImageSeriesReader_Execute: /tmp/b/itkImageFileReader.hxx:338:\n"
+                       "ImageIO returns IO region that does not fully contain the requested region.\n  Dimension: 3\n")
+    assert reason_of(itk) == "ImageIO returns IO region that does not fully contain the requested region."
+    sitk = RuntimeError("Exception thrown in SimpleITK ReadImage: /x/sitkImageReaderBase.cxx:97:\n"
+                        "sitk::ERROR: Unable to determine ImageIO reader for \"a.mha\"")
+    assert reason_of(sitk) == 'Unable to determine ImageIO reader for "a.mha"'
+    assert reason_of(ValueError("plain")) == "plain" and reason_of(EOFError()) == "EOFError"
+
+
+def test_gantry_tilted_series_warns_that_positions_drift(tmp_path):
+    """Slices shifted sideways (gantry tilt): SimpleITK stacks them straight; say so, with the drift."""
+    import pydicom
+    from test_medical_io import _series
+
+    from napari_vlsm.core.medical.errors import GantryTiltWarning
+
+    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0, 8.0])
+    for i, path in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [-10.0, -20.0 + 1.0 * i, 2.0 * i]  # 1 mm forward per 2 mm slice
+        ds.save_as(path)
+    with pytest.warns(GantryTiltWarning, match="gantry tilt") as record:
+        read_volume(folder)
+    assert "4.0" in str(record[0].message)  # 4 slices x 1 mm sideways at the last slice

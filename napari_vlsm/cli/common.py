@@ -75,7 +75,8 @@ def collect_inputs(paths) -> list[Path]:
             inputs = sorted(p for p in path.iterdir() if _is_input_file(p)
                             or (p.is_dir() and not p.name.startswith(".") and formats.is_dicom_folder(p)))
             if not inputs:
-                raise VLSMError(f"folder {path} holds no images or volumes ({', '.join(INPUT_SUFFIXES)})")
+                raise VLSMError(f"folder {path} holds no images or volumes ({', '.join(INPUT_SUFFIXES)}) and no DICOM "
+                                "series folder directly inside it; pass the image files or the series folder itself")
             found.extend(inputs)
         elif path.is_file():
             found.append(path)

@@ -20,16 +20,6 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 INPUT_SUFFIXES = IMAGE_SUFFIXES + formats.VOLUME_SUFFIXES
 
 
-def is_volume(path) -> bool:
-    return formats.is_volume_path(path)
-
-
-def is_input(path) -> bool:
-    """A file (or DICOM folder) that :func:`read_input` reads."""
-    path = Path(path)
-    return path.suffix.lower() in IMAGE_SUFFIXES or formats.is_volume_path(path)
-
-
 def _read_tiff(path: Path):
     import numpy as np
     import tifffile

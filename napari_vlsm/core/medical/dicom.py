@@ -94,8 +94,10 @@ def read_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
             image = reader.Execute()
             _check_positions(path, reader, len(files), image.GetDirection())
     except RuntimeError as err:
-        bad = next((Path(f) for f in files if _readable(f) is False), Path(files[0]))
-        raise _diagnose(bad, err) from None
+        bad = next((Path(f) for f in files if _readable(f) is False), None)
+        if bad is None:  # each file reads on its own: the slices do not fit together
+            _check_sizes(path, files)
+        raise _diagnose(bad or Path(files[0]), err) from None
     array, affine = image_to_grid(image, path)
     info["files"] = len(files)
     info["series_files"] = tuple(os.path.realpath(f) for f in files)  # read_volume keeps them off the metadata
@@ -105,6 +107,7 @@ def read_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
 def _check_positions(path: Path, reader, count: int, direction) -> None:
     """GDCM sorted the slices along their normal; refuse two slices at one position (mixed
     acquisitions) and warn about uneven gaps (missing slices), instead of a silently wrong volume."""
+    _check_orientations(path, reader, count)
     key = "0020|0032"  # ImagePositionPatient
     if not all(reader.HasMetaDataKey(i, key) for i in range(count)):
         return
@@ -113,6 +116,7 @@ def _check_positions(path: Path, reader, count: int, direction) -> None:
     except ValueError:
         return
     normal = np.asarray(direction, dtype=np.float64).reshape(3, 3)[:, 2]
+    _warn_if_shifted(path, points, normal)
     steps = np.diff(points @ normal)
     if np.any(np.abs(steps) < 1e-3):
         raise DicomSeriesError(f"{path}: {int(np.sum(np.abs(steps) < 1e-3)) + 1} slices of one series lie at the "
@@ -126,6 +130,47 @@ def _check_positions(path: Path, reader, count: int, direction) -> None:
         warnings.warn(f"{path.name}: the slices are unevenly spaced ({np.abs(steps).min():.2f} to "
                       f"{np.abs(steps).max():.2f} mm apart; missing slices?); the volume uses {typical:.2f} mm, "
                       "so positions past a gap are off", SliceGapWarning, stacklevel=3)
+
+
+def _warn_if_shifted(path: Path, points: np.ndarray, normal: np.ndarray) -> None:
+    """Slices whose positions move sideways, not only along the normal (a tilted gantry): SimpleITK
+    (and so the reference NIfTI) stacks them straight, so the far slices sit off by the drift."""
+    sideways = (points - points[0]) - np.outer((points - points[0]) @ normal, normal)
+    drift = float(np.linalg.norm(sideways, axis=1).max())
+    if drift > 0.5:  # mm; well above rounding in the headers
+        import warnings
+
+        from .errors import GantryTiltWarning
+
+        warnings.warn(f"{path.name}: the slices are shifted sideways (gantry tilt), by up to {drift:.1f} mm; they are "
+                      "stacked straight, as SimpleITK does, so positions are off by up to that much; correct the "
+                      "tilt (e.g. dcm2niix does) for exact positions", GantryTiltWarning, stacklevel=4)
+
+
+def _check_orientations(path: Path, reader, count: int) -> None:
+    """One series, one stack: a localizer or a second stack under the same UID would be stacked in."""
+    key = "0020|0037"  # ImageOrientationPatient
+    try:
+        rows = [[float(v) for v in reader.GetMetaData(i, key).split("\\")] for i in range(count)
+                if reader.HasMetaDataKey(i, key)]
+    except ValueError:
+        return
+    if len(rows) == count and np.abs(np.asarray(rows) - rows[0]).max() > 1e-3:
+        raise DicomSeriesError(f"{path}: the series holds slices of different orientations (a localizer or "
+                               "several stacks under one series UID); give each stack its own folder")
+
+
+def _check_sizes(path: Path, files: list[str]) -> None:
+    sizes = set()
+    for name in files:
+        reader = sitk().ImageFileReader()
+        reader.SetFileName(name)
+        reader.ReadImageInformation()
+        sizes.add(tuple(reader.GetSize()[:2]))
+    if len(sizes) > 1:
+        listed = ", ".join("x".join(map(str, s)) for s in sorted(sizes))
+        raise DicomSeriesError(f"{path}: the series' slices have different sizes ({listed}); a volume needs one "
+                               "image size: give each acquisition its own folder")
 
 
 def _readable(path: str) -> bool:

@@ -30,10 +30,16 @@ class SliceGapWarning(UserWarning):
     """A DICOM series' slices are unevenly spaced (missing slices): positions past a gap are off."""
 
 
+class GantryTiltWarning(UserWarning):
+    """A DICOM series' slices are shifted sideways (gantry tilt): stacked straight, positions drift."""
+
+
 def reason_of(err: BaseException) -> str:
     """The first meaningful line of a library error (ITK messages start with a source path)."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     for line in reversed(lines):  # ITK: "...cxx:99:\nsitk::ERROR: the reason"
         if "ERROR:" in line:
             return line.split("ERROR:", 1)[1].strip()[:200]
+    # ITK without "ERROR:": "Exception thrown in SimpleITK X: /build/path.hxx:338:", then the reason
+    lines = [ln for ln in lines if not (ln.startswith("Exception thrown in") and ln.endswith(":"))] or lines
     return (lines[0][:200] if lines else type(err).__name__)

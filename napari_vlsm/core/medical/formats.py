@@ -12,7 +12,6 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES + DICOM_SUFFIXES
-DESCRIBED = "NIfTI (.nii, .nii.gz), DICOM (a series folder or one .dcm of it), NRRD (.nrrd) or MetaImage (.mha)"
 
 
 def full_suffix(path) -> str:
@@ -58,7 +57,8 @@ def is_volume_path(path) -> bool:
     path = Path(path)
     if path.is_dir():
         return is_dicom_folder(path)
-    return full_suffix(path) in VOLUME_SUFFIXES or (path.is_file() and not path.suffix and looks_like_dicom(path))
+    # Any file with the DICM marker: series often have no suffix, or UID names ("1.2.840...7.13")
+    return full_suffix(path) in VOLUME_SUFFIXES or (path.is_file() and looks_like_dicom(path))
 
 
 def kind(path) -> str:

@@ -43,6 +43,7 @@ class Geometry:
     original_shape: tuple[int, int, int]  # (i, j, k): the file's voxel order, as nibabel reads it
     original_affine: np.ndarray  # 4x4, voxel (i, j, k) -> RAS mm
     header: bytes | None = None  # the NIfTI-1 header of a NIfTI source (348 bytes), else None
+    file_shape: tuple[int, ...] | None = None  # the file's array shape when not 3D: (i, j) or (i, j, k, 1)
 
     def __post_init__(self):
         import nibabel.orientations as nio
@@ -50,6 +51,8 @@ class Geometry:
         affine = np.asarray(self.original_affine, dtype=np.float64)
         object.__setattr__(self, "original_affine", affine)
         object.__setattr__(self, "original_shape", tuple(int(n) for n in self.original_shape))
+        if self.file_shape is not None:
+            object.__setattr__(self, "file_shape", tuple(int(n) for n in self.file_shape))
         start = nio.io_orientation(affine)
         end = nio.axcodes2ornt(CANONICAL_CODES)
         forward = nio.ornt_transform(start, end)
@@ -120,17 +123,29 @@ class Geometry:
             "direction_lps": self.direction.tolist(), "tilt_degrees": self.tilt_degrees,
             "original_shape_ijk": list(self.original_shape), "original_affine_ras": self.original_affine.tolist(),
             "original_header": base64.b64encode(self.header).decode("ascii") if self.header else None,
+            "file_shape": list(self.file_shape) if self.file_shape else None,
         }
 
     @classmethod
     def from_dict(cls, doc: dict) -> Geometry:
         header = doc.get("original_header")
         return cls(tuple(doc["original_shape_ijk"]), np.asarray(doc["original_affine_ras"], dtype=np.float64),
-                   base64.b64decode(header) if header else None)
+                   base64.b64decode(header) if header else None, doc.get("file_shape"))
 
     def same_grid(self, other: Geometry, atol: float = 1e-4) -> bool:
         return (self.original_shape == other.original_shape
                 and np.allclose(self.original_affine, other.original_affine, atol=atol))
+
+
+def affine_problem(affine) -> str | None:
+    """Why an affine cannot place voxels in the world (None: it can): not finite, or flat (singular)."""
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    if not np.all(np.isfinite(affine)):
+        return "not finite"
+    singular = np.linalg.svd(linear, compute_uv=False)
+    if singular[0] == 0 or singular[-1] < 1e-6 * singular[0]:
+        return "singular: some voxel axes have no direction or length"
+    return None
 
 
 def affine_from_sitk(size, spacing, origin, direction) -> np.ndarray:

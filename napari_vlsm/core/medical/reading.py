@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import formats
 from .errors import MedicalFileError, ObliqueWarning
-from .geometry import Geometry
+from .geometry import Geometry, affine_problem
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -83,7 +83,12 @@ def read_volume(path) -> MedicalVolume:
         modality = info.get("modality", "")
     if any(n == 0 for n in array.shape):
         raise MedicalFileError(f"{path} holds an empty volume of shape {tuple(array.shape)}; pass a non-empty scan")
-    geometry = Geometry(array.shape, affine, header)
+    problem = affine_problem(affine)
+    if problem is not None:
+        raise MedicalFileError(f"{path} has no usable voxel-to-world affine (its header's sform/qform is {problem}); "
+                               "re-export the scan from its source, or repair the header")
+    file_shape = info.pop("file_shape", None)
+    geometry = Geometry(array.shape, affine, header, file_shape if file_shape != tuple(array.shape) else None)
     _warn_if_oblique(path, geometry)
     files = info.pop("series_files", ())
     return MedicalVolume(geometry.to_canonical(array), geometry, path, kind, modality.upper(), info, files)
@@ -101,8 +106,3 @@ def _warn_if_oblique(path: Path, geometry: Geometry) -> None:
         f"its axes are tilted by up to {geometry.tilt_degrees:.1f} degrees from the patient's axes"
     warnings.warn(f"{path.name}: {tilt}; it is shown on the nearest patient axes (left/right, front/back, "
                   "head/feet), and masks are saved on its own tilted grid", ObliqueWarning, stacklevel=2)
-
-
-def check_is_volume(path) -> None:
-    if not formats.is_volume_path(path):
-        raise MedicalFileError(f"{path} is not a medical volume; pass {formats.DESCRIBED}")

@@ -26,7 +26,8 @@ def sitk():
 
 
 def image_to_grid(image, path) -> tuple[np.ndarray, np.ndarray]:
-    """A SimpleITK image -> ``(array (i, j, k), 4x4 RAS affine)``; 2D images get one slice."""
+    """A SimpleITK image -> ``(array (i, j, k), 4x4 RAS affine)``; 2D images get one slice (the
+    caller keeps ``image.GetSize()`` so the mask gets the file's shape back)."""
     lib = sitk()
     if image.GetNumberOfComponentsPerPixel() > 1:
         raise MedicalFileError(f"{path} holds a colour (multi-component) image; napari-vlsm reads grey-value "
@@ -60,12 +61,10 @@ def read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
                                "its data file) is complete") from None
     array, affine = image_to_grid(image, path)
     found = [image.GetMetaData(key) for key in ("modality", "Modality") if image.HasMetaDataKey(key)]
-    return array, affine, {"modality": modality_name(found[0] if found else "")}
+    return array, affine, {"modality": modality_name(found[0] if found else ""), "file_shape": image.GetSize()}
 
 
 def modality_name(value: str) -> str:
     """MetaImage writes ``MET_MOD_CT``; the windows want DICOM's ``CT`` ("" when unknown or other)."""
-    value = value.strip().upper()
-    if value.startswith("MET_MOD_"):
-        value = value[len("MET_MOD_"):]
+    value = value.strip().upper().removeprefix("MET_MOD_")
     return "" if value in ("UNKNOWN", "OTHER") else value

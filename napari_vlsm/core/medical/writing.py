@@ -39,7 +39,7 @@ def mask_image(mask_zyx, geometry: Geometry, description: str = "napari-vlsm mas
     if geometry.header is not None:
         klass = nib.Nifti1Image if len(geometry.header) == 348 else nib.Nifti2Image
         header = klass.header_class(binaryblock=geometry.header).copy()
-        data = _in_file_shape(data, header.get_data_shape())
+        data = _in_file_shape(data, geometry.file_shape or header.get_data_shape())
         qform, qcode = header.get_qform(coded=True)
         sform, scode = header.get_sform(coded=True)
         image = klass(data, geometry.original_affine, header)
@@ -48,7 +48,8 @@ def mask_image(mask_zyx, geometry: Geometry, description: str = "napari-vlsm mas
         image.set_sform(sform, code=int(scode) if sform is not None else 0)
         if qform is None and sform is None:
             image.set_sform(geometry.original_affine, code=1)
-    else:
+    else:  # as SimpleITK writes the file: a 2D image stays 2D, (x, y, z, 1) stays 4D
+        data = _in_file_shape(data, geometry.file_shape or data.shape)
         image = nib.Nifti1Image(data, geometry.original_affine)
         image.set_qform(geometry.original_affine, code=1)  # what SimpleITK writes: scanner, both forms
         image.set_sform(geometry.original_affine, code=1)
