@@ -102,3 +102,20 @@ def test_a_custom_writer_plugs_in_for_other_formats(tiny_model_dir, inputs, tmp_
     assert list(written) == ["ct__labels.nii.gz"] and written["ct__labels.nii.gz"].shape == stack.shape
     assert record["path"].endswith("ct__labels.nii.gz")
     assert json.loads((tmp_path / "ct__labels.json").read_text())["label_map"] == "ct__labels.nii.gz"
+
+
+def test_a_real_ct_volume_gives_a_label_volume_on_its_shape(capsys, tiny_model_dir, shared_data, tmp_path):
+    ct = shared_data / "volumes" / "ct_abdomen.tif"
+    code, _, err = predict(capsys, tiny_model_dir, ct, "--out", tmp_path)
+    assert code == 0, err
+    code, _, err = predict(capsys, tiny_model_dir, ct, "--out", tmp_path, "--multilabel")
+    assert code == 0, err
+    volume = tifffile.imread(tmp_path / "ct_abdomen__labels.tif")
+    assert volume.shape == tifffile.imread(ct).shape and set(np.unique(volume)) <= {0, 1, 2, 3}
+    # each value is where that structure's single-prompt mask is on AND its probability is highest:
+    # so a label-map value never lies outside that structure's own single mask
+    for value, name in enumerate(("liver", "spleen", "left-kidney"), start=1):
+        single = tifffile.imread(tmp_path / f"ct_abdomen__{name}.tif") > 0
+        assert not ((volume == value) & ~single).any()
+    assert (volume > 0).sum() == np.logical_or.reduce(
+        [tifffile.imread(tmp_path / f"ct_abdomen__{n}.tif") > 0 for n in ("liver", "spleen", "left-kidney")]).sum()

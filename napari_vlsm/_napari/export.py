@@ -61,3 +61,16 @@ def write_export(item: dict, path) -> tuple[Path, Path]:
     except OSError as err:
         raise VLSMError(f"cannot write {target}: {err.strerror or err}; choose another folder") from None
     return target, legend_path
+
+
+def start_export(session, labels, path):
+    """GUI thread: copy the layer, write it in a worker, say where it went; returns the worker."""
+    from napari.utils.notifications import show_info
+
+    from . import texts, workers
+
+    def done(paths):
+        show_info(texts.info(f"label map saved: {paths[0]} (legend: {paths[1].name})"))
+
+    return workers.start(write_export, snapshot(labels), path, what="exporting the label map", on_return=done,
+                         group=session.workers)

@@ -1,8 +1,7 @@
-"""Reading planes from napari layers and writing model proposals into Labels layers.
+"""Mask layers: finding, making and writing the Labels layers that hold model proposals.
 
-* A :class:`Plane` names one 2D slice of an image layer: the two layer axes it spans (the axes
-  the viewer displays) and the position on every other axis. Labels layers made here have the
-  image's spatial shape, so the same Plane addresses the mask.
+* Slices are :class:`Plane` s (``planes.py``, re-exported here with the image-side helpers): a
+  Labels layer made here has the image's spatial shape, so the same Plane addresses the mask.
 * Output layers are found again through ``layer.metadata["napari_vlsm"]`` (target + image id),
   never by name: the user may rename them. A layer holds one structure or several (a label map:
   value i + 1 for structure i, see ``core.labelmap``); its target is then 'liver; spleen'.
@@ -13,17 +12,17 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
 from napari.layers import Image, Labels
 
 from napari_vlsm.core import labelmap as LM
-from napari_vlsm.core.errors import ImageError
 from napari_vlsm.core.store import normalize_target
 
-from . import texts
+from .planes import (  # noqa: F401  (re-exported: the panels use L.Plane, L.read_plane, ...)
+    Plane, all_planes, check_image, current_plane, plane_axes, read_plane, source_id, spatial_shape,
+)
 
 TAG = "napari_vlsm"
 LABEL = 1  # the value of the structure in an output layer
@@ -33,95 +32,6 @@ MASK_COLOURS = {None: "yellow", 0: "transparent", LABEL: "cyan"}
 # Above this many changed pixels a proposal is written without undo history: napari's history
 # keeps index arrays (~24 bytes a pixel), which would cost gigabytes on a large volume.
 UNDO_PIXEL_BUDGET = 32 * 2**20
-
-
-@dataclass(frozen=True)
-class Plane:
-    """One 2D slice: ``axes`` (the two spatial layer axes it spans, ascending) and ``index`` (the
-    position on each other spatial axis, in axis order; empty for a 2D image)."""
-
-    axes: tuple[int, int]
-    index: tuple[int, ...] = ()
-
-    def key(self, ndim: int) -> tuple:
-        """Indexing tuple over the spatial axes (a colour axis, if any, is kept whole)."""
-        rest = iter(self.index)
-        return tuple(slice(None) if a in self.axes else next(rest) for a in range(ndim))
-
-    @property
-    def slice_index(self) -> tuple[int, ...] | None:
-        return self.index or None
-
-    def label(self) -> str:
-        return ",".join(str(i) for i in self.index) if self.index else "2d"
-
-    def full_indices(self, ndim: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Fancy indices over all axes for in-plane pixel coordinates (rows, cols)."""
-        rest = iter(self.index)
-        out = []
-        for a in range(ndim):
-            if a == self.axes[0]:
-                out.append(rows)
-            elif a == self.axes[1]:
-                out.append(cols)
-            else:
-                out.append(np.full(rows.shape, next(rest), dtype=rows.dtype))
-        return tuple(out)
-
-
-# ---------------------------------------------------------------------------- image side
-def check_image(layer) -> None:
-    if layer is None:
-        raise ImageError(texts.NO_IMAGE)
-    if getattr(layer, "multiscale", False):
-        raise ImageError(texts.MULTISCALE.format(name=layer.name))
-    if layer.ndim < 2:
-        raise ImageError(f"image '{layer.name}' has {layer.ndim} dimension(s); a 2D image or a stack is needed")
-
-
-def spatial_shape(layer) -> tuple[int, ...]:
-    """The image's shape without its colour axis (= the shape of its Labels layers)."""
-    return tuple(int(s) for s in layer.data.shape[: layer.ndim])
-
-
-def plane_axes(layer, dims) -> tuple[int, int]:
-    """The layer axes the viewer shows; the last two when it shows 3D (or something odd)."""
-    offset = dims.ndim - layer.ndim
-    axes = sorted(a - offset for a in dims.displayed if a - offset >= 0)
-    if dims.ndisplay != 2 or len(axes) != 2:
-        return (layer.ndim - 2, layer.ndim - 1)
-    return (axes[0], axes[1])
-
-
-def current_plane(layer, dims) -> Plane:
-    """The slice of ``layer`` the viewer is on now."""
-    axes = plane_axes(layer, dims)
-    pos = layer.world_to_data(dims.point)
-    shape = spatial_shape(layer)
-    index = tuple(
-        int(np.clip(np.round(pos[a]), 0, shape[a] - 1)) for a in range(layer.ndim) if a not in axes
-    )
-    return Plane(axes, index)
-
-
-def all_planes(layer, axes: tuple[int, int]) -> list[Plane]:
-    shape = spatial_shape(layer)
-    others = [range(shape[a]) for a in range(layer.ndim) if a not in axes]
-    return [Plane(axes, tuple(idx)) for idx in itertools.product(*others)]
-
-
-def read_plane(data, ndim: int, plane: Plane) -> np.ndarray:
-    """One plane of image (or labels) data as a numpy array (only that plane is read)."""
-    return np.asarray(data[plane.key(ndim)])
-
-
-def source_id(layer, axes: tuple[int, int]) -> str:
-    """Where a slice comes from, for the store (same source + slice -> a correction is replaced)."""
-    path = getattr(getattr(layer, "source", None), "path", None)
-    base = str(path) if path else f"layer:{layer.name}"
-    if layer.ndim > 2 and tuple(axes) != (layer.ndim - 2, layer.ndim - 1):
-        base += f"#axes={axes[0]},{axes[1]}"  # a resliced view is another set of slices
-    return base
 
 
 # ---------------------------------------------------------------------------- output layers

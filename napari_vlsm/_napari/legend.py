@@ -68,7 +68,6 @@ class Legend(QListWidget):
         self.viewer = viewer
         self.labels = None
         self.setToolTip(TIP)
-        self.setMaximumHeight(120)
         self.itemClicked.connect(self._picked)
         self.setVisible(False)
 
@@ -86,6 +85,9 @@ class Legend(QListWidget):
             item.setData(ROLE, s.value)
             item.setToolTip(f"label {s.value}: prompt '{s.prompt}', colour {s.colour}")
             self.addItem(item)
+        if structures:  # as tall as its rows (up to 8; more scroll)
+            rows = min(len(structures), 8)
+            self.setFixedHeight(self.sizeHintForRow(0) * rows + 2 * self.frameWidth() + 2)
         self.setVisible(len(structures) > 1)
         self._follow_label()
 

@@ -299,14 +299,9 @@ class SegmentPanel(QWidget):
 
     def export_to(self, labels, path):
         """Write ``labels`` as a label map + JSON legend in the background (see export.py)."""
-        from .export import snapshot, write_export
-        from .workers import start
+        from .export import start_export
 
-        def done(paths):
-            show_info(texts.info(f"label map saved: {paths[0]} (legend: {paths[1].name})"))
-
-        return start(write_export, snapshot(labels), path, what="exporting the label map", on_return=done,
-                     group=self.session.workers)
+        return start_export(self.session, labels, path)
 
     # -------------------------------------------------------------------------- state
     def _busy(self, job: str) -> None:
