@@ -208,8 +208,9 @@ def test_corrections_add_list_remove(client):
     assert sum(listed["counts"].values()) == 3
     client.remove_correction("crud", ids[1])
     assert [s["id"] for s in client.corrections("crud")["samples"]] == [ids[0], ids[2]]
-    with pytest.raises(ServerError, match="404"):
-        client.remove_correction("crud", ids[1])
+    for gone in (ids[1], "..", "samples", "%2e%2e"):
+        with pytest.raises(ServerError, match="404"):
+            client.remove_correction("crud", gone)
     with pytest.raises(ServerError, match="422"):
         client.corrections("bad name!")
 
