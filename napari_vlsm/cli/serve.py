@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from .remote import needs
+
+    needs("server", "fastapi", "uvicorn", "httpx", "zstandard")
     import uvicorn
 
     from ..core.errors import VLSMError
