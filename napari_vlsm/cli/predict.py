@@ -13,19 +13,8 @@ import json
 from pathlib import Path
 
 from ..core.errors import ImageError, VLSMError
-from .common import (
-    add_model_args,
-    collect_inputs,
-    error,
-    make_segmenter,
-    progress,
-    read_image,
-    unique_slugs,
-    unique_stems,
-    write_bytes,
-    write_png,
-    write_tiff,
-)
+from .common import (add_model_args, collect_inputs, error, make_segmenter, progress, read_image, unique_slugs,
+                     unique_stems, write_bytes, write_png, write_tiff)
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -44,9 +33,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="slices per model call for stacks")
     p.add_argument("--save-prob", action="store_true", help="also write float32 probability TIFFs")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    from .batch import (
-        add_batch_args,  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
-    )
+    from .batch import add_batch_args  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
     from .remote import add_server_args  # --server URL (cli/remote.py)
 
     add_server_args(p)
