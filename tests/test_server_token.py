@@ -43,3 +43,17 @@ def test_serve_help_is_instant_and_torch_free():
             "assert 'torch' not in sys.modules and 'fastapi' not in sys.modules and 'distributed' not in sys.modules\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
+
+
+def test_serve_on_a_port_in_use_is_one_line(capsys):
+    import socket
+
+    from napari_vlsm.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--model", "does-not-matter", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot listen on 127.0.0.1" in err and len(err.strip().splitlines()) == 1

@@ -158,3 +158,22 @@ def remote_train_job(client: VLSMClient, project: str, settings: dict, cancel):
     return RemoteTrainResult(adapter_name=result["adapter"], before=result["before"] or {},
                              after=result["after"] or {}, heldout=result["heldout"], improved=result["improved"],
                              cancelled=result["cancelled"], stopped=result["stopped"], message=result["message"])
+
+
+def connect_session(session, url: str, token: str, project: str, outbox_root) -> RemoteEngine:
+    """Point a dock Session at a server: segmenting and corrections go there from now on.
+
+    Glue for the dock's "server (URL + token)" option until the Session grows one: the engine and
+    store are swapped in place of the local ones (the Session's keys are set so that it does not
+    load a local model). Finetuning still needs the finetune panel to call :func:`remote_train_job`
+    for a :class:`RemoteEngine` (docs/server.md). Raises ServerError/ConnectionLost on a bad URL or token.
+    """
+    client = VLSMClient(url, token)
+    engine = RemoteEngine(client, project=project)
+    engine.info()  # fails now, with one line, on a wrong URL or token
+    session.adapter = "none"  # server adapters are chosen by name on the engine, not as local files
+    session.segmenter, session._loaded_key, session._adapter_key = engine, session.model_key(), None
+    session._store = RemoteStore(client, project, outbox_root)
+    session.model_changed.emit()
+    session.store_changed.emit()
+    return engine

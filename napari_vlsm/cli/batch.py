@@ -146,6 +146,9 @@ def _client(args, spec):
 
 
 def run_batch(args) -> int:
+    from .remote import needs
+
+    needs("batch", "distributed")
     from . import batch_tasks as tasks
 
     if args.slices_per_task < 1 or args.batch_size < 1:

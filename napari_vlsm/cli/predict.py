@@ -57,9 +57,7 @@ def add_parser(subparsers) -> None:
                    help="also write float32 probabilities (TIFF; NIfTI for volumes)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     labelmap_output.add_arguments(p)
-    from .batch import (
-        add_batch_args,  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
-    )
+    from .batch import add_batch_args  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
     from .remote import add_server_args  # --server URL (cli/remote.py)
 
     add_server_args(p)

@@ -26,7 +26,19 @@ def add_server_args(parser) -> None:
                        help="an adapter of --project on the server ('latest' = its newest)")
 
 
+def needs(extra: str, *modules: str) -> None:
+    """A missing optional dependency is one line naming the pip extra, not a traceback."""
+    import importlib.util
+
+    from ..core.errors import VLSMError
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise VLSMError(f"{', '.join(missing)} is not installed; run: pip install \"napari-vlsm[{extra}]\"")
+
+
 def client_for(args):
+    needs("client", "httpx", "zstandard")
     from ..client import VLSMClient, read_token
 
     return VLSMClient(args.server, read_token(args.token_file))

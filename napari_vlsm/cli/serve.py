@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from .remote import needs
+
+    needs("server", "fastapi", "uvicorn", "httpx", "zstandard")
     import uvicorn
 
     from ..core.errors import VLSMError
@@ -46,6 +49,7 @@ def run(args) -> int:
     for name in ("max_sessions", "max_side", "max_waiting", "port"):
         if getattr(args, name) < (0 if name == "port" else 1):
             raise VLSMError(f"--{name.replace('_', '-')} must be positive; got {getattr(args, name)}")
+    _check_port_free(args.host, args.port)  # before the (slow) model load, one clear line
     token, token_file, created = load_or_create_token(args.token_file)
     print(f"{PROG} serve: token {'written to' if created else 'read from'} {token_file}", flush=True)
     host = ModelHost(args.model, adapter=args.adapter, device=args.device, precision=args.precision,
@@ -63,3 +67,18 @@ def run(args) -> int:
     print(f"{PROG} serve: listening on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    from ..core.errors import VLSMError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise VLSMError(f"cannot listen on {host}:{port}: {err.strerror or err}; pass another --port "
+                            "or stop the program that uses it") from None

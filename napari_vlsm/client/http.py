@@ -47,8 +47,9 @@ def read_token(token_file: str | os.PathLike | None = None) -> str:
 
 
 class VLSMClient:
-    def __init__(self, url: str, token: str, timeout: float = 300.0, transport=None):
+    def __init__(self, url: str, token: str, timeout: float = 300.0, transport=None, busy_retries: int = 3):
         self.url = url.rstrip("/")
+        self.busy_retries = busy_retries  # a 503 (server busy) is retried after its Retry-After, this often
         self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"},
                                   timeout=httpx.Timeout(timeout, connect=10.0), transport=transport)
 
@@ -63,11 +64,16 @@ class VLSMClient:
 
     # ---------------------------------------------------------------------------- plumbing
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as err:
-            raise ConnectionLost(f"lost the connection to the napari-vlsm server at {self.url} ({type(err).__name__}: "
-                                 f"{err}); is it running? Corrections it acknowledged are kept on its disk") from None
+        for attempt in range(self.busy_retries + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as err:
+                raise ConnectionLost(f"lost the connection to the napari-vlsm server at {self.url} "
+                                     f"({type(err).__name__}: {err}); is it running? Corrections it acknowledged "
+                                     "are kept on its disk") from None
+            if response.status_code != 503 or attempt == self.busy_retries:
+                break
+            time.sleep(min(30.0, float(response.headers.get("Retry-After", "1") or 1)))
         _raise_for(response)
         return response
 

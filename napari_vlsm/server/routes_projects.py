@@ -80,8 +80,10 @@ def list_corrections(request: Request, project: str, target: str | None = None):
 @router.delete("/v1/projects/{project}/corrections/{sample_id}", status_code=204)
 def remove_correction(request: Request, project: str, sample_id: str):
     host = request.app.state.host
+    from ..core.store.records import ID_RE
+
     store = host.store(check_project(project))
-    if not (store.samples_dir / sample_id).is_dir():
+    if not ID_RE.match(sample_id) or not (store.samples_dir / sample_id).is_dir():
         raise NotFound(f"project {project} has no correction {sample_id}")
     with host.store_locks[project]:
         store.remove(sample_id)
