@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_vlsm.core import labelmap as LM
-from napari_vlsm.core.errors import ImageError, PromptError
+from napari_vlsm.core.errors import PromptError, SettingError
 
 
 def test_highest_probability_wins_and_below_threshold_is_background():
@@ -63,7 +63,7 @@ def test_many_structures_switch_to_uint16():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.5", True])
 def test_bad_threshold_is_a_clear_error(bad):
-    with pytest.raises(ImageError, match="threshold"):
+    with pytest.raises(SettingError, match="threshold"):
         LM.compose(np.zeros((2, 3, 3), np.float32), bad)
 
 

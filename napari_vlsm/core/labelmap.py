@@ -102,7 +102,7 @@ def compose(probabilities, threshold: float) -> np.ndarray:
     The comparison runs in the maps' own dtype (float16 kept proposals compare as they always did).
     """
     prob = np.asarray(probabilities)
-    threshold_mask(np.float32(0), threshold)  # ImageError on a bad threshold
+    threshold_mask(np.float32(0), threshold)  # SettingError on a bad threshold
     t = prob.dtype.type(threshold) if prob.dtype.kind == "f" else threshold
     if prob.ndim < 2:
         raise ValueError(f"probabilities must be (N, H, W) or (H, W); got shape {prob.shape}")
