@@ -185,6 +185,10 @@ def test_the_cache_is_reused_and_checked(tiny_model_dir, runtime_cache, int8, mo
         assert damaged.backend == "torch" and forward.VLSMModel(damaged.model).image_runtime is None
     finally:
         graph.write_bytes(saved)
+    monkeypatch.undo()  # exporting is allowed again: a graph deleted by hand is built again
+    graph.unlink()
+    rebuilt = load_model(tiny_model_dir, device="cpu", backend="onnx-int8")
+    assert rebuilt.backend == "onnx-int8" and graph.is_file()
 
 
 def test_a_graph_that_disagrees_is_refused(tiny_model_dir, tmp_path, monkeypatch):

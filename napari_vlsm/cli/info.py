@@ -32,13 +32,22 @@ def collect(args) -> dict:
     return info
 
 
+def _backend(name: str) -> str:
+    """What runs the frozen parts (core/runtime, docs/runtime.md)."""
+    if name == "onnx-int8":
+        return "onnx-int8 (ONNX Runtime: image encoder int8, text encoder and decoder fp32)"
+    if name == "onnx-fp32":
+        return "onnx-fp32 (ONNX Runtime fp32: image encoder, text encoder, decoder)"
+    return f"{name} (PyTorch)"
+
+
 def _text(info: dict) -> str:
     lines = [
         f"model         {info['source']}",
         f"fingerprint   {info['fingerprint']}",
         f"device        {info['device']}",
         f"precision     {info['precision']}",
-        f"backend       {info.get('backend', 'torch')} (image encoder)",
+        f"backend       {_backend(info.get('backend', 'torch'))}",
         f"input size    {info['image_size']} x {info['image_size']}",
         f"base params   {info['base_parameters']:,}",
         f"variant       {info['variant']} ({info['trainable_parameters']:,} trainable)",

@@ -28,7 +28,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one graph.onnx per frozen part (1: image_encoder.onnx only)
 GRAPH_NAME = "graph.onnx"
 IMAGE_KINDS = ("onnx-fp32", "onnx-int8")
 KINDS = (*IMAGE_KINDS, "text-fp32", "decoder-fp32")
@@ -144,8 +144,10 @@ def build(base, fingerprint: str, size: int, layers: tuple[int, ...], kind: str,
     """
     root = cache_root()
     final = root / cache_key(fingerprint, size, layers, kind)
-    if (final / META_NAME).is_file():
+    if (final / META_NAME).is_file() and (final / GRAPH_NAME).is_file():
         return final, json.loads((final / META_NAME).read_text(encoding="utf-8"))
+    if final.exists():  # a graph deleted by hand (or a cache cleaner): build it again
+        shutil.rmtree(final, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     tmp.mkdir()  # not mkdtemp (0700): the folder follows the user's umask like any other
