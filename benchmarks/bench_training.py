@@ -134,6 +134,7 @@ def plain_side(args, loaded, train, config, clock) -> dict:
     from napari_vlsm.core.training.loop import amp_factory, seeded_adapters
     from napari_vlsm.core.training.memory import MemoryLimit
     from napari_vlsm.core.training.prepare import PromptTable, prepare
+
     from plain_training import PlainShallowTraining, epoch_batches
 
     adapters = seeded_adapters(config.variant, loaded, config.seed).requires_grad_(True)

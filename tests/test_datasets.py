@@ -146,7 +146,7 @@ def test_unreadable_image_is_an_image_error(tmp_path):
     root = make_folder(tmp_path, ("a",))
     (root / "images" / "a.png").write_bytes(b"not a png")
     with pytest.raises(ImageError, match="cannot read"):
-        read_folder(root, prompts="p")[0].image
+        _ = read_folder(root, prompts="p")[0].image  # the image loads lazily: reading it raises
 
 
 class Named:

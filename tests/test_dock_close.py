@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("napari")
 
+from test_dock import make_dock, notes  # noqa: E402,F401  (fixtures)
+from test_dock_finetune import WAIT_MS, corrected_image  # noqa: E402
+
 from napari_vlsm._napari import finetune_panel  # noqa: E402
 from napari_vlsm._napari.dock import VLSMDock  # noqa: E402
 from napari_vlsm.core.adapters.checkpoint import read_metadata  # noqa: E402
-
-from test_dock import make_dock, notes  # noqa: E402,F401  (fixtures)
-from test_dock_finetune import WAIT_MS, corrected_image  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -12,11 +12,10 @@ import pytest
 pytest.importorskip("napari")
 
 from qtpy.QtCore import QTimer  # noqa: E402
+from test_dock import add_correction, idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
 
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm.core.adapters.checkpoint import read_metadata  # noqa: E402
-
-from test_dock import add_correction, idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 120_000

@@ -20,16 +20,15 @@ pytest.importorskip("napari")
 
 import safetensors.torch  # noqa: E402
 import torch  # noqa: E402
+from test_dock import idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
 
 from napari_vlsm._napari import layers as L  # noqa: E402
-from napari_vlsm.core.store import files as store_files  # noqa: E402
 from napari_vlsm.core.adapters import AdapterConfig, build_adapters  # noqa: E402
 from napari_vlsm.core.adapters.checkpoint import build_metadata, read_metadata, save_adapter  # noqa: E402
 from napari_vlsm.core.forward import VLSMModel  # noqa: E402
 from napari_vlsm.core.loading import load_model  # noqa: E402
+from napari_vlsm.core.store import files as store_files  # noqa: E402
 from napari_vlsm.core.store import normalize_target  # noqa: E402
-
-from test_dock import idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 120_000  # generous: a slow shared machine, never a speed threshold

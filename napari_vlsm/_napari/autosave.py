@@ -8,9 +8,8 @@ a single-shot QTimer coalesces a burst of strokes into one save.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QObject, QTimer, Signal
-
 from napari.layers import Labels
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import layers as L
 from .outputs import is_model_write

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -21,7 +21,14 @@ from napari_vlsm.core import labelmap as LM
 from napari_vlsm.core.store import normalize_target
 
 from .planes import (  # noqa: F401  (re-exported: the panels use L.Plane, L.read_plane, ...)
-    Plane, all_planes, check_image, current_plane, plane_axes, read_plane, source_id, spatial_shape,
+    Plane,
+    all_planes,
+    check_image,
+    current_plane,
+    plane_axes,
+    read_plane,
+    source_id,
+    spatial_shape,
 )
 
 TAG = "napari_vlsm"
@@ -166,7 +173,7 @@ def plane_values(labels, plane: Plane) -> np.ndarray:
 
 def record_provenance(labels, planes, prompt: str, threshold: float, provenance: dict) -> None:
     """Stamp what produced the mask into the layer's metadata (model, adapter, prompt, time)."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     meta = labels.metadata.setdefault(TAG, {})
     meta.update({"prompt": prompt, "threshold": float(threshold), "time": now, **provenance})
     slices = meta.setdefault("slices", {})

@@ -75,8 +75,7 @@ def clipseg_config(arch: str, vocab_size: int):
 def write_random_clipseg(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Path:
     """Write a random-weight CLIPSeg (model, tokenizer, processor) into ``folder``; return it."""
     import torch
-    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer
-    from transformers import ViTImageProcessor
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer, ViTImageProcessor
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
