@@ -43,12 +43,6 @@ def run_main(capsys, *argv):
     return code, out, err
 
 
-def test_variant_names_match_the_core():
-    from napari_vlsm.core.adapters import VARIANTS as CORE
-
-    assert VARIANTS == CORE
-
-
 def test_info_json_tiny(capsys, tiny_model_dir):
     code, out, err = run_main(capsys, "info", "--model", tiny_model_dir, "--variant", "shallow-vl",
                               "--device", "cpu", "--precision", "fp32", "--json")

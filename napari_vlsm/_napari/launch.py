@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"  # same as napari_vlsm.core.loading (no torch here)
+from napari_vlsm.core.constants import DEFAULT_MODEL  # imports nothing: no torch here
+
 SAMPLES = ("retina", "ct_slice", "mr_slice")
 PLUGIN, WIDGET = "napari-vlsm", "Text segmentation"
 

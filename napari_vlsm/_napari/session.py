@@ -13,13 +13,12 @@ from pathlib import Path
 
 from qtpy.QtCore import QObject, Signal
 
+from napari_vlsm.core.constants import DEFAULT_MODEL, DEFAULT_VARIANT  # imports nothing: no torch at dock start-up
 from napari_vlsm.core.errors import AdapterError, VLSMError
 
 from . import texts, workers
 from .proposals import ProposalBook
 
-DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"  # = core.loading.DEFAULT_MODEL, without importing torch
-DEFAULT_VARIANT = "shallow-vlc"
 ADAPTER_NONE, ADAPTER_LATEST = "none", "latest"
 
 

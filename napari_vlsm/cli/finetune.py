@@ -16,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..core.constants import DEFAULT_VARIANT
 from ..core.errors import VLSMError
 from .common import PROG, VARIANTS, add_model_args, add_window_arg
 
@@ -30,7 +31,7 @@ def add_parser(subparsers) -> None:
                     f"{PAPER_EPOCHS} epochs with early stopping); Ctrl+C keeps the best adapter so far.")
     add_model_args(p, adapter=False)
     p.add_argument("--variant", default=None, metavar="V",
-                   help=f"adapter variant: {', '.join(VARIANTS[1:])} (default shallow-vlc, or the "
+                   help=f"adapter variant: {', '.join(VARIANTS[1:])} (default {DEFAULT_VARIANT}, or the "
                         "--init-adapter's own)")
     p.add_argument("--data", required=True, metavar="DIR", help="folder with images/ and masks/ (same file stems)")
     p.add_argument("--ann", metavar="FILE", help="medvlsm-style JSON list of {img_name, mask_name, prompts}")
@@ -156,7 +157,7 @@ def run(args) -> int:
     train, val = split_train_val(samples, args.val_fraction, seed=args.seed)  # a volume stays on one side
     train, val = expand_slices(train), expand_slices(val)
     out = _check_out(Path(args.out).expanduser())
-    config = _config(args, args.variant or "shallow-vlc")
+    config = _config(args, args.variant or DEFAULT_VARIANT)
     loaded = load_model(args.model, device=args.device, precision=args.precision)
     init, init_meta = (None, None) if not args.init_adapter else _load_init(args.init_adapter, loaded)
     if init is not None and args.variant and args.variant != init.variant:

@@ -11,3 +11,4 @@ DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"
 # l: language, c: the conditional embedding).
 VARIANTS = ("none", "shallow-v", "shallow-vl", "shallow-vlc", "dense-v", "dense-vl", "dense-vlc")
 TRAINABLE = VARIANTS[1:]  # every variant with weights to train
+DEFAULT_VARIANT = "shallow-vlc"  # what a finetune trains unless told otherwise

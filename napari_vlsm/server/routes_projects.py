@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..client.wire import WireError, decode_array
+from ..core.constants import DEFAULT_VARIANT
 from .host import NotFound, check_project
 from .jobs import FINISHED, Job
 
@@ -32,7 +33,7 @@ class CorrectionIn(BaseModel):
 
 class FinetuneIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    variant: str = "shallow-vlc"
+    variant: str = DEFAULT_VARIANT
     max_steps: int | None = 200
     epochs: int | None = None
     budget_s: float | None = None

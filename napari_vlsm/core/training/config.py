@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..constants import TRAINABLE
+from ..constants import DEFAULT_VARIANT, TRAINABLE
 from ..errors import TrainingError
 
 LOSSES = ("dice+bce",)
@@ -28,7 +28,7 @@ class TrainConfig:
     Plateau scheduling and early stopping count evaluations (= epochs in epoch mode).
     """
 
-    variant: str = "shallow-vlc"
+    variant: str = DEFAULT_VARIANT
     max_steps: int | None = 200
     budget_s: float | None = None
     epochs: int | None = None
