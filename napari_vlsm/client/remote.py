@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.engine import Prediction, check_threshold, clean_prompts
-from ..core.errors import ImageError
+from ..core import validation  # the engine's rules; the engine itself reaches torch (pyproject's contract)
+from ..core.prediction import Prediction
+from ..core.validation import check_threshold
 from ..core.volume import StackPlanes, volume_window
 from .http import VLSMClient
 
@@ -22,16 +23,15 @@ class RemoteSegmenter:
         self._provenance: dict | None = None
 
     def predict(self, image, prompts, threshold: float = 0.5, window=None) -> list[Prediction]:
-        prompts, threshold = clean_prompts(prompts), check_threshold(threshold)
+        prompts, threshold = list(validation.clean_prompts(prompts)), check_threshold(threshold)  # as the engine
         probs = self.client.predict(np.asarray(image), prompts, output="probability", project=self.project,
                                     adapter=self.adapter, window=window, rgb=np.asarray(image).ndim == 3)
         return [Prediction(p, probs[k], threshold) for k, p in enumerate(prompts)]
 
     def predict_stack(self, stack, prompts, threshold: float = 0.5, batch_size: int = 8, window=None, axis: int = 0,
                       indices=None, rgb: bool | None = None):
-        prompts, threshold = clean_prompts(prompts), check_threshold(threshold)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ImageError(f"batch_size must be a positive integer; got {batch_size!r}")
+        prompts, threshold = list(validation.clean_prompts(prompts)), check_threshold(threshold)  # as the engine
+        batch_size = validation.check_positive_int(batch_size, "batch_size")  # the engine's rule and error
         planes = StackPlanes.of(stack, axis=axis, rgb=rgb)
         order = planes.indices() if indices is None else [planes.check_index(i) for i in indices]
         if isinstance(window, str) and window == "slice":

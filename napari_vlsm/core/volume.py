@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ImageError
-from .preprocess import DEFAULT_PERCENTILES, intensity_window
+from .intensity import DEFAULT_PERCENTILES, intensity_window  # not via preprocess: that one reaches torch
 
 # Up to this many values an in-memory volume gets the exact window; beyond, a strided subsample of
 # about this size (percentiles of 4M values are within a fraction of a grey level of the exact ones).
