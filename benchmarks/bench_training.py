@@ -128,6 +128,7 @@ def plain_side(args, loaded, train, config, clock) -> dict:
     """One epoch the plain transformers way (plain_training.py), timed like the trainer's steps."""
     import torch
 
+    from napari_vlsm.core import model_input
     from napari_vlsm.core.forward import VLSMModel
     from napari_vlsm.core.training import run_to_end
     from napari_vlsm.core.training.heap import kept_heap
@@ -144,8 +145,8 @@ def plain_side(args, loaded, train, config, clock) -> dict:
     data = run_to_end(prepare(train, "training", loaded, VLSMModel(loaded.model, adapters), table, False,
                               config.batch_size, amp, MemoryLimit(config.batch_size, loaded.device, "preparing")))
     precompute = clock() - start
-    tok = loaded.tokenizer(table.phrasings, padding=True, truncation=True, max_length=77, return_tensors="pt")
-    trainer = PlainShallowTraining(loaded.model, adapters, tok.input_ids, tok.attention_mask, amp,
+    input_ids, attention_mask = model_input.tokenize(loaded, table.phrasings)  # the trainer's tokenising rule
+    trainer = PlainShallowTraining(loaded.model, adapters, input_ids, attention_mask, amp,
                                    config.resolved_lr(), config.weight_decay, config.grad_clip)
     step_times, losses = [], []
     # The trainer's glibc heap setting on this side too (heap.py): it only makes this side faster.
