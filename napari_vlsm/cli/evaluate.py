@@ -47,7 +47,7 @@ def run(args) -> int:
     from ..core.datasets import read_folder
     from ..core.engine import check_threshold
     from ..core.medical.windows import parse_window
-    from ..core.metrics import dice, iou
+    from ..core.metrics import dice, iou, mean_scores
 
     check_threshold(args.threshold)
     parse_window(args.window)
@@ -75,8 +75,7 @@ def run(args) -> int:
             bar.update(1)
     report = {
         "n": len(rows),
-        "mean_dice": sum(r["dice"] for r in rows) / len(rows) if rows else None,
-        "mean_iou": sum(r["iou"] for r in rows) / len(rows) if rows else None,
+        **(mean_scores(rows) if rows else {"mean_dice": None, "mean_iou": None}),  # the trainer's mean
         "threshold": args.threshold, "per_image": rows, "failed": failed, "provenance": seg.provenance(),
     }
     if args.json:
