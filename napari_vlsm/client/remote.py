@@ -13,7 +13,7 @@ import numpy as np
 from ..core import validation  # the engine's rules; the engine itself reaches torch (pyproject's contract)
 from ..core.prediction import Prediction
 from ..core.validation import check_threshold
-from ..core.volume import StackPlanes, volume_window
+from ..core.volume import stack_request
 from .http import VLSMClient
 
 
@@ -30,15 +30,8 @@ class RemoteSegmenter:
 
     def predict_stack(self, stack, prompts, threshold: float = 0.5, batch_size: int = 8, window=None, axis: int = 0,
                       indices=None, rgb: bool | None = None):
-        prompts, threshold = list(validation.clean_prompts(prompts)), check_threshold(threshold)  # as the engine
-        batch_size = validation.check_positive_int(batch_size, "batch_size")  # the engine's rule and error
-        planes = StackPlanes.of(stack, axis=axis, rgb=rgb)
-        order = planes.indices() if indices is None else [planes.check_index(i) for i in indices]
-        if isinstance(window, str) and window == "slice":
-            window = None
-        elif window is None:
-            window = volume_window(planes.array, rgb=planes.rgb)
-        return self._iter(planes, order, prompts, threshold, int(batch_size), window)
+        # the engine's checks, order and one window per volume (core/volume.py)
+        return self._iter(*stack_request(stack, prompts, threshold, batch_size, window, axis, indices, rgb))
 
     def _iter(self, planes, order, prompts, threshold, batch_size, window):
         for pos in range(0, len(order), batch_size):

@@ -33,7 +33,7 @@ from .errors import VLSMError
 from .memory import MemoryLimit
 from .prediction import Prediction
 from .provenance import file_sha256, provenance
-from .volume import StackPlanes, volume_window
+from .volume import stack_request
 
 # CPU + bf16/fp16: predict with a low-precision copy of the frozen weights (+~220 MB at the full
 # architecture) instead of letting autocast cast every weight at every call. False: no copy.
@@ -171,18 +171,7 @@ class Segmenter:
         (``volume.volume_window``), ``"slice"`` one per slice, or pass ``(lo, hi)``. Stop iterating
         to cancel. For arrays with several leading axes the index is a tuple.
         """
-        prompts = clean_prompts(prompts)  # validated now, not at the first next()
-        threshold = check_threshold(threshold)
-        batch_size = validation.check_positive_int(batch_size, "batch_size")
-        planes = StackPlanes.of(stack, axis=axis, rgb=rgb)
-        order = planes.indices() if indices is None else [planes.check_index(i) for i in indices]
-        if isinstance(window, str) and window == "slice":
-            window = None
-        elif window is None:
-            window = volume_window(planes.array, rgb=planes.rgb)
-        else:
-            window = validation.check_window(window)
-        return self._iter_stack(planes, order, prompts, threshold, int(batch_size), window)
+        return self._iter_stack(*stack_request(stack, prompts, threshold, batch_size, window, axis, indices, rgb))
 
     def _iter_stack(self, planes, order, prompts, threshold, batch_size, window):
         pos = 0

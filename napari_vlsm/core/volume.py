@@ -16,9 +16,11 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
+from . import validation
 from .errors import ImageError
 from .intensity import DEFAULT_PERCENTILES, intensity_window  # not via preprocess: that one reaches torch
 
@@ -163,3 +165,37 @@ def volume_window(stack, rgb: bool | None = None, max_values: int = SAMPLE_VALUE
         step = max(1, math.ceil(math.sqrt(math.prod(shape) / max_values)))
         return window(np.asarray(stack[::step, ::step]))
     return window(_sample(stack, colour, max_values, max_slices))
+
+
+class StackRequest(NamedTuple):
+    """What ``predict_stack`` runs on, checked: the planes, their order, prompts, threshold, batch size
+    and the one window (``None``: one per slice)."""
+
+    planes: StackPlanes
+    order: list
+    prompts: list[str]
+    threshold: float
+    batch_size: int
+    window: tuple[float, float] | None
+
+
+def stack_request(stack, prompts, threshold, batch_size, window, axis: int = 0, indices=None,
+                  rgb: bool | None = None) -> StackRequest:
+    """``predict_stack``'s arguments checked now (not at the first ``next()``) and resolved.
+
+    ``window``: None -> one window for the whole volume (:func:`volume_window`), ``"slice"`` -> one
+    per slice, or ``(lo, hi)``. The engine and the server's client (``client.remote``) both start
+    here, so a stack is windowed and ordered the same way locally and over the wire.
+    """
+    prompts = list(validation.clean_prompts(prompts))
+    threshold = validation.check_threshold(threshold)
+    batch_size = validation.check_positive_int(batch_size, "batch_size")
+    planes = StackPlanes.of(stack, axis=axis, rgb=rgb)
+    order = planes.indices() if indices is None else [planes.check_index(i) for i in indices]
+    if isinstance(window, str) and window == "slice":
+        window = None
+    elif window is None:
+        window = volume_window(planes.array, rgb=planes.rgb)
+    else:
+        window = validation.check_window(window)
+    return StackRequest(planes, order, prompts, threshold, int(batch_size), window)
