@@ -101,16 +101,9 @@ def main() -> int:
     args = p.parse_args()
     if not 1 <= args.files <= 500:
         p.error("--files must be 1..500 (bounded on purpose)")
-    if args.model:
-        model = Path(args.model)
-    elif args.arch == "full":
-        from common import model_folder
+    from common import model_folder
 
-        model = model_folder(None)
-    else:
-        from napari_vlsm.core.random_model import write_random_clipseg
-
-        model = write_random_clipseg(Path(tempfile.mkdtemp()) / "tiny", "tiny")
+    model = model_folder(args.model, args.arch)
     root = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     folder = make_folder(root, args.files, args.size)
     import psutil

@@ -104,14 +104,7 @@ def main(argv=None) -> None:
         print(json.dumps(result))
         return
     common.warn_if_busy()
-    if args.model is None:
-        if args.arch == "tiny":
-            from napari_vlsm.core.random_model import write_random_clipseg
-
-            args.model = str(Path(tempfile.mkdtemp()) / "tiny")
-            write_random_clipseg(args.model, arch="tiny", seed=0)
-        else:
-            args.model = str(common.model_folder(None))
+    args.model = str(common.model_folder(args.model, args.arch))
     passed = ["--model", args.model, "--slices", str(args.slices), "--size", str(args.size),
               "--batch-size", str(args.batch_size), "--precision", args.precision]
     sides = ["engine", "dock"] + (["dock-animated"] if args.with_animated else [])

@@ -113,16 +113,9 @@ def main() -> int:
     args = p.parse_args()
     if not 1 <= args.clients <= 16 or not 1 <= args.seconds <= 120:
         p.error("--clients must be 1..16 and --seconds 1..120 (bounded on purpose)")
-    if args.model:
-        model = Path(args.model)
-    elif args.arch == "full":
-        from common import model_folder
+    from common import model_folder
 
-        model = model_folder(None)
-    else:
-        from napari_vlsm.core.random_model import write_random_clipseg
-
-        model = write_random_clipseg(Path(tempfile.mkdtemp()) / "tiny", "tiny")
+    model = model_folder(args.model, args.arch)
     local = in_process(model, args.precision, args.threads, args.size, args.seconds)
     remote = over_the_wire(model, args.precision, args.threads, args.size, args.seconds, args.clients)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},

@@ -30,16 +30,19 @@ def setup_torch(threads: int | None = None) -> None:
         torch.set_num_threads(threads)
 
 
-def model_folder(path: str | None) -> Path:
-    """``--model DIR`` or a random-weight full-architecture CLIPSeg in a temporary folder.
+def model_folder(path: str | None, arch: str = "full") -> Path:
+    """``--model DIR`` or a random-weight CLIPSeg of ``arch`` in a temporary folder.
 
-    Its processor resizes to 352 like the published CIDAS/clipseg-rd64-refined (485 image tokens),
-    so the benchmark costs what the real model costs.
+    "full": the real architecture, kept between runs; its processor resizes to 352 like the published
+    CIDAS/clipseg-rd64-refined (485 image tokens), so the benchmark costs what the real model costs.
+    "tiny": the tests' small model, written afresh (a smoke run of the benchmark's plumbing).
     """
     if path:
         return Path(path)
     from napari_vlsm.core.random_model import write_random_clipseg
 
+    if arch == "tiny":
+        return write_random_clipseg(Path(tempfile.mkdtemp()) / "tiny", arch="tiny", seed=0)
     folder = Path(tempfile.gettempdir()) / "napari-vlsm-bench-full-clipseg-352"
     if not (folder / "model.safetensors").is_file():
         print(f"writing a random-weight full CLIPSeg to {folder} ...", file=sys.stderr)
