@@ -1,5 +1,6 @@
 """Helpers shared by the test modules (fixtures live in conftest.py): a training sample and the
-bright-disk images the tiny model can learn. Import as ``from helpers import Sample, disks``
+bright-disk images the tiny model can learn, the tiny model made able to learn them
+(``drawable_tiny``). Import as ``from helpers import Sample, disks``
 (pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
@@ -49,3 +50,23 @@ def disks(n: int, seed: int = 0, size=(64, 64)) -> list[Sample]:
         img[mask] += 0.6
         out.append(Sample(img, mask, ("disk", "a bright disk"), f"disk{seed}-{i}"))
     return out
+
+
+def drawable_tiny(tiny_model_dir):
+    """The tiny random CLIPSeg, loaded (fp32, CPU), with its last decoder layer made able to draw a mask.
+
+    A random 8-channel transposed convolution cannot output a uniform region (checked: optimising
+    the decoder's inputs directly leaves Dice near 0), so nothing could learn through it. With
+    non-negative weights and a negative bias, "more activation" means "foreground", as in a trained
+    CLIPSeg; everything else stays random and frozen.
+    """
+    import torch
+
+    from napari_vlsm.core.loading import load_model
+
+    model = load_model(tiny_model_dir, device="cpu", precision="fp32")
+    last = model.model.decoder.transposed_convolution[-1]
+    with torch.no_grad():
+        last.weight.abs_().mul_(0.05)
+        last.bias.fill_(-2.0)
+    return model

@@ -15,10 +15,7 @@ from napari_vlsm.cli import finetune as finetune_cli
 from napari_vlsm.cli import main
 from napari_vlsm.core.adapters.checkpoint import read_metadata
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

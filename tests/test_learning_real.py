@@ -1,7 +1,7 @@
 """Training on real images with expert masks (Kvasir-SEG polyps from ../shared/data) learns.
 
 The tiny architecture keeps this fast; its last decoder layer is made able to draw a mask (see
-test_training.loaded). On 8 colonoscopy photographs a shallow and a dense adapter must lower the
+helpers.drawable_tiny). On 8 colonoscopy photographs a shallow and a dense adapter must lower the
 loss and raise the Dice on those images well above the starting point (memorisation: this shows
 that gradients reach the adapters through real preprocessing, not that the model generalises).
 """
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from napari_vlsm.core.datasets import read_folder
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
-from helpers import Sample
+from helpers import Sample, drawable_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,23 +26,16 @@ def polyps(shared_data):
 
 
 @pytest.fixture(scope="module")
-def drawable_tiny(tiny_model_dir):
-    from napari_vlsm.core.loading import load_model
-
-    loaded = load_model(tiny_model_dir, device="cpu", precision="fp32")
-    last = loaded.model.decoder.transposed_convolution[-1]
-    with torch.no_grad():
-        last.weight.abs_().mul_(0.05)
-        last.bias.fill_(-2.0)
-    return loaded
+def drawable(tiny_model_dir):
+    return drawable_tiny(tiny_model_dir)
 
 
 @pytest.mark.parametrize("variant, steps", [("shallow-vlc", 150), ("dense-vl", 300)])
-def test_training_on_polyps_learns(drawable_tiny, polyps, variant, steps):
+def test_training_on_polyps_learns(drawable, polyps, variant, steps):
     assert len(polyps) == 8 and all(p.mask.any() for p in polyps)
     losses = []
     config = TrainConfig(variant=variant, max_steps=steps, batch_size=4, lr=3e-3)
-    result = run_to_end(finetune(drawable_tiny, polyps, [], config),
+    result = run_to_end(finetune(drawable, polyps, [], config),
                         lambda e: e.kind == "step" and losses.append(e.loss))
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
     assert result.after["dice"] > result.before["dice"] + 0.2, (result.before, result.after)

@@ -5,31 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from napari_vlsm.core import labelmap as LM
-from napari_vlsm.core.loading import load_model
 from napari_vlsm.core.metrics import dice
 from napari_vlsm.core.store import CorrectionStore
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
+from helpers import drawable_tiny
+
 PROMPTS = ("bright disk", "grey square")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    """The tiny random model with a last decoder layer able to draw a region (see test_training)."""
-    model = load_model(tiny_model_dir, device="cpu", precision="fp32")
-    last = model.model.decoder.transposed_convolution[-1]
-    with torch.no_grad():
-        last.weight.abs_().mul_(0.05)
-        last.bias.fill_(-2.0)
-    return model
+    """The tiny random model with a last decoder layer able to draw a region (helpers.drawable_tiny)."""
+    return drawable_tiny(tiny_model_dir)
 
 
 def scan(seed: int, size: int = 64):

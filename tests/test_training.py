@@ -20,26 +20,15 @@ from napari_vlsm.core.loading import load_model
 from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 from napari_vlsm.core.training.loop import seeded_adapters
 
-from helpers import Sample, disks
+from helpers import Sample, disks, drawable_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    """The tiny random CLIPSeg, with its last decoder layer made able to draw a mask.
-
-    A random 8-channel transposed convolution cannot output a uniform region (checked: optimising
-    the decoder's inputs directly leaves Dice near 0), so nothing could learn through it. With
-    non-negative weights and a negative bias, "more activation" means "foreground", as in a trained
-    CLIPSeg; everything else stays random and frozen.
-    """
-    model = load_model(tiny_model_dir, device="cpu", precision="fp32")
-    last = model.model.decoder.transposed_convolution[-1]
-    with torch.no_grad():
-        last.weight.abs_().mul_(0.05)
-        last.bias.fill_(-2.0)
-    return model
+    """The tiny random CLIPSeg, with its last decoder layer made able to draw a mask (helpers.drawable_tiny)."""
+    return drawable_tiny(tiny_model_dir)
 
 
 def train(loaded, samples, val=(), **kw):
