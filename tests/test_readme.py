@@ -35,12 +35,15 @@ def test_the_examples_are_there_and_finetune_names_a_prompt():
 
 @pytest.fixture
 def readme_folder(tmp_path, tiny_model_dir):
-    """What the examples expect in the current folder: the model, fundus.png, corrections/."""
+    """What the examples expect in the current folder: the model, fundus.png, scan.nii.gz, corrections/."""
+    import nibabel as nib
     from PIL import Image
 
     os.symlink(tiny_model_dir, tmp_path / MODEL)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "fundus.png")
+    scan = rng.integers(-200, 300, (32, 32, 4)).astype(np.int16)  # a small CT in Hounsfield units
+    nib.save(nib.Nifti1Image(scan, np.diag([0.8, 0.8, 2.5, 1.0])), tmp_path / "scan.nii.gz")
     for sub in ("images", "masks"):
         (tmp_path / "corrections" / sub).mkdir(parents=True)
     for i in range(3):
@@ -63,3 +66,5 @@ def test_the_readme_examples_run_as_written(readme_folder):
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
     assert (readme_folder / "disc.safetensors").is_file()
     assert any((readme_folder / "masks").iterdir())
+    assert (readme_folder / "masks" / "scan__liver.nii.gz").is_file()
+    assert (readme_folder / "labels" / "fundus__labels.png").is_file()
