@@ -1,7 +1,7 @@
 """Helpers shared by the test modules (fixtures live in conftest.py): a training sample and the
 bright-disk images the tiny model can learn, the tiny model made able to learn them
-(``drawable_tiny``). Import as ``from helpers import Sample, disks``
-(pytest puts tests/ on sys.path)."""
+(``drawable_tiny``), a synthetic DICOM series (``dicom_series``). Import as
+``from helpers import Sample, disks`` (pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,24 @@ def drawable_tiny(tiny_model_dir):
         last.weight.abs_().mul_(0.05)
         last.bias.fill_(-2.0)
     return model
+
+
+def dicom_series(folder, positions, names=None, instance_numbers=None):
+    """A synthetic one-series DICOM folder: slice n is filled with the value 100 * n."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir()
+    series = generate_uid()
+    for n, z in enumerate(positions):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.ImagePositionPatient = [-10.0, -20.0, float(z)]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.InstanceNumber = instance_numbers[n] if instance_numbers else n + 1
+        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        ds.PixelData = np.full((ds.Rows, ds.Columns), 100 * n, np.int16).tobytes()
+        ds.save_as(folder / (names[n] if names else f"s{n:03d}.dcm"), enforce_file_format=True)
+    return folder

@@ -11,6 +11,8 @@ import pytest
 from napari_vlsm.cli import main
 from napari_vlsm.core.medical import read_volume, write_mask
 
+from helpers import dicom_series
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 PERMUTED = np.array([[0, 0, -2.5, 40.0], [1.1, 0, 0, -20.0], [0, -0.9, 0, 15.0], [0, 0, 0, 1]])
 
@@ -107,10 +109,9 @@ def test_folders_without_a_series_are_one_line_and_exit_2(capsys, tmp_path, tiny
 
 
 def test_a_patient_folder_with_the_series_two_levels_down_says_where_to_point(capsys, tmp_path, tiny_model_dir):
-    from test_medical_io import _series
 
     (tmp_path / "patient" / "study").mkdir(parents=True)
-    _series(tmp_path / "patient" / "study" / "ct", [0.0, 2.0])
+    dicom_series(tmp_path / "patient" / "study" / "ct", [0.0, 2.0])
     code = main(["predict", "--model", str(tiny_model_dir), "--prompt", "liver", str(tmp_path / "patient"),
                  "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
@@ -145,11 +146,10 @@ def test_launcher_image_that_is_bad_is_one_line_and_no_layer(make_napari_viewer,
 
 def test_files_of_one_series_given_one_by_one_are_segmented_once(capsys, tmp_path, tiny_model_dir, monkeypatch):
     """``predict series/*.dcm``: every file stands for the whole series, so one mask, one series read."""
-    from test_medical_io import _series
 
     from napari_vlsm.core.medical import dicom
 
-    folder = _series(tmp_path / "series", [0.0, 2.0, 4.0], names=["c.dcm", "a.dcm", "b.dcm"])
+    folder = dicom_series(tmp_path / "series", [0.0, 2.0, 4.0], names=["c.dcm", "a.dcm", "b.dcm"])
     reads = []
     original = dicom.read_dicom
     monkeypatch.setattr(dicom, "read_dicom", lambda path: reads.append(path) or original(path))
@@ -181,11 +181,10 @@ def test_nifti_with_a_broken_affine_is_one_clear_error(capsys, tmp_path, tiny_mo
 def test_series_with_slices_of_another_orientation_is_refused(tmp_path):
     """A localizer (or a second stack) under the same series UID must not be stacked into the volume."""
     import pydicom
-    from test_medical_io import _series
 
     from napari_vlsm.core.medical import DicomSeriesError
 
-    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0])
+    folder = dicom_series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0])
     ds = pydicom.dcmread(folder / "s003.dcm")
     ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # a sagittal slice
     ds.save_as(folder / "s003.dcm")
@@ -196,11 +195,10 @@ def test_series_with_slices_of_another_orientation_is_refused(tmp_path):
 
 def test_series_with_slices_of_another_size_names_the_reason(tmp_path):
     import pydicom
-    from test_medical_io import _series
 
     from napari_vlsm.core.medical import DicomSeriesError
 
-    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0])
+    folder = dicom_series(tmp_path / "s", [0.0, 2.0, 4.0])
     ds = pydicom.dcmread(folder / "s001.dcm")
     ds.Rows = ds.Columns = 64
     ds.PixelData = np.zeros((64, 64), np.int16).tobytes()
@@ -237,12 +235,11 @@ def test_mask_of_a_2d_or_singleton_sitk_file_has_the_shape_of_its_reference_nift
 
 def test_one_dicom_file_named_by_its_uid_is_read_as_its_series(tmp_path):
     """Exports often name files by SOP UID (``1.2.840...7.3``): the last dot is no suffix."""
-    from test_medical_io import _series
 
     from napari_vlsm.core.image_files import read_input
 
     names = ["1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.12", "1.2.826.0.1.3680043.8.498.13"]
-    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0], names=names)
+    folder = dicom_series(tmp_path / "s", [0.0, 2.0, 4.0], names=names)
     volume = read_input(folder / names[1])
     assert hasattr(volume, "geometry") and volume.shape[0] == 3
 
@@ -262,11 +259,10 @@ def test_library_errors_are_reduced_to_their_reason():
 def test_gantry_tilted_series_warns_that_positions_drift(tmp_path):
     """Slices shifted sideways (gantry tilt): SimpleITK stacks them straight; say so, with the drift."""
     import pydicom
-    from test_medical_io import _series
 
     from napari_vlsm.core.medical.errors import GantryTiltWarning
 
-    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0, 8.0])
+    folder = dicom_series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0, 8.0])
     for i, path in enumerate(sorted(folder.iterdir())):
         ds = pydicom.dcmread(path)
         ds.ImagePositionPatient = [-10.0, -20.0 + 1.0 * i, 2.0 * i]  # 1 mm forward per 2 mm slice

@@ -21,6 +21,8 @@ from napari_vlsm.core.medical import (
     write_mask,
 )
 
+from helpers import dicom_series
+
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -267,31 +269,10 @@ def test_compressed_transfer_syntax_without_codec(tmp_path):
     assert "compressed transfer syntax" in text and "gdcmconv" in text
 
 
-def _series(folder, positions, names=None, instance_numbers=None):
-    """A synthetic one-series DICOM folder: slice n is filled with the value 100 * n."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-    from pydicom.uid import generate_uid
-
-    folder.mkdir()
-    series = generate_uid()
-    for n, z in enumerate(positions):
-        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
-        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.ImagePositionPatient = [-10.0, -20.0, float(z)]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.InstanceNumber = instance_numbers[n] if instance_numbers else n + 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-        ds.PixelData = np.full((ds.Rows, ds.Columns), 100 * n, np.int16).tobytes()
-        ds.save_as(folder / (names[n] if names else f"s{n:03d}.dcm"), enforce_file_format=True)
-    return folder
-
-
 def test_series_sorted_by_position_whatever_names_and_instance_numbers(tmp_path):
     positions = [6.0, -2.0, 2.0, 0.0, 4.0]
     names = ["e.dcm", "a.dcm", "d.dcm", "b.dcm", "c.dcm"]  # name order: -2, 0, 4, 2, 6
-    folder = _series(tmp_path / "s", positions, names=names, instance_numbers=[1, 2, 3, 4, 5])
+    folder = dicom_series(tmp_path / "s", positions, names=names, instance_numbers=[1, 2, 3, 4, 5])
     volume = read_volume(folder)
     by_position = np.argsort(positions)  # inferior (low z) first
     assert [int(volume.array[z, 0, 0]) for z in range(5)] == [100 * int(n) for n in by_position]
@@ -301,7 +282,7 @@ def test_series_sorted_by_position_whatever_names_and_instance_numbers(tmp_path)
 def test_series_with_two_slices_at_one_position_is_refused(tmp_path):
     from napari_vlsm.core.medical import DicomSeriesError
 
-    folder = _series(tmp_path / "s", [0.0, 2.0, 2.0, 4.0])
+    folder = dicom_series(tmp_path / "s", [0.0, 2.0, 2.0, 4.0])
     with pytest.raises(DicomSeriesError, match="same position"):
         read_volume(folder)
 
@@ -309,6 +290,6 @@ def test_series_with_two_slices_at_one_position_is_refused(tmp_path):
 def test_series_with_a_gap_warns(tmp_path):
     from napari_vlsm.core.medical.errors import SliceGapWarning
 
-    folder = _series(tmp_path / "s", [0.0, 2.0, 4.0, 8.0, 10.0])
+    folder = dicom_series(tmp_path / "s", [0.0, 2.0, 4.0, 8.0, 10.0])
     with pytest.warns(SliceGapWarning, match="unevenly spaced"):
         read_volume(folder)
