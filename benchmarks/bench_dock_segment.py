@@ -89,6 +89,10 @@ def side_dock(args, animated: bool) -> dict:
     dock.segment.prompt.setCurrentText(PROMPT)
     dock.segment.btn_slice.click()  # loads the model and segments one slice (untimed warm-up)
     wait()
+    end = time.time() + 1.0  # let the loading job's bar be deleted (napari stops its movie then)
+    while time.time() < end:
+        app.processEvents()
+        time.sleep(0.005)
     w, c = time.perf_counter(), time.process_time()
     dock.segment.btn_all.click()
     wait()
