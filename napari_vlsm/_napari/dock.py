@@ -201,6 +201,7 @@ class VLSMDock(QWidget):
         """Stop listening to the viewer and stop running jobs: a finetune ends after its current step
         and keeps its best adapter (saved, and said in a notification); other jobs save nothing
         half-done."""
+        self.session.closed = True
         if not self._closed:
             self.corrections.watcher.flush()  # edits still waiting for auto-save are stored, not dropped
             self.finetune.detach()
