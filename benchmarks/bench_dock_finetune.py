@@ -181,10 +181,18 @@ def side_dock(args, animated: bool) -> dict:
     app = QApplication.instance()
 
     def turn(seconds=3600.0, until=lambda: not (s.job or s.finetuning)):
-        deadline = time.time() + seconds
-        while not until() and time.time() < deadline:
-            app.processEvents()
-            time.sleep(0.005)
+        """Run Qt's event loop as napari.run() does (blocked in Qt, the GIL released, until an
+        event comes), checking ``until`` every 100 ms. A Python loop of processEvents + sleep
+        would wake 200 times a second and take the GIL from the training thread each time."""
+        from qtpy.QtCore import QEventLoop, QTimer
+
+        loop, deadline = QEventLoop(), time.time() + seconds
+        timer = QTimer(interval=100)
+        timer.timeout.connect(lambda: (until() or time.time() > deadline) and loop.quit())
+        timer.start()
+        if not until():
+            loop.exec()
+        timer.stop()
 
     # As a user does: the model is loaded first (Segment or Load now), then Finetune. Started
     # right after the load, napari itself would stop its indicator when the loading bar is

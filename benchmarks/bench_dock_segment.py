@@ -82,9 +82,17 @@ def side_dock(args, animated: bool) -> dict:
     app = QApplication.instance()
 
     def wait():
-        while s.job:
-            app.processEvents()
-            time.sleep(0.002)
+        """Qt's own event loop (as napari.run()), checking every 20 ms (not a Python busy loop,
+        which would take the GIL from the worker 500 times a second)."""
+        from qtpy.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        timer = QTimer(interval=20)
+        timer.timeout.connect(lambda: not s.job and loop.quit())
+        timer.start()
+        if s.job:
+            loop.exec()
+        timer.stop()
 
     dock.segment.prompt.setCurrentText(PROMPT)
     dock.segment.btn_slice.click()  # loads the model and segments one slice (untimed warm-up)
