@@ -226,6 +226,8 @@ def main(argv=None) -> None:
         print(json.dumps(result))
         return
     common.warn_if_busy()
+    # the dock remembers settings per user: the benchmark's docks must not read or change the user's
+    os.environ["NAPARI_VLSM_CONFIG_DIR"] = tempfile.mkdtemp(prefix="bench-dock-config-")
     if args.model is None:
         if args.arch == "tiny":
             from napari_vlsm.core.random_model import write_random_clipseg

@@ -145,9 +145,10 @@ class VLSMDock(QWidget):
         if "variant" in values and self.model.variant.findText(values["variant"]) >= 0:
             self.model.variant.setCurrentText(values["variant"])
         adapter = values.get("adapter")
-        if adapter in ("none", "latest") or (adapter and Path(adapter).is_file()):
-            self.session.adapter = adapter
-            self.model.sync()
+        if not (adapter in ("none", "latest") or (adapter and Path(adapter).is_file())):
+            adapter = "none"  # another project's adapter (or "latest") means nothing here
+        self.session.adapter = adapter
+        self.model.sync()
         if "threshold" in values:
             self.segment.threshold.setValue(min(0.99, max(0.01, float(values["threshold"]))))
 
