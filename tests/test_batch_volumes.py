@@ -78,7 +78,7 @@ def _run(capsys, *argv):
 def cluster():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
         yield c
 
 
@@ -106,9 +106,9 @@ def test_cluster_run_writes_the_in_process_files_for_volumes(inputs, tiny_model_
     assert mask.shape == scan.shape
     np.testing.assert_allclose(mask.affine, scan.affine, atol=1e-4)
     want = json.loads((tmp_path / "here" / "napari-vlsm-predict.json").read_text())["outputs"]
-    got = {r["path"].replace("there", "here"): r for r in summary["outputs"]}
+    got = {os.path.basename(r["path"]): {**r, "path": None} for r in summary["outputs"]}
     for record in want:  # the same records (window used, spacing, fractions ...), batch or not
-        assert got[record["path"]] == record
+        assert got[os.path.basename(record["path"])] == {**record, "path": None}
 
 
 def test_multilabel_on_a_cluster_equals_in_process(inputs, tiny_model_dir, cluster, tmp_path, capsys):
