@@ -128,6 +128,10 @@ def test_multilabel_on_a_cluster_equals_in_process(inputs, tiny_model_dir, clust
         assert there[name] == here[name], name
     labels = nib.load(tmp_path / "there" / "permuted__labels.nii.gz")
     assert labels.shape == (20, 24, 7) and set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2, 3}
+    code, out, err = _run(capsys, *base, "--out", tmp_path / "there", "--scheduler", cluster.scheduler_address,
+                          "--json")  # the same run again: every label map is already done
+    assert code == 0, err
+    assert json.loads(out)["skipped"] == 3 and _files(tmp_path / "there") == here
 
 
 def test_resume_redoes_only_what_changed(inputs, tiny_model_dir, tmp_path, capsys):
@@ -177,3 +181,6 @@ def test_a_bad_volume_fails_alone_in_batch(inputs, tiny_model_dir, tmp_path, cap
     assert code == 1 and "broken.nii.gz" in err and "Traceback" not in err
     assert [f["input"] for f in json.loads(out)["failed"]] == [str(broken)]
     assert (tmp_path / "out" / "photo__x.png").is_file()
+    code, _, err = _run(capsys, "predict", *_model(tiny_model_dir), "--prompt", "x", broken, "--overwrite",
+                        "--out", tmp_path / "out")
+    assert code == 2 and "broken.nii.gz" in err  # nothing could be read: exit 2, as in-process

@@ -2,8 +2,10 @@
 
 ``--cluster local[:N]`` starts a ``LocalCluster`` of N worker processes, ``--scheduler ADDRESS``
 joins an existing cluster (SLURM through dask-jobqueue, a dask-gateway, ...: docs/batch.md).
-Files are tasks; a volume with more than ``--slices-per-task`` slices is split into slice-range
-tasks (one window for the whole volume, computed once) joined by a write task. A file that fails is
+Files are tasks, written by the in-process predict's own code (PNG/TIFF masks, NIfTI masks of
+medical volumes on their grids, ``--multilabel`` label maps); a stack or volume with more than
+``--slices-per-task`` slices is split into slice-range tasks (one window for the whole volume,
+computed once) joined by a write task. A file that fails is
 reported at the end; the others go on. Each output gets a provenance record; a run skips outputs
 whose record matches (input size/mtime, prompt, threshold, model fingerprint, adapter hash) unless
 ``--overwrite``, so an interrupted run picks up where it stopped. ``--jobs FILE`` (JSON or CSV)
@@ -250,7 +252,9 @@ def _run(args, jobs, spec, pool, tasks) -> int:
     else:
         print(f"{len(jobs) - skipped - len(failed)} file(s) segmented, {skipped} already done (skipped), "
               f"{len(failed)} failed", file=sys.stderr)
-    return 1 if failed else 0
+    if failed:  # as in-process predict: 2 when no input could be read (the user's error), else 1
+        return 2 if len(failed) == len(jobs) else 1
+    return 0
 
 
 def _failed(failed: list, job: dict, err: Exception) -> None:
