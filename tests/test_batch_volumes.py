@@ -47,7 +47,8 @@ def inputs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("inputs")
     rng = np.random.default_rng(0)
-    nib.save(nib.Nifti1Image(rng.integers(-1000, 1000, (20, 24, 7)).astype(np.int16), PERMUTED),
+    # canonical (z, y, x) = (6, 20, 4): an x of 4 voxels must not pass for RGBA colour
+    nib.save(nib.Nifti1Image(rng.integers(-1000, 1000, (20, 6, 4)).astype(np.int16), PERMUTED),
              root / "permuted.nii.gz")
     image = sitk.GetImageFromArray(rng.normal(100, 40, (5, 18, 22)).astype(np.float32))
     image.SetSpacing((0.8, 0.9, 2.0))
@@ -92,7 +93,7 @@ def test_cluster_run_writes_the_in_process_files_for_volumes(inputs, tiny_model_
                                                               ("photo", ".png"), ("stack", ".tif"),
                                                               ("im0", ".nii.gz")]
                                   for p in ("liver", "left-kidney"))
-    # 2 slices per task: the NIfTI (7 canonical slices along its third file axis) and the stack split
+    # 2 slices per task: the NIfTI (6 canonical slices along its second file axis), the stack, the series split
     code, out, err = _run(capsys, *base, "--out", tmp_path / "there", "--cluster", "local:2",
                           "--slices-per-task", "2", "--json")
     assert code == 0, err
@@ -127,7 +128,7 @@ def test_multilabel_on_a_cluster_equals_in_process(inputs, tiny_model_dir, clust
     for name in here:
         assert there[name] == here[name], name
     labels = nib.load(tmp_path / "there" / "permuted__labels.nii.gz")
-    assert labels.shape == (20, 24, 7) and set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2, 3}
+    assert labels.shape == (20, 6, 4) and set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2, 3}
     code, out, err = _run(capsys, *base, "--out", tmp_path / "there", "--scheduler", cluster.scheduler_address,
                           "--json")  # the same run again: every label map is already done
     assert code == 0, err

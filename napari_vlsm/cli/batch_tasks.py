@@ -129,10 +129,11 @@ def part_task(spec, path, prompts, threshold, window, start, stop, batch_size, m
 
     data = read_cached(path)
     on = np.uint8(1 if hasattr(data, "geometry") else 255)
+    rgb = False if hasattr(data, "geometry") else None  # a volume's last axis is x, even at 3 or 4 voxels
     out = None
     for index, preds in segmenter(spec).predict_stack(_array(data), prompts, threshold=threshold,
                                                       batch_size=batch_size, window=window,
-                                                      indices=range(start, stop)):
+                                                      indices=range(start, stop), rgb=rgb):
         if multilabel:
             if out is None:
                 out = np.zeros((stop - start, *preds[0].shape), LM.label_dtype(len(prompts)))

@@ -130,11 +130,12 @@ def _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar) -> 
     from ..core.medical import write_mask
     from .predict_volume import window_of
 
-    def on_grid(array, target):
-        write_mask(target, array, data.geometry, description="napari-vlsm label map")
+    def on_grid(array, target):  # the label map, and with --save-prob each structure's float32 probability
+        kind = "probability" if array.dtype.kind == "f" else "label map"
+        write_mask(target, array, data.geometry, description=f"napari-vlsm {kind}")
 
     return labelmap_output.predict_file(seg, path, stem, data.array, prompts, args, provenance, bar,
-                                        writer=on_grid, suffix=".nii.gz", window=window_of(args, data))
+                                        writer=on_grid, suffix=".nii.gz", window=window_of(args, data), rgb=False)
 
 
 def predict_input(seg, path, stem, data, prompts, slugs, args, provenance, bar) -> list[dict]:
