@@ -1,5 +1,7 @@
-"""``predict --multilabel --save-prob`` on a NIfTI: the label map and each structure's probability
-map are NIfTI on the scan's own grid (a TIFF of the canonical array would lose the geometry)."""
+"""Volumes at the seams: ``predict --multilabel --save-prob`` on a NIfTI writes the label map and each
+structure's probability map as NIfTI on the scan's own grid (a TIFF of the canonical array would lose
+the geometry); a volume whose canonical x has 4 voxels is a volume, not an RGBA image (predict and
+the napari reader's layer)."""
 
 from __future__ import annotations
 
@@ -33,3 +35,15 @@ def test_probabilities_of_a_volume_label_map_lie_on_its_grid(tiny_model_dir, tmp
     # the written label map is the stated rule applied to the written probabilities, voxel for voxel
     stacked = np.stack([np.asarray(p.dataobj) for p in probs])
     np.testing.assert_array_equal(np.asarray(labels.dataobj), LM.compose(stacked, 0.5))
+
+
+def test_the_reader_layer_of_a_narrow_volume_is_not_colour(tmp_path):
+    from napari_vlsm._napari.reader import volume_layer
+    from napari_vlsm.core.medical import read_volume
+
+    rng = np.random.default_rng(1)
+    nib.save(nib.Nifti1Image(rng.integers(-1000, 1000, (20, 24, 4)).astype(np.int16), PERMUTED), tmp_path / "n.nii.gz")
+    volume = read_volume(tmp_path / "n.nii.gz")
+    assert volume.shape[-1] == 4
+    data, kwargs, kind = volume_layer(volume)
+    assert kind == "image" and kwargs["rgb"] is False and data.shape == volume.shape
