@@ -82,3 +82,15 @@ def test_cancel_button_still_discards_the_run(qtbot, make_dock):
     qtbot.waitUntil(lambda: not dock.session.finetuning, timeout=WAIT_MS)
     assert "Cancelled" in dock.finetune.result.text()
     assert not list(dock.session.adapters_dir.glob("*.safetensors"))
+
+
+def test_closing_the_dock_while_the_model_loads_starts_no_finetune(qtbot, make_dock):
+    viewer, dock = make_dock()
+    corrected_image(qtbot, viewer, dock)
+    dock.session.segmenter = None  # the next job loads the model first
+    dock.finetune.btn_train.click()
+    assert dock.session.job == "loading the model"
+    viewer.window.remove_dock_widget(dock)
+    qtbot.waitUntil(lambda: not dock.session.job, timeout=WAIT_MS)
+    qtbot.wait(200)
+    assert not dock.session.finetuning and dock.finetune.worker is None

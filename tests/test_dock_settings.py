@@ -116,3 +116,13 @@ def test_a_damaged_settings_file_opens_the_dock_with_defaults_and_a_warning(qtbo
     viewer.window.add_dock_widget(dock, name="Text segmentation")
     assert dock.corrections.autosave.isChecked() and dock.session.variant == "shallow-vlc"
     assert any("damaged" in n and "defaults" in n for n in notes), notes
+
+
+@pytest.mark.gui
+def test_another_project_does_not_inherit_the_adapter(qtbot, make_dock, tmp_path):
+    viewer, dock = make_dock()
+    assert dock.session.store is not None
+    dock.session.adapter = "latest"
+    dock.save_settings()
+    dock.session.set_project(tmp_path / "other")
+    assert dock.session.adapter == "none"

@@ -145,9 +145,10 @@ class VLSMDock(QWidget):
         if "variant" in values and self.model.variant.findText(values["variant"]) >= 0:
             self.model.variant.setCurrentText(values["variant"])
         adapter = values.get("adapter")
-        if adapter in ("none", "latest") or (adapter and Path(adapter).is_file()):
-            self.session.adapter = adapter
-            self.model.sync()
+        if not (adapter in ("none", "latest") or (adapter and Path(adapter).is_file())):
+            adapter = "none"  # another project's adapter (or "latest") means nothing here
+        self.session.adapter = adapter
+        self.model.sync()
         if "threshold" in values:
             self.segment.threshold.setValue(min(0.99, max(0.01, float(values["threshold"]))))
 
@@ -201,6 +202,7 @@ class VLSMDock(QWidget):
         """Stop listening to the viewer and stop running jobs: a finetune ends after its current step
         and keeps its best adapter (saved, and said in a notification); other jobs save nothing
         half-done."""
+        self.session.closed = True
         if not self._closed:
             self.corrections.watcher.flush()  # edits still waiting for auto-save are stored, not dropped
             self.finetune.detach()

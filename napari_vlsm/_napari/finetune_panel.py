@@ -32,6 +32,7 @@ from .plot import CurvePlot
 from .workers import on_click
 
 BUDGET_CPU_S, BUDGET_GPU_S = 90.0, 30.0
+BAR_EVERY_S = 1.0  # napari's activity bar is moved at most this often (see _event)
 # Finetunes of docks that were closed while they ran (a reopened dock shows them and waits).
 FINISHING: set = set()
 
@@ -158,7 +159,7 @@ class FinetunePanel(QWidget):
         init = current if current is not None and current.variant == s.variant else None
         out = s.adapters_dir / f"adapter-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
         self._cancel, self._keep = threading.Event(), threading.Event()
-        self._first_step, self._budget, self.eta_s = None, budget, None
+        self._first_step, self._budget, self.eta_s, self._bar_at = None, budget, None, 0.0
         self._open = {"dock": True}
         self.plot.clear(config.max_steps or 0)
         self.result.setText("")
@@ -218,7 +219,12 @@ class FinetunePanel(QWidget):
             self.plot.add_loss(event.step, event.loss)
             self.eta_s = self._eta(event)
             self.status.setText(texts.step_status(event, self.eta_s))
-            if pbar is not None and pbar.total:
+            now = time.perf_counter()
+            # napari's bar calls QApplication.processEvents() on every update, which repaints the
+            # window (the GL canvas too) right away with Python's GIL held: ~20-40 ms a time on
+            # software OpenGL, during which the training thread waits. Once a second is enough.
+            if pbar is not None and pbar.total and now - self._bar_at >= BAR_EVERY_S:
+                self._bar_at = now
                 value = int(event.elapsed_s or 0) if self._bar_seconds else event.step
                 pbar.update(min(value, pbar.total) - pbar.n)
         elif event.kind == "eval":

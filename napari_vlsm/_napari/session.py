@@ -66,6 +66,7 @@ class Session(QObject):
         self._waiting: list = []
         self.finetuning = False
         self.workers: set = set()  # this dock's running jobs
+        self.closed = False  # the dock was closed: start no new job
         # What the user works on (kept up to date by the segment panel) and the Advanced settings.
         self.image = None
         self.prompt = ""
@@ -158,10 +159,16 @@ class Session(QObject):
             self.segmenter, self._loaded_key, self._adapter_key = segmenter, key, adapter
             self.set_job("")
             self.model_changed.emit()
-            then(segmenter)
+            if not self.closed:  # a dock closed during the load starts nothing (no unseen job)
+                then(segmenter)
+
+        def finished():  # also when stopped (dock closed): napari then emits no 'returned'
+            if self.job == what:
+                self.set_job("")
 
         self.set_job(what)
         workers.start(func, *args, what=what, on_return=loaded, on_error=lambda exc: self.set_job(""),
+                      on_finish=finished,
                       progress={"desc": f"napari-vlsm: {what}"}, group=self.workers, torch_job=True)
 
     def run_job(self, what: str, func, *args, on_return=None, on_yield=None, progress=None, cancel_event=None):
