@@ -74,8 +74,8 @@ def volume_layer(volume) -> tuple:
               "metadata": {METADATA_KEY: volume.metadata()}}
     if is_label_volume(volume):
         return (volume.array, kwargs, "labels")
-    window = resolve_window("auto", volume.array, volume.modality)
-    kwargs.update(colormap="gray", contrast_limits=window)
+    window = resolve_window("auto", volume.array, volume.modality, rgb=False)
+    kwargs.update(colormap="gray", contrast_limits=window, rgb=False)  # an x of 3 or 4 voxels is no colour
     return (volume.array, kwargs, "image")
 
 

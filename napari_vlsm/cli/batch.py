@@ -2,8 +2,10 @@
 
 ``--cluster local[:N]`` starts a ``LocalCluster`` of N worker processes, ``--scheduler ADDRESS``
 joins an existing cluster (SLURM through dask-jobqueue, a dask-gateway, ...: docs/batch.md).
-Files are tasks; a volume with more than ``--slices-per-task`` slices is split into slice-range
-tasks (one window for the whole volume, computed once) joined by a write task. A file that fails is
+Files are tasks, written by the in-process predict's own code (PNG/TIFF masks, NIfTI masks of
+medical volumes on their grids, ``--multilabel`` label maps); a stack or volume with more than
+``--slices-per-task`` slices is split into slice-range tasks (one window for the whole volume,
+computed once) joined by a write task. A file that fails is
 reported at the end; the others go on. Each output gets a provenance record; a run skips outputs
 whose record matches (input size/mtime, prompt, threshold, model fingerprint, adapter hash) unless
 ``--overwrite``, so an interrupted run picks up where it stopped. ``--jobs FILE`` (JSON or CSV)
@@ -19,7 +21,8 @@ import sys
 from pathlib import Path
 
 from ..core.errors import VLSMError
-from ..core.image_files import IMAGE_SUFFIXES, TIFF_SUFFIXES
+from ..core.image_files import TIFF_SUFFIXES
+from ..core.medical import formats
 from .common import (
     collect_inputs,
     error,
@@ -75,8 +78,13 @@ def _read_jobs_file(path: Path) -> list[dict]:
 
 def build_jobs(args) -> list[dict]:
     from ..core.engine import check_threshold, clean_prompts
+    from ..core.medical.windows import parse_window
+    from . import labelmap_output
 
     threshold = check_threshold(args.threshold)
+    window = getattr(args, "window", "auto")
+    parse_window(window)
+    multilabel = bool(getattr(args, "multilabel", False))
     if args.jobs:
         raw = _read_jobs_file(Path(args.jobs).expanduser())
     else:
@@ -87,23 +95,45 @@ def build_jobs(args) -> list[dict]:
     jobs = []
     for job in raw:
         prompts = clean_prompts(job["prompts"] or args.prompt or [])
+        labelmap_output.check(args, prompts)  # --multilabel: each structure once
         out = Path(job["out"]).expanduser() if job["out"] else default_out
         jobs.append({"input": job["input"], "prompts": prompts, "out": str(out), "threshold": threshold,
-                     "slugs": unique_slugs(prompts)})
+                     "slugs": unique_slugs(prompts), "window": window, "multilabel": multilabel,
+                     "volume": formats.is_volume_path(Path(job["input"]))})
     by_out: dict[str, list[dict]] = {}
     for job in jobs:  # output stems are unique per output folder, as predict makes them
         by_out.setdefault(job["out"], []).append(job)
     for group in by_out.values():
         for job, stem in zip(group, unique_stems([Path(j["input"]) for j in group])):
             job["stem"] = stem
-    return jobs
+    return _one_per_series(jobs)
+
+
+def _one_per_series(jobs: list[dict]) -> list[dict]:
+    """Files of one DICOM series given one by one (``series/*.dcm``) are one input, named after the
+    first, as in-process ``predict`` makes them: the later files' jobs are dropped."""
+    import os
+
+    from .batch_inputs import dicom_series_files
+
+    seen: set[tuple] = set()
+    kept = []
+    for job in jobs:
+        files = dicom_series_files(Path(job["input"])) if job["volume"] else ()
+        key = (job["out"], tuple(job["prompts"]))
+        if files and (*key, os.path.realpath(job["input"])) in seen:
+            continue
+        seen.update((*key, f) for f in files)
+        kept.append(job)
+    return kept
 
 
 def probe_slices(path: Path) -> int:
-    """Slices of a TIFF stack (0 for one 2D image) from its header, without reading pixels."""
+    """Slices of a TIFF stack (0 for one 2D image) from its header, without reading pixels.
+    Medical volumes are planned by a task (``batch_tasks.plan_task``): -1 here."""
+    if formats.is_volume_path(path):
+        return -1
     if path.suffix.lower() not in TIFF_SUFFIXES:
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            return 0
         return 0
     import tifffile
 
@@ -116,7 +146,10 @@ def probe_slices(path: Path) -> int:
 
 
 def outputs_of(job: dict, slices: int) -> list[Path]:
-    ext = ".tif" if slices else ".png"
+    """The files in-process ``predict`` writes for a job (its resume records are kept beside them)."""
+    ext = ".nii.gz" if job.get("volume") else ".tif" if slices else ".png"
+    if job.get("multilabel"):
+        return [Path(job["out"]) / f"{job['stem']}__labels{ext}"]
     return [Path(job["out"]) / f"{job['stem']}__{s}{ext}" for s in job["slugs"]]
 
 
@@ -155,6 +188,9 @@ def run_batch(args) -> int:
         raise VLSMError("--slices-per-task and --batch-size must be at least 1")
     if getattr(args, "server", None):
         raise VLSMError("--server and --cluster/--scheduler/--jobs do not combine; choose one")
+    if getattr(args, "save_prob", False):
+        raise VLSMError("--save-prob is not supported with --cluster/--scheduler/--jobs/--overwrite (its "
+                        "probability maps are not resumable); run predict without them for probability maps")
     jobs = build_jobs(args)
     for out in {j["out"] for j in jobs}:
         try:
@@ -174,7 +210,7 @@ def _run(args, jobs, spec, pool, tasks) -> int:
     from .common import progress
 
     provenance = pool.result(pool.submit(tasks.provenance_task, spec, jobs[0]["threshold"] if jobs else 0.5))
-    records, failed, skipped, pending = [], [], 0, []
+    records, failed, skipped, todo = [], [], 0, []
     for job in jobs:
         try:
             slices = probe_slices(Path(job["input"]))
@@ -186,17 +222,26 @@ def _run(args, jobs, spec, pool, tasks) -> int:
             skipped += 1
             records += done
             continue
-        pending.append((job, _submit(pool, tasks, spec, job, slices, args, provenance)))
+        # a medical volume's slice count and window come from a task that reads it (on a worker)
+        todo.append((job, pool.submit(tasks.plan_task, job["input"], job["window"]) if slices < 0 else slices))
+    pending = []
+    for job, slices in todo:
+        plan = None
+        if not isinstance(slices, int):
+            try:
+                plan = pool.result(slices)
+            except Exception as err:  # noqa: BLE001 (an unreadable volume: this file fails, others go on)
+                _failed(failed, job, err)
+                continue
+            slices = plan["slices"]
+        pending.append((job, _submit(pool, tasks, spec, job, slices, args, provenance, plan)))
     with progress(len(jobs), "predict") as bar:
         bar.update(len(jobs) - len(pending))
         for job, future in pool.as_completed(pending):
             try:
                 records += pool.result(future)
             except Exception as err:  # noqa: BLE001 (reported at the end; the other files go on)
-                message = " ".join(str(err).split()) or type(err).__name__
-                message = message if job["input"] in message else f"{job['input']}: {message}"
-                error(message)
-                failed.append({"input": job["input"], "error": message})
+                _failed(failed, job, err)
             bar.update(1)
     summary = {"outputs": records, "failed": failed, "skipped": skipped, "provenance": provenance,
                "files": len(jobs)}
@@ -207,17 +252,28 @@ def _run(args, jobs, spec, pool, tasks) -> int:
     else:
         print(f"{len(jobs) - skipped - len(failed)} file(s) segmented, {skipped} already done (skipped), "
               f"{len(failed)} failed", file=sys.stderr)
-    return 1 if failed else 0
+    if failed:  # as in-process predict: 2 when no input could be read (the user's error), else 1
+        return 2 if len(failed) == len(jobs) else 1
+    return 0
 
 
-def _submit(pool, tasks, spec, job, slices, args, provenance):
+def _failed(failed: list, job: dict, err: Exception) -> None:
+    message = " ".join(str(err).split()) or type(err).__name__
+    message = message if job["input"] in message else f"{job['input']}: {message}"
+    error(message)
+    failed.append({"input": job["input"], "error": message})
+
+
+def _submit(pool, tasks, spec, job, slices, args, provenance, plan=None):
+    """One file task, or (more than --slices-per-task slices) slice-range tasks with the volume's
+    one window, joined by a write task; ``plan``: a medical volume's slice count and window."""
     if slices <= args.slices_per_task:
         return pool.submit(tasks.file_task, spec, job, args.batch_size, provenance)
-    window = pool.submit(tasks.window_task, job["input"])
+    window = plan["window"] if plan is not None else pool.submit(tasks.window_task, job["input"], job["window"])
     parts = [pool.submit(tasks.part_task, spec, job["input"], job["prompts"], job["threshold"], window, start,
-                         min(start + args.slices_per_task, slices), args.batch_size)
+                         min(start + args.slices_per_task, slices), args.batch_size, job["multilabel"])
              for start in range(0, slices, args.slices_per_task)]
-    return pool.submit(tasks.assemble_task, job, provenance, *parts)
+    return pool.submit(tasks.assemble_task, job, provenance, window, *parts)
 
 
 class _Dask:

@@ -11,7 +11,9 @@ writers, so outputs are byte-identical to ``napari-vlsm predict`` run in-process
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 from distributed import WorkerPlugin
 
@@ -66,59 +68,130 @@ def provenance_task(spec, threshold) -> dict:
     return {**segmenter(spec).provenance(), "threshold": threshold}
 
 
-def window_task(path: str):
-    """One intensity window for a whole volume, read the way the in-process predict reads it."""
-    from ..core.volume import volume_window
-    from .common import read_image
-
-    return volume_window(read_image(Path(path)))
+_READ: dict[tuple, object] = {}  # the last input read in this process (a volume's tasks share it)
+_READ_LOCK = threading.Lock()
 
 
-def part_task(spec, path, prompts, threshold, window, start, stop, batch_size):
-    """Masks (P, stop-start, H, W) uint8 0/255 of slices [start, stop) of a volume."""
+def read_cached(path: str):
+    """``read_input`` of ``path`` (an image array, or a MedicalVolume), kept for the next task.
+
+    A split volume's plan, parts and write task often land on one worker: a ``.nii.gz`` or a DICOM
+    series is then decoded once there, not once per task. One entry: memory holds one volume."""
+    import os
+
+    from .common import read_input
+
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    with _READ_LOCK:  # a worker may run several tasks at once (threads)
+        data = _READ.get(key)
+    if data is None:
+        data = read_input(Path(path))
+        with _READ_LOCK:
+            _READ.clear()
+            _READ[key] = data
+    return data
+
+
+def _array(data):
+    return data.array if hasattr(data, "geometry") else data
+
+
+def _window_of(data, choice):
+    """The window in-process ``predict`` uses for this input (``--window``; auto over the whole volume)."""
+    from ..core.medical.windows import resolve_window
+
+    if hasattr(data, "geometry"):
+        from .predict_volume import window_of
+
+        return window_of(SimpleNamespace(window=choice), data)
+    return resolve_window(choice, data)
+
+
+def window_task(path: str, choice="auto"):
+    """One intensity window for a whole stack or volume, read the way the in-process predict reads it."""
+    return _window_of(read_cached(path), choice)
+
+
+def plan_task(path: str, choice="auto") -> dict:
+    """A medical volume's canonical slice count and its window (the driver splits it with them)."""
+    data = read_cached(path)
+    return {"slices": int(data.shape[0]), "window": _window_of(data, choice)}
+
+
+def part_task(spec, path, prompts, threshold, window, start, stop, batch_size, multilabel=False):
+    """Slices [start, stop) of a stack or volume: masks (P, n, H, W) uint8 (0/255 for TIFF stacks,
+    0/1 for medical volumes, as ``predict`` writes them) or, with ``multilabel``, the composed label
+    map (n, H, W) (``core.labelmap.compose`` per slice, as ``predict --multilabel`` does)."""
     import numpy as np
 
-    from .common import read_image
+    from ..core import labelmap as LM
 
-    data = read_image(Path(path))
-    seg = segmenter(spec)
+    data = read_cached(path)
+    on = np.uint8(1 if hasattr(data, "geometry") else 255)
+    rgb = False if hasattr(data, "geometry") else None  # a volume's last axis is x, even at 3 or 4 voxels
     out = None
-    for index, preds in seg.predict_stack(data, prompts, threshold=threshold, batch_size=batch_size, window=window,
-                                          indices=range(start, stop)):
+    for index, preds in segmenter(spec).predict_stack(_array(data), prompts, threshold=threshold,
+                                                      batch_size=batch_size, window=window,
+                                                      indices=range(start, stop), rgb=rgb):
+        if multilabel:
+            if out is None:
+                out = np.zeros((stop - start, *preds[0].shape), LM.label_dtype(len(prompts)))
+            out[index - start] = LM.compose(np.stack([p.probability for p in preds]), threshold)
+            continue
         if out is None:
             out = np.zeros((len(prompts), stop - start, *preds[0].shape), np.uint8)
         for k, pred in enumerate(preds):
-            out[k, index - start] = pred.mask * np.uint8(255)
+            out[k, index - start] = pred.mask * on
     return out
 
 
+def _args(job: dict, batch_size: int = 1):
+    """The in-process predict's settings for one job (no probability maps in batch: refused there)."""
+    return SimpleNamespace(threshold=job["threshold"], batch_size=batch_size, save_prob=False, out=job["out"],
+                           window=job.get("window", "auto"), multilabel=job.get("multilabel", False))
+
+
 def file_task(spec, job: dict, batch_size: int, provenance: dict) -> list[dict]:
-    """Read, segment and write one input (an image or a stack small enough for one task)."""
-    import argparse
+    """Read, segment and write one input (an image, a stack or a volume small enough for one task)
+    with the in-process predict's own code (``predict.predict_input``)."""
+    from .predict import predict_input
 
-    from .common import read_image
-    from .predict import _segment, _write_outputs
-
-    seg = segmenter(spec)
-    args = argparse.Namespace(threshold=job["threshold"], batch_size=batch_size, save_prob=False, out=job["out"])
-    is_stack, results = _segment(seg, read_image(Path(job["input"])), job["prompts"], args, _NoBar())
-    records = _write_outputs(Path(job["input"]), job["stem"], job["slugs"], is_stack, results, args, provenance)
+    records = predict_input(segmenter(spec), Path(job["input"]), job["stem"], read_cached(job["input"]),
+                            job["prompts"], job["slugs"], _args(job, batch_size), provenance, _NoBar())
     write_records(job, records, provenance)
     return records
 
 
-def assemble_task(job: dict, provenance: dict, *parts) -> list[dict]:
-    """Join a volume's slice parts and write its outputs (as ``predict`` writes a stack)."""
-    import argparse
-
+def assemble_task(job: dict, provenance: dict, window, *parts) -> list[dict]:
+    """Join a split stack's or volume's parts and write its outputs as ``predict`` writes them."""
     import numpy as np
 
+    from . import labelmap_output
     from .predict import _write_outputs
+    from .predict_volume import write_volume_outputs
 
-    masks = np.concatenate(parts, axis=1)
-    results = {p: (masks[k], None) for k, p in enumerate(job["prompts"])}
-    args = argparse.Namespace(save_prob=False, out=job["out"])
-    records = _write_outputs(Path(job["input"]), job["stem"], job["slugs"], True, results, args, provenance)
+    path, args = Path(job["input"]), _args(job)
+    data = read_cached(job["input"]) if job.get("volume") else None
+    if args.multilabel:
+        writer, suffix = None, None
+        if data is not None:
+            from ..core.medical import write_mask
+
+            def writer(array, target):
+                write_mask(target, array, data.geometry, description="napari-vlsm label map")
+            suffix = ".nii.gz"
+        info = {"input": str(path), "threshold": args.threshold, "provenance": provenance}
+        records = [labelmap_output.write_labelmap(Path(args.out).expanduser(), job["stem"], np.concatenate(parts),
+                                                  job["prompts"], True, info, writer=writer, suffix=suffix)]
+    else:
+        masks = np.concatenate(parts, axis=1)
+        results = {p: (masks[k], None) for k, p in enumerate(job["prompts"])}
+        if data is not None:
+            records = write_volume_outputs(path, job["stem"], job["slugs"], data, results, tuple(window), args,
+                                           provenance)
+        else:
+            records = _write_outputs(path, job["stem"], job["slugs"], True, results, args, provenance)
     write_records(job, records, provenance)
     return records
 
@@ -129,12 +202,14 @@ class _NoBar:
 
 
 # ------------------------------------------------------------------------------- resume records
-def record_key(job: dict, provenance: dict, prompt: str) -> dict:
-    """Everything that decides an output: a record that matches means the output can be kept."""
+def record_key(job: dict, provenance: dict, prompt) -> dict:
+    """Everything that decides an output: a record that matches means the output can be kept.
+    ``prompt`` is the output's prompt, or the list of prompts of a ``--multilabel`` label map."""
     path = Path(job["input"])
     stat = path.stat()
     return {"input": str(path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-            "prompt": prompt, "threshold": job["threshold"], "model_fingerprint": provenance.get("model_fingerprint"),
+            "prompt": prompt, "threshold": job["threshold"], "window": job.get("window", "auto"),
+            "multilabel": job.get("multilabel", False), "model_fingerprint": provenance.get("model_fingerprint"),
             "adapter_sha256": provenance.get("adapter_sha256"), "precision": provenance.get("precision")}
 
 
@@ -142,19 +217,24 @@ def record_path(output: Path) -> Path:
     return output.parent / RECORDS / f"{output.name}.json"
 
 
+def output_prompts(job: dict) -> list:
+    """What each of a job's outputs stands for: one prompt per mask, or all prompts (one label map)."""
+    return [list(job["prompts"])] if job.get("multilabel") else list(job["prompts"])
+
+
 def write_records(job: dict, records: list[dict], provenance: dict) -> None:
     """Written after the outputs themselves: an interrupted run leaves no record for a half-done file."""
     from ..core.atomic import write_bytes_atomic
 
     for record in records:
-        key = record_key(job, provenance, record["prompt"])
+        key = record_key(job, provenance, record["prompt"] if "prompt" in record else list(record["prompts"]))
         write_bytes_atomic(record_path(Path(record["path"])), json.dumps({"key": key, "record": record}).encode())
 
 
 def finished_records(job: dict, provenance: dict, outputs: list[Path]) -> list[dict] | None:
     """The stored records of a job whose every output exists with matching provenance, else None."""
     found = []
-    for prompt, output in zip(job["prompts"], outputs):
+    for prompt, output in zip(output_prompts(job), outputs):
         try:
             stored = json.loads(record_path(output).read_bytes())
         except (OSError, ValueError):

@@ -38,7 +38,7 @@ def _predict_volume(seg, sample, prompt, threshold):
     import numpy as np
 
     pred = np.zeros(sample.mask.shape, bool)
-    for z, preds in seg.predict_stack(sample.image, [prompt], threshold=threshold, window=sample.window):
+    for z, preds in seg.predict_stack(sample.image, [prompt], threshold=threshold, window=sample.window, rgb=False):
         pred[z] = preds[0].mask
     return pred
 

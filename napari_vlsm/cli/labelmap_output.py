@@ -39,15 +39,16 @@ def check(args, prompts) -> None:
 
 
 def compose_input(seg, data, prompts, threshold: float, batch_size: int, bar=None, keep_prob: bool = False,
-                  window=None):
-    """-> (is_stack, label map, probabilities (N, ...) or None) for one input array."""
+                  window=None, rgb: bool | None = None):
+    """-> (is_stack, label map, probabilities (N, ...) or None) for one input array (``rgb``: the
+    colour guess's override; False for medical volumes, whose last axis is x even at 3 or 4 voxels)."""
     import numpy as np
 
     from ..core import labelmap as LM
     from ..core.errors import ImageError
     from ..core.volume import guess_rgb
 
-    spatial = data.ndim - (1 if guess_rgb(data.shape) else 0)
+    spatial = data.ndim - (1 if guess_rgb(data.shape, rgb) else 0)
     if spatial < 2:
         raise ImageError(f"expected an image or a stack; got shape {tuple(data.shape)}")
     if spatial == 2:
@@ -58,7 +59,8 @@ def compose_input(seg, data, prompts, threshold: float, batch_size: int, bar=Non
     probs = np.zeros((len(prompts), *shape), np.float32) if keep_prob else None
     total = int(np.prod(shape[:-2]))
     for n, (index, preds) in enumerate(seg.predict_stack(data, prompts, threshold=threshold,
-                                                          batch_size=batch_size, window=window), start=1):
+                                                          batch_size=batch_size, window=window, rgb=rgb),
+                                      start=1):
         if bar is not None:
             bar.set_postfix_str(f"slice {n}/{total}")
         prob = np.stack([p.probability for p in preds])
@@ -98,17 +100,22 @@ def write_labelmap(out: Path, stem: str, label_map, prompts, is_stack: bool, inf
 
 
 def predict_file(seg, path: Path, stem: str, data, prompts, args, provenance: dict, bar=None,
-                 writer: Callable | None = None, suffix: str | None = None, window=None) -> list[dict]:
+                 writer: Callable | None = None, suffix: str | None = None, window=None,
+                 rgb: bool | None = None) -> list[dict]:
     """One input -> its label map + legend (and ``--save-prob`` maps); returns summary records."""
     is_stack, label_map, probs = compose_input(seg, data, prompts, args.threshold, args.batch_size, bar,
-                                               keep_prob=args.save_prob, window=window)
+                                               keep_prob=args.save_prob, window=window, rgb=rgb)
     out = Path(args.out).expanduser()
     info = {"input": str(path), "threshold": args.threshold, "provenance": provenance}
     record = write_labelmap(out, stem, label_map, prompts, is_stack, info, writer=writer, suffix=suffix)
     if probs is not None:
         record["probability_paths"] = []
         for prompt, name, prob in zip(prompts, unique_slugs(prompts), probs):
-            prob_path = out / f"{stem}__{name}__prob.tif"
-            write_tiff(prob_path, prob, metadata={"prompt": prompt, **provenance})
+            if writer is not None:  # e.g. a medical volume: float32 NIfTI on its grid, as its masks
+                prob_path = out / f"{stem}__{name}__prob{suffix}"
+                writer(prob, prob_path)
+            else:
+                prob_path = out / f"{stem}__{name}__prob.tif"
+                write_tiff(prob_path, prob, metadata={"prompt": prompt, **provenance})
             record["probability_paths"].append(str(prob_path))
     return [record]

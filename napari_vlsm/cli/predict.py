@@ -130,11 +130,26 @@ def _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar) -> 
     from ..core.medical import write_mask
     from .predict_volume import window_of
 
-    def on_grid(array, target):
-        write_mask(target, array, data.geometry, description="napari-vlsm label map")
+    def on_grid(array, target):  # the label map, and with --save-prob each structure's float32 probability
+        kind = "probability" if array.dtype.kind == "f" else "label map"
+        write_mask(target, array, data.geometry, description=f"napari-vlsm {kind}")
 
     return labelmap_output.predict_file(seg, path, stem, data.array, prompts, args, provenance, bar,
-                                        writer=on_grid, suffix=".nii.gz", window=window_of(args, data))
+                                        writer=on_grid, suffix=".nii.gz", window=window_of(args, data), rgb=False)
+
+
+def predict_input(seg, path, stem, data, prompts, slugs, args, provenance, bar) -> list[dict]:
+    """One read input -> its output files and summary records: what ``predict`` writes for it.
+
+    The batch runner's file tasks (cli/batch_tasks.py) call this too, so both give the same files.
+    """
+    if getattr(args, "multilabel", False):  # one label map + JSON legend per input (cli/labelmap_output.py)
+        return _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar)
+    if hasattr(data, "geometry"):  # a medical volume: NIfTI out, on its own grid
+        results, window = segment_volume(seg, data, prompts, args, bar)
+        return write_volume_outputs(path, stem, slugs, data, results, window, args, provenance)
+    is_stack, results = _segment(seg, data, prompts, args, bar)
+    return _write_outputs(path, stem, slugs, is_stack, results, args, provenance)
 
 
 def run(args) -> int:
@@ -171,14 +186,7 @@ def run(args) -> int:
             try:
                 data = read_input(path)
                 done.update(getattr(data, "series_files", ()))
-                if args.multilabel:  # one label map + JSON legend per input (cli/labelmap_output.py)
-                    records += _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar)
-                elif hasattr(data, "geometry"):  # a medical volume: NIfTI out, on its own grid
-                    results, window = segment_volume(seg, data, prompts, args, bar)
-                    records += write_volume_outputs(path, stem, slugs, data, results, window, args, provenance)
-                else:
-                    is_stack, results = _segment(seg, data, prompts, args, bar)
-                    records += _write_outputs(path, stem, slugs, is_stack, results, args, provenance)
+                records += predict_input(seg, path, stem, data, prompts, slugs, args, provenance, bar)
             except ImageError as err:  # this file only: report, go on with the others
                 message = str(err) if str(path) in str(err) else f"{path}: {err}"
                 error(message)

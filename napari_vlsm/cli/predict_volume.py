@@ -14,7 +14,8 @@ from pathlib import Path
 def window_of(args, volume) -> tuple[float, float]:
     from ..core.medical.windows import resolve_window
 
-    return resolve_window(getattr(args, "window", None), volume.array, volume.modality)
+    # rgb=False: a volume's last axis is x, even when it has 3 or 4 voxels (napari's colour guess)
+    return resolve_window(getattr(args, "window", None), volume.array, volume.modality, rgb=False)
 
 
 def segment_volume(seg, volume, prompts, args, bar) -> dict:
@@ -26,7 +27,8 @@ def segment_volume(seg, volume, prompts, args, bar) -> dict:
     masks = {p: np.zeros(shape, np.uint8) for p in prompts}
     probs = {p: np.zeros(shape, np.float32) for p in prompts} if args.save_prob else {}
     for n, (z, preds) in enumerate(seg.predict_stack(volume.array, prompts, threshold=args.threshold,
-                                                      batch_size=args.batch_size, window=window), start=1):
+                                                      batch_size=args.batch_size, window=window, rgb=False),
+                                      start=1):
         bar.set_postfix_str(f"slice {n}/{shape[0]}")
         for prompt, pred in zip(prompts, preds):
             masks[prompt][z] = pred.mask

@@ -70,17 +70,20 @@ def _settings(args) -> dict:
 def run_finetune(args) -> int:
     from ..client import ConnectionLost
     from ..core.datasets import read_folder
+    from ..core.medical.windows import parse_window
     from .finetune import _Bar, _check_out
 
-    samples = read_folder(args.data, prompts=args.prompt, ann=args.ann)
+    parse_window(args.window)
+    samples = read_folder(args.data, prompts=args.prompt, ann=args.ann, window=args.window)
     out = _check_out(Path(args.out).expanduser())
     project = args.project or slug(Path(args.data).expanduser().resolve().name)
     client = client_for(args)
-    for sample in samples:  # source + slice 0: uploading the folder again replaces, never duplicates
-        client.add_correction(project, sample.image, sample.mask, list(sample.prompts), source=sample.name,
-                              slice_index=0)
+    uploads = 0
+    for image, mask, prompts, source, index, window in _corrections(samples):
+        client.add_correction(project, image, mask, prompts, source=source, slice_index=index, window=window)
+        uploads += 1
     job = client.finetune(project, **_settings(args))
-    print(f"{PROG}: finetune job {job['id']} on {args.server}, project {project} ({len(samples)} samples)",
+    print(f"{PROG}: finetune job {job['id']} on {args.server}, project {project} ({uploads} samples)",
           file=sys.stderr)
     bar, end = _Bar(), None
     try:
@@ -98,6 +101,24 @@ def run_finetune(args) -> int:
     finally:
         bar.close()
     return _finish(client, project, end, out, args)
+
+
+def _corrections(samples):
+    """The folder's samples as server corrections: a 2D pair as one (source = its name, slice 0), a
+    volume pair as the training slices the local finetune uses (``expand_slices``), each with its
+    slice index and its volume's window, as the dock stores corrected slices of a volume. The same
+    source + slice again replaces a correction: uploading the folder twice never duplicates."""
+    import numpy as np
+
+    from ..core.volume_datasets import expand_slices
+
+    for sample in samples:
+        if getattr(sample, "is_volume", False):
+            for part in expand_slices([sample]):
+                yield (part.image, part.mask, list(part.prompts), sample.name, part.slice_index,
+                       tuple(float(v) for v in part.window))
+        else:
+            yield sample.image, np.asarray(sample.mask), list(sample.prompts), sample.name, 0, None
 
 
 def _finish(client, project, end, out, args) -> int:

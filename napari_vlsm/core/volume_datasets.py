@@ -47,7 +47,7 @@ class VolumeSample:
                         f"{self.mask_path} is not on the voxel grid of {self.image_path} (shape {labels.shape} vs "
                         f"{scan.shape}, or another position/spacing); resample the mask onto the scan")
                 self._cache.update(scan=scan, mask=np.asarray(labels.array) != 0,
-                                   window=resolve_window(self.window_choice, scan.array, scan.modality))
+                                   window=resolve_window(self.window_choice, scan.array, scan.modality, rgb=False))
             return self._cache
 
     @property
