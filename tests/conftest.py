@@ -76,3 +76,58 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (only development and CI machines have it)")
     return SHARED_DATA
+
+
+# ----------------------------------------------------------------------------- the dock's fixtures
+# (plain helpers: tests/dock_helpers.py). napari is imported inside them: non-GUI tests run without it.
+
+
+@pytest.fixture
+def notes():
+    """Every notification shown during the test (messages)."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+
+    def record(notification):
+        seen.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
+def make_dock(make_napari_viewer, tiny_model_dir, tmp_path):
+    """``make(**viewer_kwargs) -> (viewer, dock)``: the dock on a (hidden) viewer with the tiny model
+    and a project in tmp_path."""
+    from napari_vlsm._napari.dock import VLSMDock
+
+    def make(**viewer_kwargs):
+        viewer = make_napari_viewer(**viewer_kwargs)
+        dock = VLSMDock(viewer)
+        viewer.window.add_dock_widget(dock, name="Text segmentation")
+        dock.set_model_source(str(tiny_model_dir))
+        dock.session.set_project(tmp_path / "project")
+        return viewer, dock
+
+    return make
+
+
+@pytest.fixture
+def force_dice(monkeypatch):
+    """Set the Dice a real finetune reports, to drive the dock's keep-or-switch decision."""
+    import napari_vlsm.core.training as training
+
+    real = training.finetune
+
+    def force(before: float, after: float):
+        def finetune(*args, **kwargs):
+            result = yield from real(*args, **kwargs)
+            result.before = {**result.before, "dice": before}
+            result.after = {**result.after, "dice": after}
+            return result
+
+        monkeypatch.setattr(training, "finetune", finetune)
+
+    return force

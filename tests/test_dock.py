@@ -8,63 +8,13 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari.utils.notifications import notification_manager  # noqa: E402
-
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm._napari import texts  # noqa: E402
 from napari_vlsm._napari.dock import VLSMDock  # noqa: E402
-from napari_vlsm.core.store import normalize_target  # noqa: E402
+
+from dock_helpers import WAIT_MS, add_correction, idle, image_2d, segment  # noqa: E402
 
 pytestmark = pytest.mark.gui
-WAIT_MS = 60_000  # generous: a slow shared CI machine, never a speed threshold
-
-
-@pytest.fixture
-def notes():
-    """Every notification shown during the test (messages)."""
-    seen: list[str] = []
-
-    def record(notification):
-        seen.append(str(notification.message))
-
-    notification_manager.notification_ready.connect(record)
-    yield seen
-    notification_manager.notification_ready.disconnect(record)
-
-
-@pytest.fixture
-def make_dock(make_napari_viewer, tiny_model_dir, tmp_path):
-    def make(**viewer_kwargs):
-        viewer = make_napari_viewer(**viewer_kwargs)
-        dock = VLSMDock(viewer)
-        viewer.window.add_dock_widget(dock, name="Text segmentation")
-        dock.set_model_source(str(tiny_model_dir))
-        dock.session.set_project(tmp_path / "project")
-        return viewer, dock
-
-    return make
-
-
-def idle(dock) -> bool:
-    return not dock.session.job and not dock.session.finetuning
-
-
-def segment(qtbot, dock, prompt="polyp", all_slices=False):
-    dock.segment.prompt.setCurrentText(prompt)
-    (dock.segment.btn_all if all_slices else dock.segment.btn_slice).click()
-    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
-    image = dock.segment.image.value
-    return L.find_output(dock.viewer, image, normalize_target(prompt))
-
-
-def add_correction(qtbot, dock):
-    dock.corrections.btn_add.click()
-    qtbot.waitUntil(lambda: not dock.corrections.saving, timeout=WAIT_MS)
-
-
-def image_2d(viewer, shape=(64, 80), **kwargs):
-    rng = np.random.default_rng(0)
-    return viewer.add_image(rng.integers(0, 255, shape, dtype=np.uint8), name="scan", **kwargs)
 
 
 def test_dock_opens_through_the_manifest(make_napari_viewer):
@@ -281,13 +231,6 @@ def test_add_correction_without_a_mask_explains(qtbot, make_dock, notes):
     dock.segment.prompt.setCurrentText("polyp")
     dock.corrections.btn_add.click()
     assert any("no 'polyp' mask" in n for n in notes), notes
-
-
-def test_the_variant_list_matches_the_core():
-    from napari_vlsm._napari.model_panel import TRAINABLE
-    from napari_vlsm.core.adapters import VARIANTS
-
-    assert TRAINABLE == tuple(v for v in VARIANTS if v != "none")
 
 
 def test_touched_planes_reads_both_kinds_of_history_atoms():

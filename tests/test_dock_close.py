@@ -8,14 +8,14 @@ import pytest
 
 pytest.importorskip("napari")
 
-from test_dock import make_dock, notes  # noqa: E402,F401  (fixtures)
-from test_dock_finetune import WAIT_MS, corrected_image  # noqa: E402
-
 from napari_vlsm._napari import finetune_panel  # noqa: E402
 from napari_vlsm._napari.dock import VLSMDock  # noqa: E402
 from napari_vlsm.core.adapters.checkpoint import read_metadata  # noqa: E402
 
+from dock_helpers import corrected_image  # noqa: E402
+
 pytestmark = pytest.mark.gui
+WAIT_MS = 120_000  # as test_dock_finetune's: finetunes on a slow shared machine, never a speed threshold
 
 
 def start_long_finetune(qtbot, viewer, dock):

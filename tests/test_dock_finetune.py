@@ -12,50 +12,14 @@ import pytest
 pytest.importorskip("napari")
 
 from qtpy.QtCore import QTimer  # noqa: E402
-from test_dock import add_correction, idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
 
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm.core.adapters.checkpoint import read_metadata  # noqa: E402
 
+from dock_helpers import corrected_image, idle  # noqa: E402
+
 pytestmark = pytest.mark.gui
 WAIT_MS = 120_000
-
-
-def corrected_image(qtbot, viewer, dock, n=2):
-    """A stack of n + 1 slices, the first ``n`` corrected and stored (the first is 'train', the
-    second 'val'); the viewer ends on the last, uncorrected slice."""
-    rng = np.random.default_rng(0)
-    stack = viewer.add_image(rng.integers(0, 255, (n + 1, 48, 48), dtype=np.uint8), name="scan")
-    labels = segment(qtbot, dock, "lesion", all_slices=True)
-    truth = labels.data.copy()
-    truth[:n] = 0
-    truth[:n, 12:36, 12:36] = 1  # the "expert" mask: a square
-    labels.data_setitem(np.nonzero(labels.data != truth), truth[labels.data != truth])
-    for z in range(n):
-        viewer.dims.set_current_step(0, z)
-        add_correction(qtbot, dock)
-    viewer.dims.set_current_step(0, n)
-    assert dock.session.store.counts() == {"train": 1, "val": 1}
-    return stack, labels
-
-
-@pytest.fixture
-def force_dice(monkeypatch):
-    """Set the Dice a real finetune reports, to drive the dock's keep-or-switch decision."""
-    import napari_vlsm.core.training as training
-
-    real = training.finetune
-
-    def force(before: float, after: float):
-        def finetune(*args, **kwargs):
-            result = yield from real(*args, **kwargs)
-            result.before = {**result.before, "dice": before}
-            result.after = {**result.after, "dice": after}
-            return result
-
-        monkeypatch.setattr(training, "finetune", finetune)
-
-    return force
 
 
 class LoopTicks:
@@ -127,7 +91,7 @@ def test_an_adapter_that_is_not_better_is_saved_but_not_used(qtbot, make_dock, f
     np.testing.assert_array_equal(labels.data, before)
 
 
-def test_finishing_on_a_corrected_slice_keeps_the_correction(qtbot, make_dock, notes, force_dice):  # noqa: F811
+def test_finishing_on_a_corrected_slice_keeps_the_correction(qtbot, make_dock, notes, force_dice):
     viewer, dock = make_dock()
     force_dice(0.2, 0.6)
     _, labels = corrected_image(qtbot, viewer, dock)
@@ -184,7 +148,7 @@ def test_cancel_stops_soon_and_keeps_the_previous_adapter(qtbot, make_dock):
     assert not list(dock.session.adapters_dir.glob("*.safetensors"))
 
 
-def test_finetune_without_corrections_explains(qtbot, make_dock, notes):  # noqa: F811
+def test_finetune_without_corrections_explains(qtbot, make_dock, notes):
     viewer, dock = make_dock()
     dock.finetune.btn_train.click()
     assert any("no corrections stored yet" in n.splitlines()[0] for n in notes), notes

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from test_dock import idle, make_dock, segment  # noqa: E402,F401  (fixtures)
+from dock_helpers import segment  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -62,8 +62,6 @@ def test_an_unwritable_folder_is_a_warning_not_an_error(tmp_path):
 # ----------------------------------------------------------------------------- in the dock
 napari = pytest.importorskip("napari")
 
-from test_dock import make_dock, notes  # noqa: E402,F401  (fixtures)
-
 from napari_vlsm._napari.dock import VLSMDock  # noqa: E402
 
 

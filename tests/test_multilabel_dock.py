@@ -9,13 +9,10 @@ import pytest
 
 pytest.importorskip("napari")
 
-import test_dock  # noqa: E402
-from test_dock import WAIT_MS, add_correction, idle, image_2d  # noqa: E402
-
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm.core import labelmap as LM  # noqa: E402
 
-make_dock = test_dock.make_dock  # the same fixtures: the dock on a hidden viewer with the tiny model
+from dock_helpers import WAIT_MS, add_correction, idle, image_2d  # noqa: E402
 
 pytestmark = pytest.mark.gui
 ORGANS = ["liver", "spleen", "left kidney"]

@@ -1,7 +1,7 @@
 """The dock under bad input, hostile files and faults: a notification, never an exception that
 escapes, never a dead dock (buttons come back), never a correction lost.
 
-Uses the dock fixtures of tests/test_dock.py on napari's ``make_napari_viewer`` with the tiny
+Uses the dock fixtures of tests/conftest.py (helpers: tests/dock_helpers.py) on napari's ``make_napari_viewer`` with the tiny
 random model. Notifications are read from napari's notification manager (``notes``).
 """
 
@@ -20,7 +20,6 @@ pytest.importorskip("napari")
 
 import safetensors.torch  # noqa: E402
 import torch  # noqa: E402
-from test_dock import idle, make_dock, notes, segment  # noqa: E402,F401  (fixtures)
 
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm.core.adapters import AdapterConfig, build_adapters  # noqa: E402
@@ -30,17 +29,14 @@ from napari_vlsm.core.loading import load_model  # noqa: E402
 from napari_vlsm.core.store import files as store_files  # noqa: E402
 from napari_vlsm.core.store import normalize_target  # noqa: E402
 
+from dock_helpers import add_correction, idle, segment  # noqa: E402
+
 pytestmark = pytest.mark.gui
 WAIT_MS = 120_000  # generous: a slow shared machine, never a speed threshold
 
 
 def settle(qtbot, dock):
     qtbot.waitUntil(lambda: idle(dock) and not getattr(dock.corrections, "saving", False), timeout=WAIT_MS)
-
-
-def add_correction(qtbot, dock):
-    dock.corrections.btn_add.click()
-    settle(qtbot, dock)
 
 
 def usable(dock) -> bool:

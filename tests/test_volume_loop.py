@@ -16,11 +16,7 @@ from napari_vlsm.core.loading import load_model
 from napari_vlsm.core.store import CorrectionStore
 from napari_vlsm.core.volume import volume_window
 
-try:  # the dock's fixtures and helpers; without napari only the dock test is skipped
-    from test_dock import idle, make_dock, segment  # noqa: F401  (make_dock is a fixture)
-    from test_dock_finetune import force_dice  # noqa: F401  (a fixture)
-except pytest.skip.Exception:
-    idle = make_dock = segment = force_dice = None
+from dock_helpers import idle, segment  # imports no napari; the fixtures make_dock, force_dice: conftest.py
 
 MRI_ANNOTATED = list(range(11, 18))  # the README: tumour labels on slices 11-17 only
 CT_SPACING = (3.0, 1.0, 1.0)  # the README gives 3 mm slices; in-plane 1.0 keeps the test's arithmetic simple
@@ -124,8 +120,7 @@ def ct(shared_data):
 
 @pytest.mark.gui
 def test_dock_segments_the_ct_volume_learns_from_one_corrected_slice(qtbot, request, ct):
-    if make_dock is None:
-        pytest.skip("napari is not installed")
+    pytest.importorskip("napari")
     from napari_vlsm._napari import layers as L
 
     viewer, dock = request.getfixturevalue("make_dock")()
