@@ -148,10 +148,7 @@ def side_cli(args) -> dict:
 
 
 def side_dock(args, animated: bool) -> dict:
-    if not os.environ.get("DISPLAY"):
-        from pyvirtualdisplay import Display  # what pytest-xvfb uses; needs the Xvfb binary
-
-        Display(size=(1600, 1000), color_depth=24).start()
+    common.ensure_display()
     import napari
 
     from napari_vlsm._napari import workers

@@ -58,10 +58,7 @@ def side_engine(args) -> dict:
 
 
 def side_dock(args, animated: bool) -> dict:
-    if not os.environ.get("DISPLAY"):
-        from pyvirtualdisplay import Display
-
-        Display(size=(1600, 1000), color_depth=24).start()
+    common.ensure_display()
     import napari
     from qtpy.QtWidgets import QApplication
 

@@ -30,6 +30,16 @@ def setup_torch(threads: int | None = None) -> None:
         torch.set_num_threads(threads)
 
 
+def ensure_display(size=(1600, 1000)) -> None:
+    """A virtual X display for the dock benchmarks when there is none (pyvirtualdisplay, what
+    pytest-xvfb uses; needs the Xvfb binary)."""
+    if os.environ.get("DISPLAY"):
+        return
+    from pyvirtualdisplay import Display
+
+    Display(size=size, color_depth=24).start()
+
+
 def model_folder(path: str | None, arch: str = "full") -> Path:
     """``--model DIR`` or a random-weight CLIPSeg of ``arch`` in a temporary folder.
 
