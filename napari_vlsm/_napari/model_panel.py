@@ -54,6 +54,10 @@ class ModelPanel(QCollapsible):
         self.info = QLabel()
         self.info.setWordWrap(True)
         form.addRow(self.info)
+        from .server_panel import ServerBox
+
+        self.server = ServerBox(session)  # or work on a napari-vlsm server (URL + token)
+        form.addRow(self.server)
         self.addWidget(body)
         self._connect()
         self.sync()
@@ -109,6 +113,9 @@ class ModelPanel(QCollapsible):
 
 def describe(session) -> str:
     seg = session.segmenter
+    remote = getattr(session, "remote", None)
+    if remote is not None:  # no network call here: this runs on every model change
+        return f"On the server {remote.client.url} (project {remote.project}); adapter: {remote.adapter or 'none'}"
     if seg is None:
         return "Not loaded yet (loads at the first Segment)."
     info = seg.info()
