@@ -169,3 +169,28 @@ def test_a_wrong_token_is_one_clear_line(make_napari_viewer, qtbot, server, tmp_
     box.token.setText("")
     box.btn_connect.click()
     assert "token" in errors[-1]
+
+
+def test_several_structures_and_all_slices_through_the_server(make_napari_viewer, qtbot, server, tmp_path, errors):
+    from napari_vlsm.core import labelmap as LM
+
+    viewer, dock = connected_dock(make_napari_viewer, qtbot, server, tmp_path)
+    stack = np.random.default_rng(7).integers(0, 255, (3, 40, 44), dtype=np.uint8)
+    image = viewer.add_image(stack, name="stack")
+    dock.segment.image.value = image
+    dock.segment.prompt.setCurrentText("liver; spleen")
+    dock.segment.btn_all.click()
+    qtbot.waitUntil(lambda: not dock.session.job, timeout=WAIT_MS)
+    labels = L.find_output(viewer, image, LM.join_structures(["liver", "spleen"]), exact=True)
+    assert labels is not None and not errors, errors
+    assert [s.name for s in L.structures_of(labels)] == ["liver", "spleen"]
+    # the dock's label map is the server's own answer for the whole stack (one window per volume)
+    engine = dock.session.remote
+    answers = engine.predict_stack(stack, ["liver", "spleen"], batch_size=dock.session.batch_size,
+                                   window=dock.session.window_for(image))
+    threshold = dock.segment.threshold.value()
+    for z, preds in answers:
+        kept = np.stack([p.probability for p in preds]).astype(np.float16)  # the dock keeps fp16 proposals
+        expected = LM.compose(kept, threshold)
+        np.testing.assert_array_equal(np.asarray(labels.data[z]), expected)
+    assert np.asarray(labels.data).any()
