@@ -53,6 +53,8 @@ def connected_dock(make_napari_viewer, qtbot, server, tmp_path):
     box.btn_connect.click()
     qtbot.waitUntil(lambda: dock.session.remote is not None, timeout=WAIT_MS)
     assert isinstance(dock.session.segmenter, RemoteEngine) and isinstance(dock.session.store, RemoteStore)
+    assert not dock.model.adapter.isEnabled() and not dock.model.source.isEnabled()  # the server's are used
+    assert server.url in dock.model.info.text()
     dock.session.set_project(tmp_path / "other")  # connected: corrections keep going to the server
     assert isinstance(dock.session.store, RemoteStore)
     return viewer, dock
@@ -194,3 +196,9 @@ def test_several_structures_and_all_slices_through_the_server(make_napari_viewer
         expected = LM.compose(kept, threshold)
         np.testing.assert_array_equal(np.asarray(labels.data[z]), expected)
     assert np.asarray(labels.data).any()
+    # Disconnect: back to this computer's project store; the server's model is no longer used
+    from napari_vlsm.core.store import CorrectionStore
+
+    dock.model.server.btn_disconnect.click()
+    assert dock.session.remote is None and dock.session.segmenter is None
+    assert isinstance(dock.session.store, CorrectionStore) and dock.model.adapter.isEnabled()

@@ -101,6 +101,9 @@ class ModelPanel(QCollapsible):
             self.adapter.insertItem(self.adapter.count() - 1, Path(s.adapter).name, s.adapter)
             index = self.adapter.findData(s.adapter)
         self.adapter.setCurrentIndex(index)
+        local = getattr(s, "remote", None) is None  # on a server its model and adapters are used
+        for widget in (self.source, self.btn_folder, self.adapter, self.device, self.precision):
+            widget.setEnabled(local)
         self.info.setText(describe(s))
 
     def _busy(self, job: str) -> None:
