@@ -133,6 +133,7 @@ class VLSMDock(QWidget):
                 spin.setValue(values[key])
         if "budget_s" in values:
             self.advanced.budget.setValue(values["budget_s"] or 0)
+        self.model.server.restore(values)
         self._load_project_settings()
 
     def _load_project_settings(self) -> None:
@@ -163,6 +164,8 @@ class VLSMDock(QWidget):
         self.corrections.autosave.toggled.connect(later)
         for spin in (self.advanced.batch, self.advanced.steps, self.advanced.budget, self.segment.threshold):
             spin.valueChanged.connect(later)
+        for field in (self.model.server.url, self.model.server.token_file, self.model.server.project):
+            field.editingFinished.connect(later)
 
     def _project_maybe_changed(self) -> None:
         if self.session.project != self._settings_project:
@@ -173,7 +176,8 @@ class VLSMDock(QWidget):
         s = self.session
         user = {"project": str(s.project), "model_source": s.model_source, "device": s.device,
                 "precision": s.precision, "autosave": self.corrections.autosave.isChecked(),
-                "batch_size": s.batch_size, "max_steps": s.max_steps or 0, "budget_s": s.budget_s}
+                "batch_size": s.batch_size, "max_steps": s.max_steps or 0, "budget_s": s.budget_s,
+                **self.model.server.remembered()}
         settings.warn(settings.write(settings.user_path(), user, settings.USER_KEYS))
         if s.project.is_dir():  # never create a project folder just to hold settings
             project = {"adapter": str(s.adapter), "variant": s.variant,

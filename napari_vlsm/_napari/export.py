@@ -3,8 +3,10 @@
 The same files as ``predict --multilabel``: ``<name>.png`` for a 2D image or ``<name>.tif`` for a
 stack (the layer's own shape and values, 0 background, i for the i-th structure) and
 ``<name>.json`` (value -> name, prompt, colour, plus the image, threshold and provenance the layer
-recorded). Both are written atomically in a worker; the layer is copied on the GUI thread first,
-so painting on while it writes cannot tear the file.
+recorded). A mask of a scan opened as NIfTI/DICOM/NRRD/MHA (its grid in the layer's metadata, see
+``medical_export``) is written as ``<name>.nii.gz`` on the scan's own voxel grid instead, the same
+file as File > Save Layers with napari-vlsm's writer. All are written atomically in a worker; the
+layer is copied on the GUI thread first, so painting on while it writes cannot tear the file.
 """
 
 from __future__ import annotations
@@ -22,48 +24,92 @@ from . import layers as L
 KEYS = ("image", "threshold", "model_source", "model_fingerprint", "adapter_path", "adapter_sha256", "time")
 
 
-def export_paths(path, ndim: int) -> tuple[Path, Path]:
-    """The label-map file (suffix by dimension unless a TIFF is asked for) and its legend beside it."""
+NIFTI = (".nii.gz", ".nii")
+RASTER = (".png", ".tif", ".tiff")
+
+
+def _stem(path: Path) -> Path:
+    name = path.name.lower()
+    for suffix in NIFTI + RASTER:
+        if name.endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path
+
+
+def export_paths(path, ndim: int, medical: bool = False) -> tuple[Path, Path]:
+    """The label-map file and its legend beside it. A scan's mask defaults to NIfTI (a TIFF/PNG asked
+    for is still written); otherwise the suffix follows the dimension unless a TIFF is asked for."""
     path = Path(path).expanduser()
-    suffix = path.suffix.lower()
-    if suffix not in (".png", ".tif", ".tiff") or (suffix == ".png" and ndim != 2):
-        path = path.with_suffix(".png" if ndim == 2 else ".tif")
-    return path, path.with_suffix(".json")
+    name = path.name.lower()
+    if name.endswith(NIFTI) and not medical:
+        raise VLSMError(f"{path.name}: only the mask of a scan opened as NIfTI/DICOM/NRRD/MHA has a voxel grid "
+                        "to save as NIfTI; export it as .tif or .png")
+    if name.endswith(NIFTI):
+        target = path
+    elif medical and not name.endswith((".tif", ".tiff")):
+        target = _stem(path).with_name(_stem(path).name + ".nii.gz")
+    elif name.endswith(RASTER) and not (name.endswith(".png") and ndim != 2):
+        target = path
+    else:
+        target = _stem(path).with_name(_stem(path).name + (".png" if ndim == 2 else ".tif"))
+    return target, _stem(target).with_name(_stem(target).name + ".json")
 
 
-def snapshot(labels) -> dict:
-    """GUI thread: what the export writes, copied from the layer."""
+def is_medical(labels, image=None) -> bool:
+    """True when the layer (or its image) carries a scan's grid: the export offers NIfTI."""
+    from .reader import volume_metadata
+
+    return any(volume_metadata(x) is not None for x in (labels, image) if x is not None)
+
+
+def snapshot(labels, image=None) -> dict:
+    """GUI thread: what the export writes, copied from the layer (with the scan's grid, if any)."""
+    from .medical_export import geometry_for
+
     meta = L.output_meta(labels) or {}
     structures = L.structures_of(labels)
-    return {"data": np.array(labels.data), "structures": structures,
+    data = np.array(labels.data)
+    geometry = geometry_for(data.shape, labels=labels, image=image) if is_medical(labels, image) else None
+    return {"data": data, "structures": structures, "geometry": geometry,
             "info": {k: meta[k] for k in KEYS if k in meta} | {"layer": labels.name}}
+
+
+def _write_raster(target: Path, data, doc) -> None:
+    import tifffile
+
+    from napari_vlsm.core.atomic import atomic_path
+
+    with atomic_path(target) as tmp:
+        if target.suffix == ".png":
+            import imageio.v3 as iio
+
+            iio.imwrite(tmp, data, extension=".png")
+        else:
+            tifffile.imwrite(tmp, data, photometric="minisblack", compression="zlib",
+                             metadata={"legend": json.dumps(doc["labels"], ensure_ascii=False)})
 
 
 def write_export(item: dict, path) -> tuple[Path, Path]:
     """Worker: write the label map and its legend; returns both paths."""
-    import tifffile
+    from napari_vlsm.core.atomic import write_bytes_atomic
 
-    from napari_vlsm.core.atomic import atomic_path, write_bytes_atomic
-
-    data, structures = item["data"], item["structures"]
-    target, legend_path = export_paths(path, data.ndim)
+    data, structures, geometry = item["data"], item["structures"], item.get("geometry")
+    target, legend_path = export_paths(path, data.ndim, medical=geometry is not None)
     doc = LM.legend_document(structures, label_map=target.name, **item["info"])
-    try:
-        with atomic_path(target) as tmp:
-            if target.suffix == ".png":
-                import imageio.v3 as iio
+    if target.name.lower().endswith(NIFTI):
+        from napari_vlsm.core.medical import write_mask
 
-                iio.imwrite(tmp, data, extension=".png")
-            else:
-                tifffile.imwrite(tmp, data, photometric="minisblack", compression="zlib",
-                                 metadata={"legend": json.dumps(doc["labels"], ensure_ascii=False)})
+        write_mask(target, data, geometry, description=f"napari-vlsm: {item['info']['layer']}")  # atomic, own error
+    try:
+        if not target.name.lower().endswith(NIFTI):
+            _write_raster(target, data, doc)
         write_bytes_atomic(legend_path, json.dumps(doc, indent=2, ensure_ascii=False).encode())
     except OSError as err:
         raise VLSMError(f"cannot write {target}: {err.strerror or err}; choose another folder") from None
     return target, legend_path
 
 
-def start_export(session, labels, path):
+def start_export(session, labels, path, image=None):
     """GUI thread: copy the layer, write it in a worker, say where it went; returns the worker."""
     from napari.utils.notifications import show_info
 
@@ -72,5 +118,5 @@ def start_export(session, labels, path):
     def done(paths):
         show_info(texts.info(f"label map saved: {paths[0]} (legend: {paths[1].name})"))
 
-    return workers.start(write_export, snapshot(labels), path, what="exporting the label map", on_return=done,
-                         group=session.workers)
+    return workers.start(write_export, snapshot(labels, image), path, what="exporting the label map",
+                         on_return=done, group=session.workers)

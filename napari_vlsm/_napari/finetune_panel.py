@@ -149,6 +149,11 @@ class FinetunePanel(QWidget):
         s.with_model("finetuning", self._run)
 
     def _run(self, segmenter) -> None:
+        if self.session.remote is not None:  # the dock works through a server: train there
+            from .remote_finetune import start_remote
+
+            start_remote(self, segmenter)
+            return
         from napari_vlsm.core.training import TrainConfig  # torch comes with it: import when needed
 
         s = self.session

@@ -119,9 +119,13 @@ def create_output(viewer, image, prompts):
     meta = {"target": LM.join_structures([s.name for s in structures]), "prompt": LM.join_structures(prompts),
             "structures": LM.as_rows(structures), "image": image.name, "image_id": str(image.unique_id),
             "slices": {}}
+    from .reader import METADATA_KEY, volume_metadata
+
+    scan = volume_metadata(image)  # a mask of a NIfTI/DICOM scan carries its grid: File > Save writes it there
     kwargs = {"name": layer_name(prompts, image), "scale": image.scale, "translate": image.translate,
               "rotate": image.rotate, "shear": image.shear, "affine": image.affine.affine_matrix,
-              "metadata": {TAG: meta}, "opacity": 0.6, "features": features_of(structures)}
+              "metadata": {TAG: meta, **({METADATA_KEY: scan} if scan is not None else {})}, "opacity": 0.6,
+              "features": features_of(structures)}
     for attr in ("units", "axis_labels"):  # napari >= 0.6
         if hasattr(image, attr):
             kwargs[attr] = getattr(image, attr)

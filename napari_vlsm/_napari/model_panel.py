@@ -62,6 +62,10 @@ class ModelPanel(QCollapsible):
         self.info = QLabel()
         self.info.setWordWrap(True)
         form.addRow(self.info)
+        from .server_panel import ServerBox
+
+        self.server = ServerBox(session)  # or work on a napari-vlsm server (URL + token)
+        form.addRow(self.server)
         self.addWidget(body)
         self._connect()
         self.sync()
@@ -105,6 +109,9 @@ class ModelPanel(QCollapsible):
             self.adapter.insertItem(self.adapter.count() - 1, Path(s.adapter).name, s.adapter)
             index = self.adapter.findData(s.adapter)
         self.adapter.setCurrentIndex(index)
+        local = getattr(s, "remote", None) is None  # on a server its model and adapters are used
+        for widget in (self.source, self.btn_folder, self.adapter, self.device, self.precision):
+            widget.setEnabled(local)
         self.info.setText(describe(s))
 
     def _busy(self, job: str) -> None:
@@ -117,6 +124,9 @@ class ModelPanel(QCollapsible):
 
 def describe(session) -> str:
     seg = session.segmenter
+    remote = getattr(session, "remote", None)
+    if remote is not None:  # no network call here: this runs on every model change
+        return f"On the server {remote.client.url} (project {remote.project}); adapter: {remote.adapter or 'none'}"
     if seg is None:
         return "Not loaded yet (loads at the first Segment)."
     info = seg.info()

@@ -130,6 +130,7 @@ class RemoteTrainResult:
     adapters: object = None  # no local weights: RemoteEngine.load_adapter(adapter_name) uses them
     adapter_path: object = None
     history: list = field(default_factory=list)
+    steps: int = 0
 
 
 def remote_train_job(client: VLSMClient, project: str, settings: dict, cancel):
@@ -139,7 +140,7 @@ def remote_train_job(client: VLSMClient, project: str, settings: dict, cancel):
 
     fields = set(ProgressEvent.__dataclass_fields__)
     job = client.finetune(project, **settings)
-    cancelled_sent, end = False, None
+    cancelled_sent, end, steps = False, None, 0
     for event in client.events(job["id"]):
         if cancel.is_set() and not cancelled_sent:
             client.cancel(job["id"])
@@ -147,7 +148,9 @@ def remote_train_job(client: VLSMClient, project: str, settings: dict, cancel):
         if event["type"] == "end":
             end = event
             break
-        yield ProgressEvent(**{k: v for k, v in event.items() if k in fields})
+        progress = ProgressEvent(**{k: v for k, v in event.items() if k in fields})
+        steps = max(steps, progress.step or 0) if progress.kind == "step" else steps
+        yield progress
     if end is None:
         raise ConnectionLost(f"the progress stream of job {job['id']} ended early; ask the server for its state")
     if end["state"] == "failed":
@@ -157,23 +160,43 @@ def remote_train_job(client: VLSMClient, project: str, settings: dict, cancel):
         return None
     return RemoteTrainResult(adapter_name=result["adapter"], before=result["before"] or {},
                              after=result["after"] or {}, heldout=result["heldout"], improved=result["improved"],
-                             cancelled=result["cancelled"], stopped=result["stopped"], message=result["message"])
+                             cancelled=result["cancelled"], stopped=result["stopped"], message=result["message"],
+                             steps=int(result.get("steps") or steps))
 
 
-def connect_session(session, url: str, token: str, project: str, outbox_root) -> RemoteEngine:
-    """Point a dock Session at a server: segmenting and corrections go there from now on.
-
-    Glue for the dock's "server (URL + token)" option until the Session grows one: the engine and
-    store are swapped in place of the local ones (the Session's keys are set so that it does not
-    load a local model). Finetuning still needs the finetune panel to call :func:`remote_train_job`
-    for a :class:`RemoteEngine` (docs/server.md). Raises ServerError/ConnectionLost on a bad URL or token.
-    """
-    client = VLSMClient(url, token)
-    engine = RemoteEngine(client, project=project)
+def open_engine(url: str, token: str, project: str) -> RemoteEngine:
+    """Worker side: a RemoteEngine on ``url``; ServerError/ConnectionLost (one line) on a bad URL or token."""
+    engine = RemoteEngine(VLSMClient(url, token), project=project)
     engine.info()  # fails now, with one line, on a wrong URL or token
+    return engine
+
+
+def attach_engine(session, engine: RemoteEngine, outbox_root) -> RemoteEngine:
+    """GUI thread: segmenting and corrections of ``session`` go to the engine's server from now on.
+
+    The engine and store replace the local ones (the Session's keys are set so that it does not
+    load a local model; ``session.remote`` marks the connection, see Session.with_model/set_project).
+    """
     session.adapter = "none"  # server adapters are chosen by name on the engine, not as local files
     session.segmenter, session._loaded_key, session._adapter_key = engine, session.model_key(), None
-    session._store = RemoteStore(client, project, outbox_root)
+    session._store = RemoteStore(engine.client, engine.project, outbox_root)
+    session.remote = engine
     session.model_changed.emit()
     session.store_changed.emit()
     return engine
+
+
+def detach_engine(session) -> None:
+    """GUI thread: back to the local model and project store (the outbox stays on disk)."""
+    engine = getattr(session, "remote", None)
+    session.remote = None
+    session.segmenter, session._loaded_key, session._adapter_key, session._store = None, None, None, None
+    if engine is not None:
+        engine.client.close()
+    session.model_changed.emit()
+    session.store_changed.emit()
+
+
+def connect_session(session, url: str, token: str, project: str, outbox_root) -> RemoteEngine:
+    """Point a dock Session at a server (:func:`open_engine` + :func:`attach_engine`, on one thread)."""
+    return attach_engine(session, open_engine(url, token, project), outbox_root)

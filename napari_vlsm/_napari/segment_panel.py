@@ -297,19 +297,25 @@ class SegmentPanel(QWidget):
         outputs.revert(labels, plane, entry)
 
     def choose_export(self) -> None:
-        _, prompt, labels = self.current_output()
+        from .export import is_medical
+
+        image, prompt, labels = self.current_output()
         if labels is None:
             raise PromptError(texts.NO_MASK.format(target=L.target_key(prompt), image=self.image.value.name))
-        path, _ = QFileDialog.getSaveFileName(self, "Export label map", f"{labels.name}.tif",
-                                              "Label map (*.tif *.png)")
+        if is_medical(labels, image):  # a scan's mask: NIfTI on its own voxel grid first
+            name, filters = f"{labels.name}.nii.gz", "NIfTI label map (*.nii.gz *.nii);;Label map (*.tif *.png)"
+        else:
+            name, filters = f"{labels.name}.tif", "Label map (*.tif *.png)"
+        path, _ = QFileDialog.getSaveFileName(self, "Export label map", name, filters)
         if path:
-            self.export_to(labels, path)
+            self.export_to(labels, path, image)
 
-    def export_to(self, labels, path):
-        """Write ``labels`` as a label map + JSON legend in the background (see export.py)."""
+    def export_to(self, labels, path, image=None):
+        """Write ``labels`` as a label map (NIfTI on the scan's grid for a scan) + JSON legend in the
+        background (see export.py)."""
         from .export import start_export
 
-        return start_export(self.session, labels, path)
+        return start_export(self.session, labels, path, image)
 
     # -------------------------------------------------------------------------- state
     def _busy(self, job: str) -> None:

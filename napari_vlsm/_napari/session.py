@@ -58,6 +58,7 @@ class Session(QObject):
         self._adapter_key = None  # the adapter file the segmenter holds (None: plain model)
         self._project = None
         self._store = None
+        self.remote = None  # a RemoteEngine while connected to a server (server_panel.py), else None
         self.proposals = ProposalBook()
         self.windows: dict[str, tuple | None] = {}  # image unique id -> intensity window
         self.window_preset = "auto"  # core/medical/windows.py: auto, CT presets, percentiles, (lo, hi)
@@ -85,7 +86,9 @@ class Session(QObject):
         return self._project
 
     def set_project(self, folder) -> None:
-        self._project, self._store = Path(folder).expanduser(), None
+        self._project = Path(folder).expanduser()
+        if self.remote is None:  # connected: corrections keep going to the server's project
+            self._store = None
         self.store_changed.emit()
 
     @property
@@ -139,6 +142,8 @@ class Session(QObject):
         """Call ``then(segmenter)`` on the GUI thread once the wanted model + adapter are loaded."""
         if self.job:
             raise VLSMError(texts.BUSY.format(job=self.job))
+        if self.remote is not None:  # the server's model and adapter: nothing to load here
+            return then(self.segmenter)
         adapter = self.wanted_adapter()
         if self.segmenter is not None and self._loaded_key == self.model_key():
             if self._adapter_key == adapter:

@@ -30,6 +30,7 @@ PROJECT_FILE = "settings.json"
 USER_KEYS = {
     "project": (str,), "model_source": (str,), "device": (str,), "precision": (str,),
     "autosave": (bool,), "batch_size": (int,), "max_steps": (int,), "budget_s": (int, float, type(None)),
+    "server_url": (str,), "token_file": (str,), "server_project": (str,),  # never the token itself
 }
 PROJECT_KEYS = {"adapter": (str,), "variant": (str,), "threshold": (int, float)}
 
