@@ -13,7 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-pytest.importorskip("qtpy")
+pytest.importorskip("napari")
+
+from test_dock import make_dock, notes, segment  # noqa: E402,F401  (fixtures)
 
 from napari_vlsm._napari import session as session_module  # noqa: E402
 from napari_vlsm.core.errors import AdapterError  # noqa: E402
@@ -57,3 +59,42 @@ def test_a_stopped_load_still_frees_the_dock(session):
     session.with_model("segmenting", lambda seg: None)
     session.jobs[0].on_finish()
     assert session.job == ""
+
+
+@pytest.mark.gui
+def test_in_the_window_a_failed_loads_late_finish_does_not_end_the_next_segment_early(
+        qtbot, make_dock, notes, tmp_path, monkeypatch):  # noqa: F811 (fixtures)
+    """The same order in the real dock: the failed load's thread is held between 'errored' and
+    'finished' until the next load has started (which takes 1 s longer than usual)."""
+    import threading
+    import time
+
+    import numpy as np
+    from qtpy.QtCore import Qt
+    from test_reliability_gui import _choose_adapter_file
+
+    from napari_vlsm._napari import workers
+
+    next_started = threading.Event()
+    real_start = workers._FunctionWorker.start
+
+    def hold(*_):  # runs in the failed worker's thread, after the dock's 'errored' slot was queued
+        next_started.clear()
+        next_started.wait(60)
+
+    def start(self):
+        next_started.set()
+        self.errored.connect(hold, Qt.ConnectionType.DirectConnection)
+        self.started.connect(lambda: time.sleep(1.0), Qt.ConnectionType.DirectConnection)
+        real_start(self)
+
+    monkeypatch.setattr(workers._FunctionWorker, "start", start)
+    viewer, dock = make_dock()
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="scan")
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"not an adapter")
+    _choose_adapter_file(dock, monkeypatch, path)
+    assert segment(qtbot, dock, "liver") is None  # the load fails: a message, no layer
+    assert any(path.name in n for n in notes)
+    dock.model.adapter.activated.emit(dock.model.adapter.findData("none"))
+    assert segment(qtbot, dock, "liver") is not None
