@@ -601,13 +601,18 @@ def _kill_run(root: Path, start: int, after_lines: int | None, delay: float):
 
 
 def test_sigkill_never_loses_an_acknowledged_correction(tmp_path):
-    seed = random.randrange(10**6)
+    seed = int(os.environ.get("VLSM_TEST_SEED") or random.randrange(10**6))  # set it to rerun one
     rnd = random.Random(seed)
     root = tmp_path / "killed"
     CorrectionStore(root)
     plain: dict[str, int] = {}  # acknowledged plain adds: id -> i
     last_for_key: dict[int, int] = {}  # replace key -> last acknowledged i
     key_split: dict[int, str] = {}
+    # Each of the four kills may land after a sample was committed but before its id was printed:
+    # that sample is on disk unacknowledged. Every run may leave one, so they are counted per run
+    # (the plain ones kept from earlier runs, the replace ones as later candidates for their key).
+    unacked_plain: set[str] = set()
+    in_flights: list[int] = []
     total_acked = 0
     schedule = [(1, rnd.uniform(0, 0.03)), (3, rnd.uniform(0, 0.03)), (8, rnd.uniform(0, 0.03)),
                 (None, rnd.uniform(0.3, 2.0))]
@@ -620,6 +625,7 @@ def test_sigkill_never_loses_an_acknowledged_correction(tmp_path):
             else:
                 plain[sid] = i
         in_flight = acked[-1][1] + 1 if acked else start
+        in_flights.append(in_flight)
 
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
@@ -637,11 +643,17 @@ def test_sigkill_never_loses_an_acknowledged_correction(tmp_path):
             live = [s for s in loaded.values() if s.source == f"vol{key}.tif"]
             assert len(live) == 1, ctx
             got_i = int(live[0].image[0, 0])
-            # the last acknowledged replacement, or the one in flight when killed
-            assert got_i == last or (got_i == in_flight and got_i % 7 == key), ctx
+            # the last acknowledged replacement, or one in flight at a later kill (of any run)
+            assert got_i == last or (got_i in in_flights and got_i % 7 == key and got_i > last), ctx
             np.testing.assert_array_equal(live[0].image, _make(got_i)[0], err_msg=ctx)
         extra = set(loaded) - set(plain) - {s.id for s in loaded.values() if s.source}
-        assert len(extra) <= 1, ctx  # at most the plain add in flight at the kill
+        assert unacked_plain <= extra, ctx  # one kept from an earlier run is still there
+        new_extra = extra - unacked_plain
+        assert len(new_extra) <= 1, ctx  # at most the plain add in flight at this kill
+        for sid in new_extra:  # and it is exactly that add, whole
+            assert in_flight % 7 >= 3, ctx
+            np.testing.assert_array_equal(loaded[sid].image, _make(in_flight)[0], err_msg=ctx)
+        unacked_plain |= new_extra
         for target in ("organ 0", "organ 1"):  # never replaced: exactly the sequential rule
             splits = [x.split for x in store.samples(target=target)]
             assert splits == _expected_splits(len(splits)), ctx
@@ -655,6 +667,36 @@ def test_sigkill_never_loses_an_acknowledged_correction(tmp_path):
     assert s.id in {x.id for x in CorrectionStore(root).samples()}
     assert total_acked >= 12  # the writers really ran: kills after 1, 3 and 8 acknowledgements
     assert plain and last_for_key
+
+
+_KILLED_BEFORE_ACK = _MAKE + """
+import os, signal, sys
+from napari_vlsm.core.store import CorrectionStore
+i = int(sys.argv[2])
+img, mask = make(i)
+CorrectionStore(sys.argv[1]).add(img, mask, f"organ {i % 2}", proposal=~mask)
+os.kill(os.getpid(), signal.SIGKILL)  # committed, never acknowledged (its id is not printed)
+"""
+
+
+def test_every_kill_between_commit_and_ack_leaves_its_one_add_whole(tmp_path):
+    """Why the random-kill test above counts the unacknowledged add per kill: four kills into one
+    store can each land after a commit and before the id was printed (seen: two such adds by run 3)."""
+    root = tmp_path / "killed"
+    for i in (1003, 2003):
+        p = subprocess.run([sys.executable, "-c", _KILLED_BEFORE_ACK, str(root), str(i)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == -signal.SIGKILL, p.stderr
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        loaded = CorrectionStore(root).samples()
+    _no_damage_warnings(record)
+    assert sorted(int(s.image[0, 0]) for s in loaded) == [1003, 2003]
+    for s in loaded:
+        img, mask = _make(int(s.image[0, 0]))
+        np.testing.assert_array_equal(s.image, img)
+        np.testing.assert_array_equal(s.mask, mask)
+        np.testing.assert_array_equal(s.proposal, ~mask)
 
 
 _CRASH_AT = _MAKE + """

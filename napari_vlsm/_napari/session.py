@@ -63,6 +63,7 @@ class Session(QObject):
         self.windows: dict[str, tuple | None] = {}  # image unique id -> intensity window
         self.window_preset = "auto"  # core/medical/windows.py: auto, CT presets, percentiles, (lo, hi)
         self.job = ""
+        self._job_serial = 0  # bumped by set_job: which job the current ``job`` belongs to
         self._waiting: list = []
         self.finetuning = False
         self.workers: set = set()  # this dock's running jobs
@@ -166,13 +167,17 @@ class Session(QObject):
             if not self.closed:  # a dock closed during the load starts nothing (no unseen job)
                 then(segmenter)
 
-        def finished():  # also when stopped (dock closed): napari then emits no 'returned'
-            if self.job == what:
+        def release(*_):  # on error, and when stopped (dock closed): napari then emits no 'returned'
+            # Only while the dock is still busy with THIS job: a worker emits 'finished' after
+            # 'errored' or 'returned', and the dock may already run the next job of the same name
+            # by then (a load that failed, then the user's next Segment): freeing it would let that
+            # job's caller, and a second job, think the dock idle while the load still runs.
+            if self._job_serial == serial:
                 self.set_job("")
 
         self.set_job(what)
-        workers.start(func, *args, what=what, on_return=loaded, on_error=lambda exc: self.set_job(""),
-                      on_finish=finished,
+        serial = self._job_serial
+        workers.start(func, *args, what=what, on_return=loaded, on_error=release, on_finish=release,
                       progress={"desc": f"napari-vlsm: {what}"}, group=self.workers, torch_job=True)
 
     def run_job(self, what: str, func, *args, on_return=None, on_yield=None, progress=None, cancel_event=None):
@@ -188,6 +193,7 @@ class Session(QObject):
 
     def set_job(self, name: str) -> None:
         self.job = name
+        self._job_serial += 1
         self.busy_changed.emit(name)
 
     def adapter_trained(self, result) -> None:
