@@ -15,10 +15,10 @@ import pytest
 
 pytest.importorskip("napari")
 
-from test_dock import make_dock, notes, segment  # noqa: E402,F401  (fixtures)
-
 from napari_vlsm._napari import session as session_module  # noqa: E402
 from napari_vlsm.core.errors import AdapterError  # noqa: E402
+
+from dock_helpers import segment  # noqa: E402
 
 
 @pytest.fixture
