@@ -37,7 +37,7 @@ PROMPT = "polyp"
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--side", choices=("cli", "dock", "dock-animated"), help=argparse.SUPPRESS)
+    p.add_argument("--side", choices=("cli", "dock", "dock-animated", "dock-pool-threads"), help=argparse.SUPPRESS)
     p.add_argument("--project", help=argparse.SUPPRESS)
     p.add_argument("--model", help="CLIPSeg folder (default: a random-weight full-size CLIPSeg)")
     p.add_argument("--arch", choices=("full", "tiny"), default="full", help="random model size (default full)")
@@ -54,6 +54,8 @@ def parse(argv=None):
                         "(a shared machine's load comes and goes)")
     p.add_argument("--with-animated", action="store_true",
                    help="also run the dock with napari's animated activity indicator left on")
+    p.add_argument("--with-pool-threads", action="store_true",
+                   help="also run the dock with its torch jobs in napari's pool threads (before the fix)")
     return p.parse_args(argv)
 
 
@@ -91,12 +93,16 @@ class StepClock:
         self.steps: list[tuple[int, float, float, float | None]] = []  # step, wall, cpu, eta
         self.threads: list[tuple[float, float | None]] = []
         self.probe, self.probed = probe, None
+        self.first_names, self.last_names = None, {}
         self.eta = eta or (lambda event: event.eta_s)  # the dock: the ETA its status line shows
 
     def __call__(self, event) -> None:
         if event.kind == "step":
             self.steps.append((event.step, time.perf_counter(), time.process_time(), self.eta(event)))
             self.threads.append((time.thread_time(), x_server_cpu()))  # this (GUI / main) thread, Xvfb
+            if self.first_names is None:
+                self.first_names = threads_by_name()
+            self.last_names = threads_by_name()
             if self.probe is not None and self.probed is None and event.step >= 2:
                 self.probed = self.probe()
 
@@ -110,8 +116,42 @@ class StepClock:
         return {"steps": s1, "wall_per_step_s": (w1 - w0) / n, "cpu_per_step_s": (c1 - c0) / n,
                 "calling_thread_cpu_per_step_s": (g1 - g0) / n,
                 "x_server_cpu_per_step_s": None if x0 is None else (x1 - x0) / n,
+                "threads_per_step": per_step(self.first_names, self.last_names, n),
                 "eta_at_step": tenth[0], "eta_s": tenth[3], "real_left_s": real_left,
                 "eta_error": None if tenth[3] is None or real_left <= 0 else tenth[3] / real_left - 1}
+
+
+def per_step(first: dict, last: dict, n: int) -> dict:
+    out = {}
+    for name, (cpu, switches) in sorted(last.items()):
+        cpu0, switches0 = first.get(name, (0.0, 0))
+        if cpu - cpu0 > 0 or switches - switches0 > 0:
+            out[name] = {"cpu_s": round((cpu - cpu0) / n, 4), "switches": round((switches - switches0) / n, 1)}
+    return out
+
+
+def threads_by_name() -> dict[str, tuple[float, int]]:
+    """CPU seconds and context switches of this process's threads, summed by thread name (Linux
+    /proc; OpenMP's helpers carry the name of the thread that made them): where the dock's extra
+    time goes (torch's threads, Mesa's llvmpipe rasterisers, Qt's), and whether torch's OpenMP
+    helpers sleep and wake between kernels (hundreds of switches a step) or spin (a few dozen)."""
+    out: dict[str, tuple[float, int]] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().strip().rstrip("0123456789:-_$ ") or "?"
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            switches = sum(int(line.split()[1]) for line in (task / "status").read_text().splitlines()
+                           if "ctxt_switches" in line)
+        except OSError:
+            continue
+        cpu, n = out.get(name, (0.0, 0))
+        out[name] = (cpu + (int(fields[11]) + int(fields[12])) / tick, n + switches)
+    return out
+
+
+def thread_names() -> list[str]:
+    return [(t / "comm").read_text().strip() for t in Path("/proc/self/task").glob("*")]
 
 
 def x_server_cpu() -> float | None:
@@ -147,7 +187,7 @@ def side_cli(args) -> dict:
     return clock.summary()
 
 
-def side_dock(args, animated: bool) -> dict:
+def side_dock(args, animated: bool, pool_threads: bool = False) -> dict:
     common.ensure_display()
     import napari
 
@@ -156,6 +196,7 @@ def side_dock(args, animated: bool) -> dict:
 
     common.setup_torch()
     workers.STILL_INDICATOR = not animated
+    workers.OWN_TORCH_THREAD = not pool_threads
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)  # noqa: SLF001  (the launcher's size)
     viewer.add_image(__import__("numpy").zeros((256, 256), "uint8"), name="scan")
@@ -200,6 +241,8 @@ def side_dock(args, animated: bool) -> dict:
     turn()
     out = clock.summary()
     out["status"] = dock.finetune.status.text()
+    names = thread_names()
+    out["threads_alive_at_end"] = {name: names.count(name) for name in sorted(set(names))}
     out["animated_indicators_during_training"] = clock.probed
     viewer.close()
     return out
@@ -217,7 +260,8 @@ def running_movies(viewer) -> int:
 def main(argv=None) -> None:
     args = parse(argv)
     if args.side:
-        result = side_cli(args) if args.side == "cli" else side_dock(args, args.side == "dock-animated")
+        result = side_cli(args) if args.side == "cli" else side_dock(args, args.side == "dock-animated",
+                                                                      args.side == "dock-pool-threads")
         print(json.dumps(result))
         return
     common.warn_if_busy()
@@ -229,22 +273,31 @@ def main(argv=None) -> None:
     passed = ["--project", str(project), "--model", args.model, "--steps", str(args.steps),
               "--batch-size", str(args.batch_size), "--variant", args.variant, "--seed", str(args.seed),
               "--precision", args.precision]
-    sides = ["cli", "dock"] + (["dock-animated"] if args.with_animated else [])
+    sides = (["cli", "dock"] + (["dock-animated"] if args.with_animated else [])
+             + (["dock-pool-threads"] if args.with_pool_threads else []))
     runs: dict[str, list[dict]] = {side: [] for side in sides}
-    for _ in range(args.repeats):
-        for side in sides:
+    for i in range(args.repeats):
+        for side in sides if i % 2 == 0 else sides[::-1]:  # alternate the order: no side always goes first
             runs[side].append(common.run_side(__file__, side, passed))
     results = {side: min(r, key=lambda x: x["wall_per_step_s"]) for side, r in runs.items()}
     cli = results["cli"]
+    def pair_ratio(side, key):  # run i of a side against run i of the CLI, interleaved: same load
+        ratios = sorted(r[key] / c[key] for r, c in zip(runs[side], runs["cli"]))
+        return ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+
     rows = [(side, f"{r['wall_per_step_s']:.3f}", f"{r['cpu_per_step_s']:.3f}",
              f"{r['wall_per_step_s'] / cli['wall_per_step_s']:.2f}", f"{r['cpu_per_step_s'] / cli['cpu_per_step_s']:.2f}",
+             f"{pair_ratio(side, 'wall_per_step_s'):.2f}",
              "" if r["eta_error"] is None else f"{100 * r['eta_error']:+.0f}% (step {r['eta_at_step']})")
             for side, r in results.items()]
-    print(common.table(rows, ("side", "wall s/step", "cpu s/step", "wall ratio", "cpu ratio", "ETA error")))
+    print(common.table(rows, ("side", "wall s/step", "cpu s/step", "wall ratio", "cpu ratio", "median pair ratio", "ETA error")))
     for side, r in results.items():
         x = r.get("x_server_cpu_per_step_s")
+        name, busiest = max(r["threads_per_step"].items(), key=lambda kv: kv[1]["cpu_s"])
         print(f"{side}: main/GUI thread {r['calling_thread_cpu_per_step_s'] * 1000:.0f} ms CPU per step"
-              + ("" if x is None else f", Xvfb {x * 1000:.0f} ms") + (f", animated indicators during training: "
+              + ("" if x is None else f", Xvfb {x * 1000:.0f} ms")
+              + f"; torch's threads ('{name}') {busiest['cpu_s'] * 1000:.0f} ms CPU and {busiest['switches']:.0f} "
+              "context switches per step" + (f"; animated indicators during training: "
               f"{r['animated_indicators_during_training']}" if "animated_indicators_during_training" in r else ""))
     out = {"machine": common.machine(), "args": {k: v for k, v in vars(args).items() if k not in ("side", "project")},
            "corrections": counts, "results": results, "all_runs": runs}

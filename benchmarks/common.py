@@ -35,9 +35,12 @@ def ensure_display(size=(1600, 1000)) -> None:
     pytest-xvfb uses; needs the Xvfb binary)."""
     if os.environ.get("DISPLAY"):
         return
+    import atexit
+
     from pyvirtualdisplay import Display
 
-    Display(size=size, color_depth=24).start()
+    display = Display(size=size, color_depth=24).start()
+    atexit.register(display.stop)  # else every benchmark side leaves an Xvfb behind
 
 
 def model_folder(path: str | None, arch: str = "full") -> Path:

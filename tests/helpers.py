@@ -1,13 +1,18 @@
 """Helpers shared by the test modules (fixtures live in conftest.py): a training sample and the
 bright-disk images the tiny model can learn, the tiny model made able to learn them
-(``drawable_tiny``), a synthetic DICOM series (``dicom_series``). Import as
+(``drawable_tiny``), a synthetic DICOM series (``dicom_series``), the OS threads named after
+core.torch_threads (``torch_os_threads``). Import as
 ``from helpers import Sample, disks`` (pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 @dataclass
@@ -91,3 +96,32 @@ def dicom_series(folder, positions, names=None, instance_numbers=None):
         ds.PixelData = np.full((ds.Rows, ds.Columns), 100 * n, np.int16).tobytes()
         ds.save_as(folder / (names[n] if names else f"s{n:03d}.dcm"), enforce_file_format=True)
     return folder
+
+
+# ------------------------------------------------------------------ OS threads (Linux /proc)
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+
+
+def os_thread_names() -> list[str]:
+    names = []
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # the thread ended while we looked
+            pass
+    return names
+
+
+def torch_os_threads() -> int:
+    """Threads named as core.torch_threads names its own (OpenMP's helpers inherit the name)."""
+    from napari_vlsm.core.torch_threads import THREAD_NAME
+
+    return os_thread_names().count(THREAD_NAME)
+
+
+def wait_for_no_torch_threads(timeout=10.0, leave: int = 0) -> int:
+    """Wait until at most ``leave`` such threads are left; -> how many are."""
+    deadline = time.monotonic() + timeout
+    while torch_os_threads() > leave and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return torch_os_threads()

@@ -32,7 +32,7 @@ from .plot import CurvePlot
 from .workers import on_click
 
 BUDGET_CPU_S, BUDGET_GPU_S = 90.0, 30.0
-BAR_EVERY_S = 1.0  # napari's activity bar is moved at most this often (see _event)
+SHOW_EVERY_S = 1.0  # the status line, the curve and napari's bar are repainted at most this often (_event)
 # Finetunes of docks that were closed while they ran (a reopened dock shows them and waits).
 FINISHING: set = set()
 
@@ -164,7 +164,7 @@ class FinetunePanel(QWidget):
         init = current if current is not None and current.variant == s.variant else None
         out = s.adapters_dir / f"adapter-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
         self._cancel, self._keep = threading.Event(), threading.Event()
-        self._first_step, self._budget, self.eta_s, self._bar_at = None, budget, None, 0.0
+        self._first_step, self._budget, self.eta_s, self._shown_at = None, budget, None, 0.0
         self._open = {"dock": True}
         self.plot.clear(config.max_steps or 0)
         self.result.setText("")
@@ -219,25 +219,33 @@ class FinetunePanel(QWidget):
         return own if left is None else min(own, left)
 
     def _event(self, event) -> None:
-        pbar = getattr(self.worker, "pbar", None)
         if event.kind == "step":
-            self.plot.add_loss(event.step, event.loss)
+            self.plot.add_loss(event.step, event.loss, repaint=False)
             self.eta_s = self._eta(event)
-            self.status.setText(texts.step_status(event, self.eta_s))
             now = time.perf_counter()
-            # napari's bar calls QApplication.processEvents() on every update, which repaints the
-            # window (the GL canvas too) right away with Python's GIL held: ~20-40 ms a time on
-            # software OpenGL, during which the training thread waits. Once a second is enough.
-            if pbar is not None and pbar.total and now - self._bar_at >= BAR_EVERY_S:
-                self._bar_at = now
-                value = int(event.elapsed_s or 0) if self._bar_seconds else event.step
-                pbar.update(min(value, pbar.total) - pbar.n)
+            # Each repaint costs the training: in a window that holds napari's OpenGL canvas, Qt
+            # composites the whole window through OpenGL for any widget's repaint (on software
+            # OpenGL, as on VMs and remote desktops, ~25 ms of CPU), and napari's bar calls
+            # QApplication.processEvents(), which paints at once with Python's GIL held. Per step
+            # that was ~10 % of a 0.3 s step on 2 cores; once a second keeps the display live.
+            if now - self._shown_at >= SHOW_EVERY_S or event.step == event.total:
+                self._shown_at = now
+                self._show(event)
         elif event.kind == "eval":
             self.plot.add_dice(event.step, event.val_dice)
         elif event.message and not (self._cancel and self._cancel.is_set()):
             self.status.setText(event.message[:1].upper() + event.message[1:])
 
+    def _show(self, event) -> None:
+        self.status.setText(texts.step_status(event, self.eta_s))
+        self.plot.update()
+        pbar = getattr(self.worker, "pbar", None)
+        if pbar is not None and pbar.total:
+            value = int(event.elapsed_s or 0) if self._bar_seconds else event.step
+            pbar.update(min(value, pbar.total) - pbar.n)
+
     def _done(self, result) -> None:
+        self.plot.update()  # the last steps' points (repaints were spaced out, see _event)
         if result is not None and result.stopped == "closed":
             self._finish(result)  # napari is closing: keep what the run made
             return

@@ -35,12 +35,14 @@ class CurvePlot(QWidget):
         self.total = int(total)
         self.update()
 
-    def add_loss(self, step: int, loss: float) -> None:
+    def add_loss(self, step: int, loss: float, repaint: bool = True) -> None:
+        """``repaint=False``: only record the point (the caller repaints when it chooses)."""
         if loss is not None and math.isfinite(loss):
             self.loss.append((int(step), float(loss)))
             first = self.loss[0][1]
             self.setToolTip(f"training loss: {first:.3g} at the start, {loss:.3g} now (step {step})")
-            self.update()
+            if repaint:
+                self.update()
 
     def relative_loss(self) -> list[tuple[int, float]]:
         """The loss divided by its first value (so the curve starts at 1), clipped to 0-1."""

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # The job stays in napari's activity panel with its bar, Cancel and ETA; only the animation is
 # held still (its first frame stays visible). Benchmarks set this False to measure the old way.
 STILL_INDICATOR = True
+# Torch jobs run on a thread of their own that ends with them (see _in_thread). Benchmarks set
+# this False to measure the old way (torch in napari's pool threads).
+OWN_TORCH_THREAD = True
 
 
 def still_activity_indicator() -> int:
@@ -130,37 +133,29 @@ def guarded(fn: Callable, what: str = "") -> Callable:
     return call
 
 
-def _thread_setup(torch_job: bool) -> None:
-    """Per-thread CPU state for torch: flush denormal floats to zero.
+def _prepare_pool_thread() -> None:
+    from napari_vlsm.core.torch_threads import prepare_thread
 
-    The flag lives in each thread's floating-point control register, so setting it in the main
-    thread does not reach a worker: measured here, a finetune step of the random test model took
-    ~350 ms in a napari worker against ~65 ms in the main thread, and ~30 ms once the worker
-    flushed denormals too (random and freshly trained weights produce denormals).
-
-    It must be set BEFORE the thread's first torch operation: torch's OpenMP threads are made by
-    the thread that first runs a parallel op and copy its floating-point state then, once. napari
-    reuses pool threads, so a model job whose thread had not imported torch yet (the first model
-    load) would leave that thread's OpenMP helpers without the flag for every later job on it:
-    half of a 2-thread step then runs with slow denormals. Model jobs therefore import torch here.
-    """
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None and torch_job:
-        import torch
-    if torch is not None:
-        torch.set_flush_denormal(True)
+    prepare_thread()
 
 
 def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Callable:
+    """The worker's body. A torch job runs on a thread of its own that ends with it (see
+    core/torch_threads.py: torch's OpenMP keeps a team of helpers per thread that ever used it, and
+    napari's pool threads live on; with several teams alive a 2-core finetune step took 1.3-1.5x
+    the CLI's). The napari worker waits for it, the GIL released, and relays its yields."""
     import functools
 
     if generator:
         @functools.wraps(func)
         def run_gen(*args, **kwargs):
-            _thread_setup(torch_job)
             try:
+                if torch_job and OWN_TORCH_THREAD:
+                    from napari_vlsm.core import torch_threads
+
+                    return (yield from torch_threads.iterate(func, *args, **kwargs))
+                if torch_job:
+                    _prepare_pool_thread()
                 return (yield from func(*args, **kwargs))
             except RuntimeError as err:
                 raise JobError(str(err)) from err
@@ -169,7 +164,12 @@ def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Call
 
     @functools.wraps(func)
     def run(*args, **kwargs):
-        _thread_setup(torch_job)
+        if torch_job and OWN_TORCH_THREAD:
+            from napari_vlsm.core import torch_threads
+
+            return torch_threads.call(func, *args, **kwargs)
+        if torch_job:
+            _prepare_pool_thread()
         return func(*args, **kwargs)
 
     return run
@@ -206,7 +206,7 @@ def start(
     ``what`` names the job in messages ("loading the model"). ``on_error`` runs after the error
     was shown (to re-enable buttons); ``on_finish`` runs in every case, last. The worker stays in
     ``group`` (a set) while it runs, so its owner can cancel it (see :func:`cancel`).
-    ``torch_job``: the job runs torch (model loading, segmentation, training): see _thread_setup.
+    ``torch_job``: the job runs torch (model loading, segmentation, training): see _in_thread.
     """
     import inspect
 

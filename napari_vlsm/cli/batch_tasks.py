@@ -47,9 +47,9 @@ def _load(spec):
 
 def segmenter(spec):
     """This worker's engine (loaded once by the plugin), or this process's cached one."""
-    import torch
+    from ..core.torch_threads import prepare_thread
 
-    torch.set_flush_denormal(True)  # per thread; tasks run in the worker's threads
+    prepare_thread()  # per thread; tasks run in the worker's threads
     try:
         from distributed import get_worker
 

@@ -121,12 +121,11 @@ class Jobs:
 
     # ------------------------------------------------------------------------ the thread
     def _run(self, job: Job, store, config, init_path) -> None:
-        import torch
-
         from ..core.adapters.checkpoint import load_adapter
+        from ..core.torch_threads import prepare_thread
         from ..core.training import finetune
 
-        torch.set_flush_denormal(True)  # per thread: denormals make random-weight steps 5-40x slower
+        prepare_thread()  # a thread of its own, ended with the job (see core/torch_threads.py)
         host = self.host
         try:
             init, init_meta = load_adapter(init_path, host.loaded) if init_path else (None, None)

@@ -1,4 +1,4 @@
-"""Model work of a predict request (runs in a worker thread, never on the event loop).
+"""Model work of a predict request (runs on a torch thread of its own, never on the event loop).
 
 A 2D image is one engine call; a volume is segmented in slice batches (``Segmenter.predict_stack``)
 with one intensity window for the whole volume, as the CLI and the dock do. The model lock is taken
@@ -12,12 +12,6 @@ import numpy as np
 from ..core.volume import guess_rgb, volume_window
 
 
-def _flush_denormals() -> None:
-    import torch
-
-    torch.set_flush_denormal(True)  # per thread: the threadpool's threads start without it
-
-
 def window_for(array, rgb):
     """The volume's window (None for one 2D image: the engine windows it by itself)."""
     spatial = array.ndim - (1 if guess_rgb(array.shape, rgb) else 0)
@@ -29,7 +23,6 @@ def predict_array(lock, engine, array, prompts, threshold, output, rgb=None, win
     """-> (P, H, W) or (P, Z, H, W): bool masks or float32 probabilities, in prompt order."""
     from ..core.errors import ImageError
 
-    _flush_denormals()
     is_rgb = guess_rgb(array.shape, rgb)
     spatial = array.ndim - (1 if is_rgb else 0)
     if index is not None:

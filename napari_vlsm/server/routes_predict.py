@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..client.wire import MEDIA_TYPE, decode_array, encode_array
+from ..core import torch_threads
 from ..core.engine import check_threshold, clean_prompts
 from .host import NotFound
 from .predicting import predict_array, window_for
@@ -34,9 +35,11 @@ async def _predict(request, array, prompt, threshold, output, project, adapter, 
     host = request.app.state.host
     prompts = clean_prompts(prompt)
     threshold = check_threshold(threshold)
-    engine = await run_in_threadpool(host.engine, project, adapter)
-    result = await run_in_threadpool(predict_array, host.model_lock.lock, engine, array, prompts, threshold,
-                                     output, rgb, window, batch_size, index)
+    # Model work on a thread that ends with it (core/torch_threads.py): starlette's pool threads
+    # live on, and each would keep its own OpenMP team, which makes every later request slower.
+    engine = await run_in_threadpool(torch_threads.call, host.engine, project, adapter)
+    result = await run_in_threadpool(torch_threads.call, predict_array, host.model_lock.lock, engine, array, prompts,
+                                     threshold, output, rgb, window, batch_size, index)
     data = await run_in_threadpool(encode_array, result)
     provenance = {**engine.provenance(), "threshold": threshold, "prompts": prompts}
     return Response(data, media_type=MEDIA_TYPE, headers={"X-VLSM-Provenance": json.dumps(provenance)})
