@@ -99,13 +99,14 @@ def test_the_finetune_display_is_repainted_once_a_second_not_every_step(qtbot, m
 
     _, dock = make_dock()
     panel = dock.finetune
-    panel._first_step, panel._budget, panel.eta_s, panel._shown_at, panel._bar_seconds = None, 60.0, None, 0.0, False
+    panel.begin_run(60.0, 50, "Starting…")
     shown = []
     monkeypatch.setattr(panel, "_show", lambda event: shown.append(event.step))
     started = time.perf_counter()
     for step in range(1, 51):  # 50 steps in well under a second
         panel._event(ProgressEvent(kind="step", step=step, total=50, loss=1.0 / step, elapsed_s=0.01 * step))
     seconds = time.perf_counter() - started
+    panel._set_running(False)
     assert len(panel.plot.loss) == 50  # every point is recorded
     assert shown[0] == 1 and shown[-1] == 50  # the first and the last step are shown
     assert len(shown) <= 2 + int(seconds / 1.0), shown

@@ -163,15 +163,7 @@ class FinetunePanel(QWidget):
         current = segmenter.adapters
         init = current if current is not None and current.variant == s.variant else None
         out = s.adapters_dir / f"adapter-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
-        self._cancel, self._keep = threading.Event(), threading.Event()
-        self._first_step, self._budget, self.eta_s, self._shown_at = None, budget, None, 0.0
-        self._open = {"dock": True}
-        self.plot.clear(config.max_steps or 0)
-        self.result.setText("")
-        self.status.setText("Starting…")
-        self._set_running(True)
-        # The bar counts steps when there is a step limit, else seconds of the time budget.
-        self._bar_seconds = not config.max_steps
+        self.begin_run(budget, config.max_steps, "Starting…")
         total = int(config.max_steps or budget)
         open_ = self._open
         self.worker = workers.start(
@@ -186,6 +178,18 @@ class FinetunePanel(QWidget):
         if pbar is not None:
             # napari counts every yield; only optimiser steps (or seconds) should move the bar
             self.worker.yielded.disconnect(pbar.increment_with_overflow)
+
+    def begin_run(self, budget: float, max_steps: int | None, status: str) -> None:
+        """GUI thread: a fresh run's state and display (local or on a server)."""
+        self._cancel, self._keep = threading.Event(), threading.Event()
+        self._first_step, self._budget, self.eta_s, self._shown_at = None, budget, None, 0.0
+        self._open = {"dock": True}
+        # The bar counts steps when there is a step limit, else seconds of the time budget.
+        self._bar_seconds = not max_steps
+        self.plot.clear(max_steps or 0)
+        self.result.setText("")
+        self.status.setText(status)
+        self._set_running(True)
 
     def detach(self) -> None:
         """The dock is closing: a running finetune stops after this step and keeps its best adapter."""

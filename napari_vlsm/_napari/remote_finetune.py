@@ -7,8 +7,6 @@ ON THE SERVER, which the engine then uses by name (nothing is trained or saved o
 
 from __future__ import annotations
 
-import threading
-
 from . import texts, workers
 
 NOT_IMPROVED = ("It did not beat the model in use, which stays in use. The new adapter is kept on the server as "
@@ -24,13 +22,7 @@ def start_remote(panel, engine):
     budget = s.budget_s or auto_budget(str(engine.info().get("device", "cpu")))
     settings = {"variant": s.variant, "max_steps": s.max_steps or None, "budget_s": budget,
                 "batch_size": s.train_batch_size, "init_adapter": engine.adapter}
-    panel._cancel, panel._keep = threading.Event(), threading.Event()
-    panel._first_step, panel._budget, panel.eta_s, panel._bar_at = None, budget, None, 0.0
-    panel.plot.clear(settings["max_steps"] or 0)
-    panel.result.setText("")
-    panel.status.setText(f"Starting on {engine.client.url}…")
-    panel._set_running(True)
-    panel._bar_seconds = not settings["max_steps"]
+    panel.begin_run(budget, settings["max_steps"], f"Starting on {engine.client.url}…")
     panel.worker = workers.start(
         remote_train_job, engine.client, engine.project, settings, panel._cancel, what="finetuning on the server",
         on_yield=panel._event, on_return=lambda result: remote_done(panel, engine, result),
