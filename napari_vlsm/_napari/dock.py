@@ -59,6 +59,7 @@ class VLSMDock(QWidget):
         self._scroll, self._content = scroll, content
         for section in (self.model, self.advanced):
             section.toggled.connect(self._fit_width)
+        content.installEventFilter(self)
         self._fit_width()
         self._settings_project = None
         self._save_timer = QTimer(self, singleShot=True, interval=300)  # coalesce a burst of changes
@@ -72,9 +73,25 @@ class VLSMDock(QWidget):
         self.segment._context_changed()
 
     def _fit_width(self, *_) -> None:
-        """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off."""
+        """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off.
+
+        The scroll area never makes its content narrower than the content's minimum size, so a
+        narrower viewport clips the right edge. That minimum is known only once napari's style
+        sheet is applied (after docking: larger paddings and fonts than at construction) and
+        changes with the texts shown, so it is measured again whenever the content's layout is
+        recomputed (eventFilter)."""
+        content = self._content
+        need = max(content.minimumSizeHint().width(), content.sizeHint().width())
         bar = self._scroll.verticalScrollBar().sizeHint().width()
-        self.setMinimumWidth(max(self.minimumWidth(), self._content.sizeHint().width() + bar + 4))
+        width = need + bar + 2 * self._scroll.frameWidth() + 2
+        if width > self.minimumWidth():
+            self.setMinimumWidth(width)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt naming)
+        if watched is self._content and event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show,
+                                                         QEvent.Type.StyleChange, QEvent.Type.FontChange):
+            QTimer.singleShot(0, workers.guarded(self._fit_width, "laying out the dock"))
+        return False
 
     # ------------------------------------------------------------------------- first run
     def _make_notice(self) -> QFrame:
