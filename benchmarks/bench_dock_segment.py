@@ -36,6 +36,9 @@ def parse(argv=None):
     p.add_argument("--precision", default="auto")
     p.add_argument("--with-animated", action="store_true",
                    help="also run the dock with napari's animated activity indicator left on")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run the sides this many times, alternating their order; the fastest run of each "
+                        "and the median of run-by-run ratios are reported (a shared machine's speed drifts)")
     return p.parse_args(argv)
 
 
@@ -119,13 +122,23 @@ def main(argv=None) -> None:
     passed = ["--model", args.model, "--slices", str(args.slices), "--size", str(args.size),
               "--batch-size", str(args.batch_size), "--precision", args.precision]
     sides = ["engine", "dock"] + (["dock-animated"] if args.with_animated else [])
-    results = {side: common.run_side(__file__, side, passed) for side in sides}
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for i in range(args.repeats):
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            runs[side].append(common.run_side(__file__, side, passed))
+    results = {side: min(r, key=lambda x: x["wall_s"]) for side, r in runs.items()}
     base = results["engine"]
+
+    def pair_ratio(side):  # run i of a side against run i of the engine: the same moment's speed
+        ratios = sorted(r["wall_s"] / e["wall_s"] for r, e in zip(runs[side], runs["engine"]))
+        mid = len(ratios) // 2
+        return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
     rows = [(side, f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['wall_s'] / base['wall_s']:.2f}",
-             f"{r['cpu_s'] / base['cpu_s']:.2f}") for side, r in results.items()]
-    print(common.table(rows, ("side", "wall s", "cpu s", "wall ratio", "cpu ratio")))
+             f"{r['cpu_s'] / base['cpu_s']:.2f}", f"{pair_ratio(side):.2f}") for side, r in results.items()]
+    print(common.table(rows, ("side", "wall s", "cpu s", "wall ratio", "cpu ratio", "median pair ratio")))
     out = {"machine": common.machine(), "args": {k: v for k, v in vars(args).items() if k != "side"},
-           "results": results}
+           "results": results, "all_runs": runs}
     print(f"saved {common.save('dock_segment', out)}")
 
 
