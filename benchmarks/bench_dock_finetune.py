@@ -94,11 +94,13 @@ class StepClock:
         self.threads: list[tuple[float, float | None]] = []
         self.probe, self.probed = probe, None
         self.first_names, self.last_names = None, {}
+        self.trainer_etas: list[float | None] = []
         self.eta = eta or (lambda event: event.eta_s)  # the dock: the ETA its status line shows
 
     def __call__(self, event) -> None:
         if event.kind == "step":
             self.steps.append((event.step, time.perf_counter(), time.process_time(), self.eta(event)))
+            self.trainer_etas.append(event.eta_s)  # the trainer's own estimate, made in its thread
             self.threads.append((time.thread_time(), x_server_cpu()))  # this (GUI / main) thread, Xvfb
             if self.first_names is None:
                 self.first_names = threads_by_name()
@@ -118,7 +120,12 @@ class StepClock:
                 "x_server_cpu_per_step_s": None if x0 is None else (x1 - x0) / n,
                 "threads_per_step": per_step(self.first_names, self.last_names, n),
                 "eta_at_step": tenth[0], "eta_s": tenth[3], "real_left_s": real_left,
-                "eta_error": None if tenth[3] is None or real_left <= 0 else tenth[3] / real_left - 1}
+                "eta_error": None if tenth[3] is None or real_left <= 0 else tenth[3] / real_left - 1,
+                "trainer_eta_error": self._error(self.trainer_etas[self.steps.index(tenth)], real_left)}
+
+    @staticmethod
+    def _error(eta, real_left):
+        return None if eta is None or real_left <= 0 else eta / real_left - 1
 
 
 def per_step(first: dict, last: dict, n: int) -> dict:
