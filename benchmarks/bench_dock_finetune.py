@@ -87,45 +87,45 @@ def write_project(args, folder: Path) -> dict:
 
 # ------------------------------------------------------------------------------------ timing
 class StepClock:
-    """Wall + process CPU time at each training step (called on the thread that receives events)."""
+    """Wall + process CPU time at each training step (called on the thread that receives events).
+
+    Per-thread CPU (/proc) and Xvfb's CPU are read at the first and the last step only: on the CLI
+    side the clock runs in the training thread, so reading them every step would slow that side."""
 
     def __init__(self, probe=None, eta=None):
-        self.steps: list[tuple[int, float, float, float | None]] = []  # step, wall, cpu, eta
-        self.threads: list[tuple[float, float | None]] = []
+        self.steps: list[tuple[int, float, float, float | None, float | None]] = []  # step, wall, cpu, 2 ETAs
+        self.first = self.last = None  # (this thread's CPU, Xvfb's CPU, threads_by_name())
         self.probe, self.probed = probe, None
-        self.first_names, self.last_names = None, {}
-        self.trainer_etas: list[float | None] = []
         self.eta = eta or (lambda event: event.eta_s)  # the dock: the ETA its status line shows
 
     def __call__(self, event) -> None:
-        if event.kind == "step":
-            self.steps.append((event.step, time.perf_counter(), time.process_time(), self.eta(event)))
-            self.trainer_etas.append(event.eta_s)  # the trainer's own estimate, made in its thread
-            self.threads.append((time.thread_time(), x_server_cpu()))  # this (GUI / main) thread, Xvfb
-            if self.first_names is None:
-                self.first_names = threads_by_name()
-            self.last_names = threads_by_name()
-            if self.probe is not None and self.probed is None and event.step >= 2:
-                self.probed = self.probe()
+        if event.kind != "step":
+            return
+        # event.eta_s: the trainer's own estimate, made in its thread
+        self.steps.append((event.step, time.perf_counter(), time.process_time(), self.eta(event), event.eta_s))
+        if self.first is None or event.total is None or event.step == event.total:
+            self.last = (time.thread_time(), x_server_cpu(), threads_by_name())  # this (GUI / main) thread
+            self.first = self.first or self.last
+        if self.probe is not None and self.probed is None and event.step >= 2:
+            self.probed = self.probe()
 
     def summary(self) -> dict:
-        (s0, w0, c0, _), (s1, w1, c1, _) = self.steps[0], self.steps[-1]
+        (s0, w0, c0, *_), (s1, w1, c1, *_) = self.steps[0], self.steps[-1]
         n = s1 - s0
         # The ETA after a tenth of the run against the time the rest really took.
         tenth = next(st for st in self.steps if st[0] >= max(s0 + 1, s1 // 10))
         real_left = w1 - tenth[1]
-        (g0, x0), (g1, x1) = self.threads[0], self.threads[-1]
+        (g0, x0, names0), (g1, x1, names1) = self.first, self.last
         return {"steps": s1, "wall_per_step_s": (w1 - w0) / n, "cpu_per_step_s": (c1 - c0) / n,
                 "calling_thread_cpu_per_step_s": (g1 - g0) / n,
                 "x_server_cpu_per_step_s": None if x0 is None else (x1 - x0) / n,
-                "threads_per_step": per_step(self.first_names, self.last_names, n),
+                "threads_per_step": per_step(names0, names1, n),
                 "eta_at_step": tenth[0], "eta_s": tenth[3], "real_left_s": real_left,
-                "eta_error": None if tenth[3] is None or real_left <= 0 else tenth[3] / real_left - 1,
-                "trainer_eta_error": self._error(self.trainer_etas[self.steps.index(tenth)], real_left)}
+                "eta_error": eta_error(tenth[3], real_left), "trainer_eta_error": eta_error(tenth[4], real_left)}
 
-    @staticmethod
-    def _error(eta, real_left):
-        return None if eta is None or real_left <= 0 else eta / real_left - 1
+
+def eta_error(eta, real_left):
+    return None if eta is None or real_left <= 0 else eta / real_left - 1
 
 
 def per_step(first: dict, last: dict, n: int) -> dict:
@@ -282,19 +282,13 @@ def main(argv=None) -> None:
               "--precision", args.precision]
     sides = (["cli", "dock"] + (["dock-animated"] if args.with_animated else [])
              + (["dock-pool-threads"] if args.with_pool_threads else []))
-    runs: dict[str, list[dict]] = {side: [] for side in sides}
-    for i in range(args.repeats):
-        for side in sides if i % 2 == 0 else sides[::-1]:  # alternate the order: no side always goes first
-            runs[side].append(common.run_side(__file__, side, passed))
+    runs = common.run_alternating(__file__, sides, passed, args.repeats)
     results = {side: min(r, key=lambda x: x["wall_per_step_s"]) for side, r in runs.items()}
     cli = results["cli"]
-    def pair_ratio(side, key):  # run i of a side against run i of the CLI, interleaved: same load
-        ratios = sorted(r[key] / c[key] for r, c in zip(runs[side], runs["cli"]))
-        return ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
 
     rows = [(side, f"{r['wall_per_step_s']:.3f}", f"{r['cpu_per_step_s']:.3f}",
              f"{r['wall_per_step_s'] / cli['wall_per_step_s']:.2f}", f"{r['cpu_per_step_s'] / cli['cpu_per_step_s']:.2f}",
-             f"{pair_ratio(side, 'wall_per_step_s'):.2f}",
+             f"{common.median_pair_ratio(runs[side], runs['cli'], 'wall_per_step_s'):.2f}",
              "" if r["eta_error"] is None else f"{100 * r['eta_error']:+.0f}% (step {r['eta_at_step']})")
             for side, r in results.items()]
     print(common.table(rows, ("side", "wall s/step", "cpu s/step", "wall ratio", "cpu ratio", "median pair ratio", "ETA error")))

@@ -122,20 +122,12 @@ def main(argv=None) -> None:
     passed = ["--model", args.model, "--slices", str(args.slices), "--size", str(args.size),
               "--batch-size", str(args.batch_size), "--precision", args.precision]
     sides = ["engine", "dock"] + (["dock-animated"] if args.with_animated else [])
-    runs: dict[str, list[dict]] = {side: [] for side in sides}
-    for i in range(args.repeats):
-        for side in sides if i % 2 == 0 else sides[::-1]:
-            runs[side].append(common.run_side(__file__, side, passed))
+    runs = common.run_alternating(__file__, sides, passed, args.repeats)
     results = {side: min(r, key=lambda x: x["wall_s"]) for side, r in runs.items()}
     base = results["engine"]
 
-    def pair_ratio(side):  # run i of a side against run i of the engine: the same moment's speed
-        ratios = sorted(r["wall_s"] / e["wall_s"] for r, e in zip(runs[side], runs["engine"]))
-        mid = len(ratios) // 2
-        return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
-
     rows = [(side, f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['wall_s'] / base['wall_s']:.2f}",
-             f"{r['cpu_s'] / base['cpu_s']:.2f}", f"{pair_ratio(side):.2f}") for side, r in results.items()]
+             f"{r['cpu_s'] / base['cpu_s']:.2f}", f"{common.median_pair_ratio(runs[side], runs['engine'], 'wall_s'):.2f}") for side, r in results.items()]
     print(common.table(rows, ("side", "wall s", "cpu s", "wall ratio", "cpu ratio", "median pair ratio")))
     out = {"machine": common.machine(), "args": {k: v for k, v in vars(args).items() if k != "side"},
            "results": results, "all_runs": runs}

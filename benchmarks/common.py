@@ -152,6 +152,21 @@ def run_side(script: str, side: str, args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_alternating(script: str, sides: list[str], args: list[str], repeats: int) -> dict[str, list[dict]]:
+    """Each side ``repeats`` times, the order reversed every other round (no side always goes first
+    on a machine whose speed drifts); -> {side: [result of round 0, round 1, ...]}."""
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for i in range(repeats):
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            runs[side].append(run_side(script, side, args))
+    return runs
+
+
+def median_pair_ratio(runs: list[dict], base: list[dict], key: str) -> float:
+    """The median of run i / base run i: each pair ran at the same moment, under the same load."""
+    return statistics.median(r[key] / b[key] for r, b in zip(runs, base))
+
+
 def warn_if_busy() -> None:
     """Other processes on the cores make torch's thread pool wait on descheduled threads: timings
     of small operations then inflate 10x or more. Say so, so a reader does not trust such a run."""

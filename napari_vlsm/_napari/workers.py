@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 
+from napari_vlsm.core import torch_threads  # no torch at import: torch is imported by the jobs
+
 from . import texts
 
 log = logging.getLogger(__name__)
@@ -133,12 +135,6 @@ def guarded(fn: Callable, what: str = "") -> Callable:
     return call
 
 
-def _prepare_pool_thread() -> None:
-    from napari_vlsm.core.torch_threads import prepare_thread
-
-    prepare_thread()
-
-
 def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Callable:
     """The worker's body. A torch job runs on a thread of its own that ends with it (see
     core/torch_threads.py: torch's OpenMP keeps a team of helpers per thread that ever used it, and
@@ -146,17 +142,19 @@ def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Call
     the CLI's). The napari worker waits for it, the GIL released, and relays its yields."""
     import functools
 
+    def here(*args, **kwargs):  # the old way (OWN_TORCH_THREAD off): in napari's pool thread
+        if torch_job:
+            torch_threads.prepare_thread()
+        return func(*args, **kwargs)
+
+    own_thread = torch_job and OWN_TORCH_THREAD
     if generator:
         @functools.wraps(func)
         def run_gen(*args, **kwargs):
             try:
-                if torch_job and OWN_TORCH_THREAD:
-                    from napari_vlsm.core import torch_threads
-
+                if own_thread:
                     return (yield from torch_threads.iterate(func, *args, **kwargs))
-                if torch_job:
-                    _prepare_pool_thread()
-                return (yield from func(*args, **kwargs))
+                return (yield from here(*args, **kwargs))
             except RuntimeError as err:
                 raise JobError(str(err)) from err
 
@@ -164,13 +162,7 @@ def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Call
 
     @functools.wraps(func)
     def run(*args, **kwargs):
-        if torch_job and OWN_TORCH_THREAD:
-            from napari_vlsm.core import torch_threads
-
-            return torch_threads.call(func, *args, **kwargs)
-        if torch_job:
-            _prepare_pool_thread()
-        return func(*args, **kwargs)
+        return torch_threads.call(func, *args, **kwargs) if own_thread else here(*args, **kwargs)
 
     return run
 

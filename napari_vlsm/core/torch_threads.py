@@ -28,13 +28,11 @@ THREAD_NAME = "vlsm-torch"  # the OS name too (top -H, /proc): OpenMP's helpers 
 
 
 def prepare_thread() -> None:
-    """Per-thread CPU state for torch, set BEFORE the thread's first torch operation.
-
-    * flush denormal floats to zero: the flag lives in each thread's floating-point control
-      register, and torch's OpenMP helpers copy it from their thread once, when they are made.
-      Random and freshly trained weights produce denormals; without the flag a step of the random
-      test model took ~350 ms against ~30 ms.
-    """
+    """Per-thread CPU state for torch, set BEFORE the thread's first torch operation: flush
+    denormal floats to zero. The flag lives in each thread's floating-point control register, and
+    torch's OpenMP helpers copy it from their thread once, when they are made. Random and freshly
+    trained weights produce denormals; without the flag a step of the random test model took
+    ~350 ms against ~30 ms."""
     import torch
 
     torch.set_flush_denormal(True)
