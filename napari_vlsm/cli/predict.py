@@ -34,7 +34,7 @@ from .common import (
     write_png,
     write_tiff,
 )
-from .predict_volume import segment_volume, write_volume_outputs
+from .predict_volume import add_volume_args, finish_label_map, segment_volume, write_volume_outputs
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -57,6 +57,7 @@ def add_parser(subparsers) -> None:
                    help="also write float32 probabilities (TIFF; NIfTI for volumes)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     labelmap_output.add_arguments(p)
+    add_volume_args(p)  # --keep-largest, --fill-holes, --min-size-mm3, --statistics (predict_volume.py)
     from .batch import add_batch_args  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
     from .remote import add_server_args  # --server URL (cli/remote.py)
 
@@ -132,6 +133,7 @@ def _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar) -> 
 
     def on_grid(array, target):  # the label map, and with --save-prob each structure's float32 probability
         kind = "probability" if array.dtype.kind == "f" else "label map"
+        array = finish_label_map(array, data, args, stem)  # clean-up and statistics (predict_volume.py)
         write_mask(target, array, data.geometry, description=f"napari-vlsm {kind}")
 
     return labelmap_output.predict_file(seg, path, stem, data.array, prompts, args, provenance, bar,

@@ -43,8 +43,10 @@ def write_volume_outputs(path, stem, slugs, volume, results, window, args, prove
     from ..core.medical import write_mask
 
     out, records = Path(args.out).expanduser(), []
+    stats = [] if getattr(args, "statistics", False) else None
     for (prompt, (mask, prob)), name in zip(results.items(), slugs):
         target = out / f"{stem}__{name}.nii.gz"
+        mask = clean_volume(mask, volume, args, f"{stem}: {prompt}")
         write_mask(target, mask, volume.geometry, description=f"napari-vlsm: {prompt}")
         record = {"input": str(path), "prompt": prompt, "path": str(target), "shape": list(mask.shape),
                   "foreground_fraction": round(float(np.count_nonzero(mask)) / mask.size, 6),
@@ -54,5 +56,101 @@ def write_volume_outputs(path, stem, slugs, volume, results, window, args, prove
             prob_path = out / f"{stem}__{name}__prob.nii.gz"
             write_mask(prob_path, prob, volume.geometry, description=f"napari-vlsm probability: {prompt}")
             record["probability_path"] = str(prob_path)
+        if stats is not None:  # each prompt's mask on its own (masks may overlap): one row each
+            row = statistics_row(mask, volume, prompt)
+            stats.append(row)
+            record["statistics"] = {k: v for k, v in row.items() if v is not None and k != "value"}
         records.append(record)
+    if stats:
+        csv_path = write_statistics(out, stem, stats)
+        for record in records:
+            record["statistics_path"] = csv_path
     return records
+
+
+# ---------------------------------------------------------------- clean-up and statistics (volumes)
+def add_volume_args(p) -> None:
+    """predict's options for medical volumes: 3D clean-up per structure and statistics."""
+    g = p.add_argument_group("volumes (NIfTI, DICOM, NRRD, MHA): clean-up and statistics")
+    g.add_argument("--keep-largest", action="store_true",
+                   help="keep only the largest 3D connected part of each structure")
+    g.add_argument("--fill-holes", action="store_true", help="fill holes enclosed in 3D in each structure")
+    g.add_argument("--min-size-mm3", type=_mm3, default=0.0, metavar="V",
+                   help="remove islands smaller than V mm³ (from the voxel spacing; default 0: off)")
+    g.add_argument("--statistics", action="store_true",
+                   help="write <stem>__statistics.csv: per structure volume (mL), voxels, mean and std "
+                        "of the image inside (HU for CT), slice range")
+
+
+def _mm3(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"a volume in mm³, 0 or more; got {text!r}")
+    return value
+
+
+def cleanup_options(args):
+    from ..core.volume_edit.cleanup import CleanupOptions
+
+    return CleanupOptions(bool(getattr(args, "keep_largest", False)), bool(getattr(args, "fill_holes", False)),
+                          float(getattr(args, "min_size_mm3", 0.0) or 0.0))
+
+
+def clean_volume(labels, volume, args, what: str):
+    """``labels`` (mask 0/1 or label map) cleaned as the options ask; a structure the clean-up
+    would remove entirely is kept as predicted, with a warning."""
+    import warnings
+
+    from ..core.volume_edit.cleanup import clean_labels
+
+    options = cleanup_options(args)
+    if not options.any:
+        return labels
+    spared: list = []
+    out = clean_labels(labels, options, volume.spacing, spared=spared)
+    for value in spared:
+        warnings.warn(f"{what}: {options.describe()} would remove structure {value} entirely; "
+                      "it is written as predicted", stacklevel=2)
+    return out
+
+
+def statistics_row(mask, volume, prompt: str) -> dict:
+    """One structure's row (an empty mask: 0 voxels, 0 mL)."""
+    import numpy as np
+
+    from ..core.volume_edit.statistics import COLUMNS, structure_statistics
+
+    rows = structure_statistics((np.asarray(mask) != 0).astype(np.uint8), volume.spacing, image=volume.array,
+                                names={1: prompt})
+    return rows[0] if rows else {**dict.fromkeys(COLUMNS), "value": 1, "name": prompt, "voxels": 0,
+                                 "volume_ml": 0.0}
+
+
+def write_statistics(out_dir, stem, rows) -> str:
+    """``<stem>__statistics.csv`` beside the masks (atomic); returns its path."""
+    from ..core.atomic import write_bytes_atomic
+    from ..core.volume_edit.statistics import to_csv
+
+    target = Path(out_dir).expanduser() / f"{stem}__statistics.csv"
+    write_bytes_atomic(target, to_csv(rows).encode())
+    return str(target)
+
+
+def finish_label_map(array, volume, args, stem):
+    """predict --multilabel's label map of a volume: cleaned, and its statistics written (the
+    structures are named by the prompts in order: value i + 1 = prompt i)."""
+    if array.dtype.kind == "f":  # a probability map: written as it is
+        return array
+    array = clean_volume(array, volume, args, stem)
+    if getattr(args, "statistics", False):
+        from ..core.volume_edit.statistics import structure_statistics
+
+        names = {i + 1: p for i, p in enumerate(args.prompt)}
+        write_statistics(args.out, stem, structure_statistics(array, volume.spacing, volume.array, names))
+    return array

@@ -70,11 +70,14 @@ def clean_mask(mask: np.ndarray, options: CleanupOptions, spacing=(1.0, 1.0, 1.0
     return out
 
 
-def clean_labels(labels: np.ndarray, options: CleanupOptions, spacing=(1.0, 1.0, 1.0), values=None) -> np.ndarray:
+def clean_labels(labels: np.ndarray, options: CleanupOptions, spacing=(1.0, 1.0, 1.0), values=None,
+                 spared: list | None = None) -> np.ndarray:
     """Every structure of a label map (or those in ``values``) cleaned on its own.
 
     A hole is filled only where it is background, so one structure never paints over another.
-    Raises :class:`CleanupError` naming the structure value that would vanish, before changing any.
+    A structure the clean-up would remove entirely raises :class:`CleanupError` naming its value,
+    before anything is changed -- or, when a list ``spared`` is given, is left as it was and its
+    value appended to ``spared`` (the CLI warns and goes on).
     """
     labels = np.asarray(labels)
     out = labels.copy()
@@ -83,7 +86,10 @@ def clean_labels(labels: np.ndarray, options: CleanupOptions, spacing=(1.0, 1.0,
         try:
             cleaned = clean_mask(labels == value, options, spacing)
         except CleanupError as err:
-            raise CleanupError(f"structure {value}: {err}") from None
+            if spared is None:
+                raise CleanupError(f"structure {value}: {err}") from None
+            spared.append(value)
+            continue
         out[(out == value) & ~cleaned] = 0
         out[cleaned & (out == 0)] = value
     return out
