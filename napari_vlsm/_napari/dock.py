@@ -17,6 +17,7 @@ from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
 from .segment_panel import SegmentPanel
 from .session import Session
+from .volume_panel import VolumePanel
 
 
 def _group(title: str, widget: QWidget) -> QGroupBox:
@@ -34,6 +35,7 @@ class VLSMDock(QWidget):
         self.session = Session(napari_viewer, parent=self)
         self.segment = SegmentPanel(self.session)
         self.corrections = CorrectionPanel(self.session)
+        self.volume = VolumePanel(self.session, self.segment)
         self.finetune = FinetunePanel(self.session)
         self.model = ModelPanel(self.session)
         self.advanced = AdvancedPanel(self.session)
@@ -44,6 +46,7 @@ class VLSMDock(QWidget):
         box.addWidget(self.notice)
         box.addWidget(_group("Segment", self.segment))
         box.addWidget(_group("Corrections", self.corrections))
+        box.addWidget(_group("Volume", self.volume))
         box.addWidget(_group("Finetune", self.finetune))
         box.addWidget(self.model)
         box.addWidget(self.advanced)
@@ -233,4 +236,5 @@ class VLSMDock(QWidget):
         if not self._closed:
             self._closed = True
             self.segment.disconnect_viewer()
+            self.volume.disconnect_viewer()
             self.corrections.close_watcher()

@@ -70,7 +70,13 @@ def snapshot(labels, image=None) -> dict:
     structures = L.structures_of(labels)
     data = np.array(labels.data)
     geometry = geometry_for(data.shape, labels=labels, image=image) if is_medical(labels, image) else None
-    return {"data": data, "structures": structures, "geometry": geometry,
+    from .volume_actions import spacing_of
+
+    pixels = None  # the image's values inside each structure go into the legend's statistics
+    if image is not None and not getattr(image, "rgb", False) and tuple(image.data.shape) == data.shape:
+        pixels = np.asarray(image.data)
+    spacing = geometry.spacing if geometry is not None else spacing_of(labels)
+    return {"data": data, "structures": structures, "geometry": geometry, "image": pixels, "spacing": spacing,
             "info": {k: meta[k] for k in KEYS if k in meta} | {"layer": labels.name}}
 
 
@@ -89,6 +95,18 @@ def _write_raster(target: Path, data, doc) -> None:
                              metadata={"legend": json.dumps(doc["labels"], ensure_ascii=False)})
 
 
+def _statistics(item: dict) -> list[dict]:
+    """Per structure: voxels, volume (mL) or area (mm²) when the spacing is known, mean/std inside,
+    slice range (core.volume_edit.statistics); the columns that do not apply are left out."""
+    from napari_vlsm.core.volume_edit.statistics import structure_statistics
+
+    if item["data"].ndim not in (2, 3):
+        return []
+    names = {s.value: s.name for s in item["structures"]}
+    rows = structure_statistics(item["data"], item.get("spacing"), image=item.get("image"), names=names)
+    return [{k: v for k, v in row.items() if v is not None} for row in rows]
+
+
 def write_export(item: dict, path) -> tuple[Path, Path]:
     """Worker: write the label map and its legend; returns both paths."""
     from napari_vlsm.core.atomic import write_bytes_atomic
@@ -96,6 +114,7 @@ def write_export(item: dict, path) -> tuple[Path, Path]:
     data, structures, geometry = item["data"], item["structures"], item.get("geometry")
     target, legend_path = export_paths(path, data.ndim, medical=geometry is not None)
     doc = LM.legend_document(structures, label_map=target.name, **item["info"])
+    doc["statistics"] = _statistics(item)
     if target.name.lower().endswith(NIFTI):
         from napari_vlsm.core.medical import write_mask
 
@@ -114,6 +133,9 @@ def start_export(session, labels, path, image=None):
     from napari.utils.notifications import show_info
 
     from . import texts, workers
+
+    if image is None:  # the statistics need the image's values (HU for CT)
+        image = L.image_of(session.viewer, labels)
 
     def done(paths):
         show_info(texts.info(f"label map saved: {paths[0]} (legend: {paths[1].name})"))

@@ -5,7 +5,8 @@ notification naming it and the fix.
 The layer carries the geometry: ``scale`` = voxel spacing (mm), ``translate`` = origin (LPS mm,
 listed z, y, x), and ``metadata["napari_vlsm_volume"]`` = the volume's description (source, modality,
 direction, and the original grid and header that the writer restores exactly); see docs/volumes.md.
-The contrast limits are the window the model will use by default (``auto``). A NIfTI whose header
+The contrast limits are a display window: soft tissue (W400 L40) for a CT (its modality, or HU
+values), auto otherwise; the model's window is chosen apart, in the dock. A NIfTI whose header
 says it holds labels (intent "label", as napari-vlsm writes its masks) opens as a Labels layer
 with the same geometry, so it can be corrected and saved again on its grid.
 """
@@ -68,13 +69,15 @@ def is_label_volume(volume) -> bool:
 
 def volume_layer(volume) -> tuple:
     """A MedicalVolume -> ``(data, kwargs, "image" | "labels")`` with its geometry."""
-    from napari_vlsm.core.medical.windows import resolve_window
+    from napari_vlsm.core.medical.windows import display_window
 
     kwargs = {"name": volume.name, "scale": volume.spacing, "translate": volume.origin,
               "metadata": {METADATA_KEY: volume.metadata()}}
     if is_label_volume(volume):
         return (volume.array, kwargs, "labels")
-    window = resolve_window("auto", volume.array, volume.modality, rgb=False)
+    # The DISPLAY window: soft tissue (W400 L40) for a CT, else auto. The model's window is the
+    # dock's Model window row, chosen apart (docs/volumes.md).
+    window, _ = display_window(volume.array, volume.modality)
     kwargs.update(colormap="gray", contrast_limits=window, rgb=False)  # an x of 3 or 4 voxels is no colour
     return (volume.array, kwargs, "image")
 

@@ -34,12 +34,13 @@ def stack_view(data, ndim: int, axes: tuple[int, int]):
 
 
 def predict_planes(segmenter, session, image, axes: tuple[int, int], prompts: list[str], batch_size: int,
-                   cancel):
-    """Every slice along the non-displayed axes, batched; yields (plane, probability) per slice."""
+                   cancel, indices=None):
+    """Every slice along the non-displayed axes (or those at ``indices``), batched; yields (plane,
+    probability) per slice."""
     window = session.window_for(image)
     stack, axis = stack_view(image.data, image.ndim, axes)
     results = segmenter.predict_stack(stack, list(prompts), batch_size=batch_size, window=window, axis=axis,
-                                      rgb=image.rgb)
+                                      indices=indices, rgb=image.rgb)
     for index, predictions in results:
         index = tuple(int(i) for i in index) if isinstance(index, tuple) else (int(index),)
         yield Plane(tuple(axes), index), probabilities(predictions)

@@ -40,6 +40,10 @@ from .window_choice import WindowChoice
 from .workers import guarded, on_click
 
 HISTORY = 15  # recent prompts kept in the prompt box
+TIP_RESEGMENT_CORRECTED = ("Off (default): Segment all slices leaves the slices you corrected, and those filled "
+                           "between them, as they are. On: the model replaces them too (Ctrl+Z undoes it).")
+TIP_MODEL_WINDOW = ("The intensity window the MODEL sees (stored with each correction). The display contrast is "
+                    "napari's own (layer controls, or Display in the Volume section).")
 TIP_EXPORT = "Save this mask layer as a label map (PNG for 2D, TIFF for stacks) with a JSON legend."
 
 
@@ -75,6 +79,8 @@ class SegmentPanel(QWidget):
         self.btn_slice.setToolTip(texts.TIP_SEG_SLICE)
         self.btn_all = QPushButton("Segment &all slices")
         self.btn_all.setToolTip(texts.TIP_SEG_ALL)
+        self.resegment_corrected = QCheckBox("Re-segment corrected slices too")
+        self.resegment_corrected.setToolTip(TIP_RESEGMENT_CORRECTED)
         self.btn_revert = QPushButton("&Revert to proposal")
         self.btn_revert.setToolTip(texts.TIP_REVERT)
         self.btn_export = QPushButton("&Export label map…")
@@ -92,7 +98,8 @@ class SegmentPanel(QWidget):
         form.addRow("Prompt", self.prompt)
         form.addRow("", self.presets)
         form.addRow("Threshold", self.threshold)
-        form.addRow("Window", self.window_choice)
+        form.addRow("Model window", self.window_choice)  # not the display contrast (volume_panel.py)
+        self.window_choice.setToolTip(f"{TIP_MODEL_WINDOW} {self.window_choice.toolTip()}")
         buttons = QHBoxLayout()
         buttons.addWidget(self.btn_slice)
         buttons.addWidget(self.btn_all)
@@ -103,6 +110,7 @@ class SegmentPanel(QWidget):
         box.setContentsMargins(0, 0, 0, 0)
         box.addLayout(form)
         box.addLayout(buttons)
+        box.addWidget(self.resegment_corrected)
         box.addLayout(running)
         row = QHBoxLayout()
         row.addWidget(self.show_prob)
@@ -212,8 +220,13 @@ class SegmentPanel(QWidget):
         if image.ndim == 2:
             return self.segment_slice()
         axes = L.plane_axes(image, self.viewer.dims)
-        total = len(L.all_planes(image, axes))
         prompt = LM.join_structures(prompts)
+        planes, kept = self._planes_to_segment(image, prompt, axes)
+        if not planes:
+            raise PromptError("Every slice is corrected; nothing was re-segmented. Tick 'Re-segment corrected "
+                              "slices too' to replace your corrections")
+        total = len(planes)
+        indices = None if not kept else [p.index[0] if len(p.index) == 1 else p.index for p in planes]
         self._remember(prompt)
         cancel = threading.Event()
 
@@ -224,21 +237,35 @@ class SegmentPanel(QWidget):
             self._running(True)
             self.session.run_job(
                 "segmenting all slices", predict_planes, segmenter, self.session, image, axes, prompts,
-                self.session.batch_size, cancel, on_yield=self._collect,
-                on_return=lambda _: self._finish_all(image, prompts),
+                self.session.batch_size, cancel, indices, on_yield=self._collect,
+                on_return=lambda _: self._finish_all(image, prompts, kept),
                 progress={"total": total, "desc": f"napari-vlsm: segmenting '{prompt}'"}, cancel_event=cancel,
             )
 
         self.session.with_model("segmentation", run)
 
+    def _planes_to_segment(self, image, prompt, axes) -> tuple[list, int]:
+        """All planes, less the corrected and filled ones unless the user ticked to replace them."""
+        from .slice_status import kept_planes
+
+        planes = L.all_planes(image, axes)
+        labels = L.find_output(self.viewer, image, prompt, exact=True)
+        if labels is None or self.resegment_corrected.isChecked():
+            return planes, 0
+        kept = kept_planes(labels, self.session.proposals, axes)
+        return [p for p in planes if p not in kept], len(kept)
+
     def _collect(self, item) -> None:
         self._collected.append(item)
         self.progress.setValue(len(self._collected))
 
-    def _finish_all(self, image, prompts) -> None:
+    def _finish_all(self, image, prompts, kept: int = 0) -> None:
         results, self._collected = self._collected, []
         if results:
             self._apply(image, prompts, results)
+        if kept:
+            show_info(texts.info(f"{kept} corrected slice(s) kept; slices you corrected, and those filled between "
+                                 "them, were not re-segmented ('Re-segment corrected slices too' replaces them)"))
         if self._cancel is not None and self._cancel.is_set():
             show_info(texts.info(f"stopped after {len(results)} slice(s); they are kept (Ctrl+Z removes them)"))
 

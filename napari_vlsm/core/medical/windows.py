@@ -81,3 +81,39 @@ def resolve_window(preset, array, modality: str = "", rgb: bool | None = None) -
     if percentiles is None:  # auto
         return tuple(float(v) for v in volume_window(array, rgb=rgb))
     return tuple(float(v) for v in volume_window(array, rgb=rgb, percentiles=percentiles))
+
+
+# ------------------------------------------------------------------ display (what the user looks at)
+DISPLAY_CT = "soft-tissue"  # a radiologist opens an abdominal CT in W400 L40
+
+
+def looks_like_ct(array, modality: str = "") -> bool:
+    """The header says CT, or (no modality recorded, as in NIfTI) the values are Hounsfield units:
+    air near -1000 at the low end of the volume, bone or contrast below 4000 at the high end."""
+    from ..volume import volume_window
+
+    modality = str(modality or "").upper()
+    if modality:
+        return modality == "CT"
+    dtype = getattr(array, "dtype", None)
+    if dtype is None or dtype.kind not in "if":
+        return False
+    lo, hi = volume_window(array, rgb=False)  # 0.5th and 99.5th percentiles, on a bounded sample
+    return -3100.0 <= lo <= -900.0 and hi <= 4000.0
+
+
+def display_window(array, modality: str = "") -> tuple[tuple[float, float], str]:
+    """The contrast a volume opens with and its preset name: soft tissue for CT, else auto."""
+    if looks_like_ct(array, modality):
+        return ct_window(DISPLAY_CT), DISPLAY_CT
+    return resolve_window(AUTO, array, modality, rgb=False), AUTO
+
+
+def display_presets(modality: str = "") -> list[str]:
+    """The display choices that mean something for this modality (CT presets first for CT)."""
+    modality = str(modality or "").upper()
+    if modality == "CT":
+        return [*CT_PRESETS, AUTO]
+    if modality:
+        return [AUTO, *PERCENTILE_PRESETS]
+    return [*CT_PRESETS, AUTO, *PERCENTILE_PRESETS]
