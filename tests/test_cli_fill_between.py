@@ -99,5 +99,21 @@ def test_predict_statistics_and_cleanup_match_nibabel(capsys, tmp_path, tiny_mod
     parts, n = ndimage.label(mask)
     largest = np.bincount(parts.ravel())[1:].max()
     assert np.count_nonzero(cleaned) == largest and np.all(mask[cleaned != 0])
+    # a label map: one row per structure, the same volumes as nibabel's count of the written file
+    code, _, err = run_main(capsys, *base, "--prompt", "spleen", "--multilabel", "--out", tmp_path / "ml",
+                            "--statistics", "--min-size-mm3", "5")
+    assert code == 0, err
+    (labelmap,) = (tmp_path / "ml").glob("ct__*.nii.gz")
+    written = np.asarray(nib.load(labelmap).dataobj)
+    with open(tmp_path / "ml" / "ct__statistics.csv") as f:
+        rows = {int(r["value"]): r for r in csv.DictReader(f)}
+    assert set(rows) == {int(v) for v in np.unique(written) if v}
+    for value, row in rows.items():
+        assert row["name"] == ["liver", "spleen"][value - 1]
+        assert float(row["volume_ml"]) == pytest.approx(np.count_nonzero(written == value) * voxel_ml, rel=1e-5)
+    voxel_mm3 = voxel_ml * 1000
+    for value in rows:  # no island under 5 mm³ is left in any structure
+        sizes = np.bincount(ndimage.label(written == value)[0].ravel())[1:] * voxel_mm3
+        assert sizes.min() >= 5
     code, _, err = run_main(capsys, *base, "--out", tmp_path / "bad", "--min-size-mm3", "-3")
     assert code == 2 and "mm³" in err

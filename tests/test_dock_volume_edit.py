@@ -129,6 +129,7 @@ def test_ct_display_window_cleanup_and_statistics(qtbot, make_dock, notes, tmp_p
     assert dock.session.window_preset == "auto"  # the model's window is its own choice
     dock.segment.image.value = image
     dock.segment._context_changed()
+    assert dock.volume.display.currentData() == "soft-tissue"
     dock.volume.display.setCurrentIndex(dock.volume.display.findData("lung"))
     dock.volume.apply_display()
     assert tuple(image.contrast_limits) == (-1350.0, 150.0)

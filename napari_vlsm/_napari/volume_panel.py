@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_vlsm.core.medical.windows import LABELS, display_presets
+from napari_vlsm.core.medical.windows import CT_PRESETS, LABELS, ct_window, display_presets
 
 from . import layers as L
 from . import slice_status, texts, volume_actions
@@ -164,7 +164,10 @@ class VolumePanel(QWidget):
             return
         for name in display_presets(self._modality(image)):
             self.display.addItem(LABELS.get(name, name), name)
-
+        shown = tuple(float(v) for v in image.contrast_limits)
+        for name in CT_PRESETS:  # show which HU window is on (percentile windows would need a pass)
+            if self.display.findData(name) >= 0 and ct_window(name) == shown:
+                self.display.setCurrentIndex(self.display.findData(name))
     def _modality(self, image) -> str:
         from .reader import volume_metadata
 
