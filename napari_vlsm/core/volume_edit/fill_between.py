@@ -47,12 +47,19 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
 
 
 def _shifted(sdf: np.ndarray, offset) -> np.ndarray:
-    """``sdf`` moved by ``offset`` pixels (linear interpolation; outside the crop: its nearest edge)."""
-    from scipy import ndimage
-
-    if not np.any(np.abs(offset) > 1e-3):
-        return sdf
-    return ndimage.shift(sdf, offset, order=1, mode="nearest")
+    """``sdf`` moved by ``offset`` pixels with linear interpolation, one axis at a time (whole
+    pixels would cost 1-2 Dice points at 3 mm voxels); beyond the crop's edge the edge values go on."""
+    out = sdf
+    for axis, shift in enumerate(float(o) for o in offset):
+        if abs(shift) < 1e-3:
+            continue
+        whole = int(np.floor(shift))
+        frac = np.float32(shift - whole)
+        n = out.shape[axis]
+        near = np.clip(np.arange(n) - whole, 0, n - 1)  # out[i] = sdf[i - shift]
+        far = np.clip(near - 1, 0, n - 1)
+        out = (1 - frac) * np.take(out, near, axis=axis) + frac * np.take(out, far, axis=axis)
+    return out
 
 
 def _blend(sdf_a, sdf_b, t: float) -> np.ndarray:
