@@ -26,7 +26,7 @@ def correct(labels, z, mask):
     labels.data_setitem((np.full(idx[0].shape, z), *idx), new[idx])
 
 
-def test_fill_between_then_segment_all_keeps_corrections(qtbot, make_dock, notes):
+def test_fill_between_then_segment_all_keeps_corrections(qtbot, make_dock, notes, force_dice):
     from napari_vlsm._napari import slice_status
     from napari_vlsm.core.volume_edit.fill_between import fill_between
 
@@ -63,20 +63,34 @@ def test_fill_between_then_segment_all_keeps_corrections(qtbot, make_dock, notes
     labels.redo()
     assert np.array_equal(labels.data, after_fill)
 
-    # Segment all again (a lower threshold: the model's slices change): corrected and filled slices stay
-    dock.segment.threshold.blockSignals(True)
-    dock.segment.threshold.setValue(0.05)
-    dock.segment.threshold.blockSignals(False)
-    dock.segment.btn_all.click()
-    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
-    assert np.array_equal(labels.data[10:21], after_fill[10:21])
+    # Store the two corrections, finetune (a real run, a few steps), Segment all again: corrected and
+    # filled slices stay, the rest is re-segmented with the new adapter
     book = dock.session.proposals
     from napari_vlsm._napari import layers as L
 
+    probs = {z: book.get(labels, L.Plane((1, 2), (z,))).probability.copy() for z in range(30)}
+    for z in (10, 20):
+        viewer.dims.set_current_step(0, z)
+        dock.corrections.btn_add.click()
+        qtbot.waitUntil(lambda: not dock.corrections.saving and idle(dock), timeout=WAIT_MS)
+    assert dock.session.store.counts() == {"train": 1, "val": 1}
+    force_dice(0.2, 0.6)  # the new adapter is adopted
+    dock.advanced.steps.setValue(3)
+    dock.finetune.btn_train.click()
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    adapter = dock.session.segmenter.adapter_path
+    assert adapter is not None
+    assert np.array_equal(labels.data, after_fill)  # the finetune changed no slice the user sees as kept
+    dock.segment.btn_all.click()
+    qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
+    assert np.array_equal(labels.data[10:21], after_fill[10:21])
     for z in list(range(10)) + list(range(21, 30)):
         entry = book.get(labels, L.Plane((1, 2), (z,)))
-        assert entry.threshold == pytest.approx(0.05) and np.array_equal(labels.data[z], entry.values)
-    assert not np.array_equal(labels.data[:10], after_fill[:10])  # the rest was re-segmented
+        assert not np.array_equal(entry.probability, probs[z])  # the adapter's proposal
+        assert np.array_equal(labels.data[z], entry.values)
+    for z in range(10, 21):
+        assert L.output_meta(labels)["slices"][str(z)].get("adapter_sha256") is None  # not re-segmented
     assert any("corrected slice(s) kept" in n for n in notes)
     # editing a filled slice makes it a correction; revert to proposal still works per slice
     correct(labels, 15, disk((48, 48), 5, 5, 3))
@@ -88,7 +102,7 @@ def test_fill_between_then_segment_all_keeps_corrections(qtbot, make_dock, notes
     dock.segment.resegment_corrected.setChecked(True)
     dock.segment.btn_all.click()
     qtbot.waitUntil(lambda: idle(dock), timeout=WAIT_MS)
-    assert book.get(labels, L.Plane((1, 2), (10,))).threshold == pytest.approx(0.05)
+    assert L.output_meta(labels)["slices"]["10"]["adapter_sha256"] is not None
     assert np.array_equal(labels.data[10], book.get(labels, L.Plane((1, 2), (10,))).values)
 
 
