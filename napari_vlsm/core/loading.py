@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .constants import DEFAULT_MODEL
@@ -41,6 +41,19 @@ class LoadedModel:
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
     backend: str = "torch"  # what computes the frozen image encoder: torch, onnx-fp32, onnx-int8
+    # ONNX Runtime graphs of the frozen parts (kind -> OnnxPart; {} with torch): core/runtime
+    runtimes: dict = field(default_factory=dict)
+
+    def runtimes_for(self, base) -> dict:
+        """The runtimes a ``VLSMModel`` over ``base`` may use: this model's own, when ``base``
+        computes with the same frozen weights (the model itself, or the trainer's modules around
+        its tensors); {} for a low-precision copy, whose numbers the graphs do not reproduce."""
+        try:
+            same = (base.clip.vision_model.embeddings.patch_embedding.weight
+                    is self.model.clip.vision_model.embeddings.patch_embedding.weight)
+        except AttributeError:
+            same = False
+        return self.runtimes if same else {}
 
     @property
     def config(self):
@@ -263,12 +276,13 @@ def load_model(source: str | os.PathLike = DEFAULT_MODEL, device: str = "auto", 
     model.eval().requires_grad_(False).to(dev)
     size, mean, std = read_image_processing(folder)
     fingerprint = fingerprint_model(model)
+    runtimes = {}
     if backend != "torch":
         layers = tuple(int(i) for i in model.config.extract_layers)
-        encoder = runtime.prepare_image_runtime(model, fingerprint, size, layers, backend, torch.get_num_threads())
-        backend = backend if encoder is not None else "torch"
+        runtimes = runtime.prepare_runtimes(model, fingerprint, size, layers, backend, torch.get_num_threads())
+        backend = backend if runtimes else "torch"
     return LoadedModel(
         model=model, tokenizer=tokenizer, source=str(source), folder=folder,
         fingerprint=fingerprint, device=dev, dtype=dtype,
-        image_size=size, image_mean=mean, image_std=std, backend=backend,
+        image_size=size, image_mean=mean, image_std=std, backend=backend, runtimes=runtimes,
     )
