@@ -11,12 +11,12 @@ import hashlib
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .constants import DEFAULT_MODEL
 from .errors import ModelLoadError
+from .model_source import MODEL_FILES, hub_offline, is_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,10 @@ def resolve_precision(name: str, device):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def _looks_like_path(source: str) -> bool:
-    # "org/name" is a hub id unless such a folder exists; "./x", "/x", "~/x", "a/b/c" are folders.
-    return Path(source).expanduser().exists() or not _HUB_ID.match(source)
-
-
 def resolve_folder(source: str | os.PathLike) -> Path:
     """A local folder holding the model files; downloads only for a hub id, only when allowed."""
     source = str(source)
-    if _looks_like_path(source):
+    if not is_hub_id(source):  # the dock's notice reads the same rule (core/model_source.py)
         folder = Path(source).expanduser()
         if not folder.is_dir():
             raise ModelLoadError(f"model folder {folder} does not exist; pass a folder in the hub's layout or a hub id")
@@ -132,7 +124,7 @@ def resolve_folder(source: str | os.PathLike) -> Path:
         return Path(snapshot_download(source, allow_patterns=HUB_PATTERNS, local_files_only=True))
     except Exception:  # not in the cache (or the cache is incomplete): go online if allowed
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if hub_offline():
         reason = "HF_HUB_OFFLINE is set and the model is not in the local Hugging Face cache"
     else:
         try:
@@ -147,7 +139,7 @@ def resolve_folder(source: str | os.PathLike) -> Path:
 
 
 def check_folder(folder: Path) -> None:
-    missing = [name for name in ("config.json", "model.safetensors") if not (folder / name).is_file()]
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if not (folder / "model.safetensors").is_file() and any(folder.glob("*.bin")):
         raise ModelLoadError(
             f"{folder} holds only pickle weights (*.bin); napari-vlsm reads safetensors only. "
