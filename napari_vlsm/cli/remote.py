@@ -12,7 +12,8 @@ import sys
 import types
 from pathlib import Path
 
-from .common import PROG, slug
+from ..core.project_names import project_slug
+from .common import PROG
 
 
 def add_server_args(parser) -> None:
@@ -76,7 +77,7 @@ def run_finetune(args) -> int:
     parse_window(args.window)
     samples = read_folder(args.data, prompts=args.prompt, ann=args.ann, window=args.window)
     out = _check_out(Path(args.out).expanduser())
-    project = args.project or slug(Path(args.data).expanduser().resolve().name)
+    project = args.project or project_slug(Path(args.data).expanduser().resolve().name)
     client = client_for(args)
     uploads = 0
     for image, mask, prompts, source, index, window in _corrections(samples):
