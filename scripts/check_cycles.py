@@ -11,6 +11,7 @@ group of modules that import each other, with one cycle through each group, so t
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -91,6 +92,8 @@ def where(built, importer: str, imported: str) -> str:
 def main(argv: list[str]) -> int:
     import grimp
 
+    # this checkout's package, whichever environment runs the script (an editable install may point elsewhere)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     package = argv[0] if argv else "napari_vlsm"
     built = grimp.build_graph(package, cache_dir=None)
     graph = import_graph(built)

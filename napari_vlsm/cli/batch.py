@@ -23,13 +23,8 @@ from pathlib import Path
 from ..core.errors import VLSMError
 from ..core.image_files import TIFF_SUFFIXES
 from ..core.medical import formats
-from .common import (
-    collect_inputs,
-    error,
-    unique_slugs,
-    unique_stems,
-    write_bytes,
-)
+from .common import collect_inputs, error
+from .outputs import LABELS, output_path, unique_slugs, unique_stems, write_bytes
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -149,8 +144,8 @@ def outputs_of(job: dict, slices: int) -> list[Path]:
     """The files in-process ``predict`` writes for a job (its resume records are kept beside them)."""
     ext = ".nii.gz" if job.get("volume") else ".tif" if slices else ".png"
     if job.get("multilabel"):
-        return [Path(job["out"]) / f"{job['stem']}__labels{ext}"]
-    return [Path(job["out"]) / f"{job['stem']}__{s}{ext}" for s in job["slugs"]]
+        return [output_path(job["out"], job["stem"], LABELS, ext)]
+    return [output_path(job["out"], job["stem"], s, ext) for s in job["slugs"]]
 
 
 # ------------------------------------------------------------------------------------ run

@@ -154,8 +154,8 @@ def _args(job: dict, batch_size: int = 1):
 
 def file_task(spec, job: dict, batch_size: int, provenance: dict) -> list[dict]:
     """Read, segment and write one input (an image, a stack or a volume small enough for one task)
-    with the in-process predict's own code (``predict.predict_input``)."""
-    from .predict import predict_input
+    with the in-process predict's own code (``predict_input.predict_input``)."""
+    from .predict_input import predict_input
 
     records = predict_input(segmenter(spec), Path(job["input"]), job["stem"], read_cached(job["input"]),
                             job["prompts"], job["slugs"], _args(job, batch_size), provenance, _NoBar())
@@ -168,7 +168,7 @@ def assemble_task(job: dict, provenance: dict, window, *parts) -> list[dict]:
     import numpy as np
 
     from . import labelmap_output
-    from .predict import _write_outputs
+    from .outputs import write_outputs
     from .predict_volume import write_volume_outputs
 
     path, args = Path(job["input"]), _args(job)
@@ -191,7 +191,7 @@ def assemble_task(job: dict, provenance: dict, window, *parts) -> list[dict]:
             records = write_volume_outputs(path, job["stem"], job["slugs"], data, results, tuple(window), args,
                                            provenance)
         else:
-            records = _write_outputs(path, job["stem"], job["slugs"], True, results, args, provenance)
+            records = write_outputs(path, job["stem"], job["slugs"], True, results, args, provenance)
     write_records(job, records, provenance)
     return records
 

@@ -18,7 +18,16 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import unique_slugs, write_bytes, write_png, write_tiff
+from .outputs import (
+    LABELS,
+    legend_path,
+    output_path,
+    probability_path,
+    unique_slugs,
+    write_bytes,
+    write_png,
+    write_tiff,
+)
 
 RULE = ("value i+1 = the i-th --prompt; a pixel takes the structure with the highest probability "
         "if that is >= the threshold, else 0 (background); ties go to the prompt listed first")
@@ -83,7 +92,7 @@ def write_labelmap(out: Path, stem: str, label_map, prompts, is_stack: bool, inf
     structures = LM.legend(prompts)
     doc = LM.legend_document(structures, rule=RULE, **info)
     suffix = suffix or (".tif" if is_stack else ".png")
-    path, legend_path = out / f"{stem}__labels{suffix}", out / f"{stem}__labels.json"
+    path, legend = output_path(out, stem, LABELS, suffix), legend_path(out, stem)
     if writer is not None:
         writer(label_map, path)
     elif is_stack:
@@ -91,10 +100,10 @@ def write_labelmap(out: Path, stem: str, label_map, prompts, is_stack: bool, inf
     else:
         write_png(path, label_map)
     doc["label_map"] = path.name
-    write_bytes(legend_path, json.dumps(doc, indent=2, ensure_ascii=False).encode())
+    write_bytes(legend, json.dumps(doc, indent=2, ensure_ascii=False).encode())
     counts = np.bincount(np.asarray(label_map).ravel(), minlength=len(prompts) + 1)
     size = max(1, int(np.asarray(label_map).size))
-    return {"input": info.get("input"), "prompts": list(prompts), "path": str(path), "legend_path": str(legend_path),
+    return {"input": info.get("input"), "prompts": list(prompts), "path": str(path), "legend_path": str(legend),
             "shape": list(np.shape(label_map)), "foreground_fraction": round(1 - counts[0] / size, 6),
             "fractions": {s.name: round(float(counts[s.value]) / size, 6) for s in structures}}
 
@@ -112,10 +121,10 @@ def predict_file(seg, path: Path, stem: str, data, prompts, args, provenance: di
         record["probability_paths"] = []
         for prompt, name, prob in zip(prompts, unique_slugs(prompts), probs):
             if writer is not None:  # e.g. a medical volume: float32 NIfTI on its grid, as its masks
-                prob_path = out / f"{stem}__{name}__prob{suffix}"
+                prob_path = probability_path(out, stem, name, suffix)
                 writer(prob, prob_path)
             else:
-                prob_path = out / f"{stem}__{name}__prob.tif"
+                prob_path = probability_path(out, stem, name, ".tif")
                 write_tiff(prob_path, prob, metadata={"prompt": prompt, **provenance})
             record["probability_paths"].append(str(prob_path))
     return [record]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .outputs import output_path, probability_path
+
 
 def window_of(args, volume) -> tuple[float, float]:
     from ..core.medical.windows import resolve_window
@@ -44,14 +46,14 @@ def write_volume_outputs(path, stem, slugs, volume, results, window, args, prove
 
     out, records = Path(args.out).expanduser(), []
     for (prompt, (mask, prob)), name in zip(results.items(), slugs):
-        target = out / f"{stem}__{name}.nii.gz"
+        target = output_path(out, stem, name, ".nii.gz")
         write_mask(target, mask, volume.geometry, description=f"napari-vlsm: {prompt}")
         record = {"input": str(path), "prompt": prompt, "path": str(target), "shape": list(mask.shape),
                   "foreground_fraction": round(float(np.count_nonzero(mask)) / mask.size, 6),
                   "format": "nifti", "window": list(window), "modality": volume.modality,
                   "spacing_zyx": list(volume.spacing)}
         if prob is not None:
-            prob_path = out / f"{stem}__{name}__prob.nii.gz"
+            prob_path = probability_path(out, stem, name, ".nii.gz")
             write_mask(prob_path, prob, volume.geometry, description=f"napari-vlsm probability: {prompt}")
             record["probability_path"] = str(prob_path)
         records.append(record)
