@@ -177,10 +177,11 @@ def run_batch(args) -> int:
     from .remote import needs
 
     needs("batch", "distributed")
+    from ..core.validation import check_positive_int
     from . import batch_tasks as tasks
 
-    if args.slices_per_task < 1 or args.batch_size < 1:
-        raise VLSMError("--slices-per-task and --batch-size must be at least 1")
+    check_positive_int(args.slices_per_task, "--slices-per-task", VLSMError)
+    check_positive_int(args.batch_size, "--batch-size", VLSMError)
     if getattr(args, "server", None):
         raise VLSMError("--server and --cluster/--scheduler/--jobs do not combine; choose one")
     if getattr(args, "save_prob", False):

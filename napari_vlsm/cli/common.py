@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..core.constants import DEFAULT_MODEL, VARIANTS  # noqa: F401 - VARIANTS: the subcommands' choices
+from ..core.constants import DEFAULT_MODEL, DEVICES, PRECISIONS, VARIANTS  # noqa: F401 - VARIANTS: the subcommands' choices
 from ..core.errors import VLSMError
 from ..core.image_files import IMAGE_SUFFIXES, INPUT_SUFFIXES  # noqa: F401 - light: path rules only
 from ..core.medical import formats
@@ -29,9 +29,9 @@ def add_model_args(parser, adapter: bool = True) -> None:
                         help=f"hub id or local model folder (default: {DEFAULT_MODEL}; offline-first)")
     if adapter:
         parser.add_argument("--adapter", metavar="FILE", help="adapter .safetensors file saved by napari-vlsm")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+    parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="auto: CUDA if available, else CPU (default: auto)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="compute precision; auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
 
 

@@ -64,6 +64,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..core.engine import check_threshold, clean_prompts
     from ..core.medical.windows import parse_window
+    from ..core.validation import check_positive_int
     from .batch import run_batch, wanted
 
     if wanted(args):  # a dask cluster, a jobs file or --overwrite: resumable batch (cli/batch.py)
@@ -75,8 +76,7 @@ def run(args) -> int:
     check_threshold(args.threshold)
     parse_window(args.window)
     labelmap_output.check(args, prompts)
-    if args.batch_size < 1:
-        raise VLSMError(f"--batch-size must be at least 1; got {args.batch_size}")
+    check_positive_int(args.batch_size, "--batch-size", VLSMError)
     inputs = collect_inputs(args.inputs)
     out = Path(args.out).expanduser()
     try:

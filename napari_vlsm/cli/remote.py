@@ -1,7 +1,7 @@
 """``--server URL``: predict, evaluate and finetune run on a napari-vlsm server instead of here.
 
 The token comes from ``--token-file`` or ``$NAPARI_VLSM_TOKEN``. predict/evaluate swap the local
-engine for a :class:`~napari_vlsm.client.remote.RemoteSegmenter` (same masks, same output files);
+engine for a :class:`~napari_vlsm.client.remote_segmenter.RemoteSegmenter` (same masks, same output files);
 finetune uploads the folder's samples as corrections of a server project, trains there with the
 progress bar fed by the job's event stream, and downloads the adapter to ``--out``.
 """
@@ -46,7 +46,7 @@ def client_for(args):
 
 
 def remote_segmenter(args):
-    from ..client.remote import RemoteSegmenter
+    from ..client.remote_segmenter import RemoteSegmenter
     from ..core.errors import VLSMError
 
     if getattr(args, "adapter", None):

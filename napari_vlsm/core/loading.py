@@ -14,14 +14,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .constants import DEFAULT_MODEL
+from .constants import DEFAULT_MODEL, DEVICES, PRECISIONS
 from .errors import ModelLoadError
 from .model_source import MODEL_FILES, hub_offline, is_hub_id
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("tokenizer.json",))
 HUB_PATTERNS = ["config.json", "model.safetensors", "*.json", "vocab.json", "merges.txt"]
 # CLIPSeg's published preprocessing, used when a folder has no processor config.
