@@ -55,6 +55,7 @@ def compose_input(seg, data, prompts, threshold: float, batch_size: int, bar=Non
 
     from ..core import labelmap as LM
     from ..core.errors import ImageError
+    from ..core.stack_arrays import stack_arrays
     from ..core.volume import guess_rgb
 
     spatial = data.ndim - (1 if guess_rgb(data.shape, rgb) else 0)
@@ -64,19 +65,12 @@ def compose_input(seg, data, prompts, threshold: float, batch_size: int, bar=Non
         prob = np.stack([p.probability for p in seg.predict(np.asarray(data), prompts, threshold=threshold, window=window)])
         return False, LM.compose(prob, threshold), prob if keep_prob else None
     shape = tuple(data.shape[:spatial])
-    out = np.zeros(shape, LM.label_dtype(len(prompts)))
-    probs = np.zeros((len(prompts), *shape), np.float32) if keep_prob else None
     total = int(np.prod(shape[:-2]))
-    for n, (index, preds) in enumerate(seg.predict_stack(data, prompts, threshold=threshold,
-                                                          batch_size=batch_size, window=window, rgb=rgb),
-                                      start=1):
-        if bar is not None:
-            bar.set_postfix_str(f"slice {n}/{total}")
-        prob = np.stack([p.probability for p in preds])
-        out[index] = LM.compose(prob, threshold)
-        if probs is not None:
-            probs[(slice(None), *(index if isinstance(index, tuple) else (index,)))] = prob
-    return True, out, probs
+    results = seg.predict_stack(data, prompts, threshold=threshold, batch_size=batch_size, window=window, rgb=rgb)
+    arrays = stack_arrays(results, shape[:-2], len(prompts), label_threshold=threshold, probabilities=keep_prob,
+                          plane=shape[-2:], on_slice=None if bar is None else
+                          (lambda n: bar.set_postfix_str(f"slice {n}/{total}")))
+    return True, arrays.labels, arrays.probabilities
 
 
 def write_labelmap(out: Path, stem: str, label_map, prompts, is_stack: bool, info: dict,

@@ -14,16 +14,18 @@ from .predict_volume import segment_volume, write_volume_outputs
 
 
 def _window(args, data):
-    """None (the engine's own automatic window) unless --window asks for another."""
-    from ..core.medical.windows import AUTO, resolve_window
+    """--window for an image or a TIFF stack (``core.medical.windows.window_for``: None for a 2D image
+    under auto, the engine's own window for it; one window for a whole stack)."""
+    from ..core.medical.windows import window_for
 
-    return None if args.window == AUTO else resolve_window(args.window, data)
+    return window_for(args.window, data)
 
 
 def _segment(seg, data, prompts, args, bar):
     """-> (is_stack, {prompt: probability or mask volume}) for one input array."""
     import numpy as np
 
+    from ..core.stack_arrays import stack_arrays
     from ..core.volume import guess_rgb
 
     spatial = data.ndim - (1 if guess_rgb(data.shape) else 0)
@@ -33,18 +35,13 @@ def _segment(seg, data, prompts, args, bar):
         preds = seg.predict(np.asarray(data), prompts, threshold=args.threshold, window=_window(args, data))
         return False, {p.prompt: p for p in preds}
     shape = tuple(data.shape[:spatial])  # the mask has the stack's shape without colour
-    masks = {p: np.zeros(shape, np.uint8) for p in prompts}
-    probs = {p: np.zeros(shape, np.float32) for p in prompts} if args.save_prob else {}
     total = int(np.prod(shape[:-2]))
-    for n, (index, preds) in enumerate(seg.predict_stack(data, prompts, threshold=args.threshold,
-                                                          batch_size=args.batch_size, window=_window(args, data)),
-                                      start=1):
-        bar.set_postfix_str(f"slice {n}/{total}")
-        for prompt, pred in zip(prompts, preds):
-            masks[prompt][index] = pred.mask * np.uint8(255)
-            if probs:
-                probs[prompt][index] = pred.probability
-    return True, {p: (masks[p], probs.get(p)) for p in prompts}
+    results = seg.predict_stack(data, prompts, threshold=args.threshold, batch_size=args.batch_size,
+                                window=_window(args, data))
+    arrays = stack_arrays(results, shape[:-2], len(prompts), mask_value=255, probabilities=args.save_prob,
+                          plane=shape[-2:], on_slice=lambda n: bar.set_postfix_str(f"slice {n}/{total}"))
+    probs = arrays.probabilities
+    return True, {p: (arrays.masks[k], None if probs is None else probs[k]) for k, p in enumerate(prompts)}
 
 
 def _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar) -> list[dict]:

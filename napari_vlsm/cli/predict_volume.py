@@ -14,29 +14,24 @@ from .outputs import output_path, probability_path
 
 
 def window_of(args, volume) -> tuple[float, float]:
-    from ..core.medical.windows import resolve_window
+    from ..core.medical.windows import window_for
 
     # rgb=False: a volume's last axis is x, even when it has 3 or 4 voxels (napari's colour guess)
-    return resolve_window(getattr(args, "window", None), volume.array, volume.modality, rgb=False)
+    return window_for(getattr(args, "window", None), volume.array, volume.modality, rgb=False)
 
 
 def segment_volume(seg, volume, prompts, args, bar) -> dict:
     """-> {prompt: (mask (z, y, x) uint8 0/1, probability float32 or None)} and the window used."""
-    import numpy as np
+    from ..core.stack_arrays import stack_arrays
 
     window = window_of(args, volume)
     shape = volume.shape
-    masks = {p: np.zeros(shape, np.uint8) for p in prompts}
-    probs = {p: np.zeros(shape, np.float32) for p in prompts} if args.save_prob else {}
-    for n, (z, preds) in enumerate(seg.predict_stack(volume.array, prompts, threshold=args.threshold,
-                                                      batch_size=args.batch_size, window=window, rgb=False),
-                                      start=1):
-        bar.set_postfix_str(f"slice {n}/{shape[0]}")
-        for prompt, pred in zip(prompts, preds):
-            masks[prompt][z] = pred.mask
-            if probs:
-                probs[prompt][z] = pred.probability
-    return {p: (masks[p], probs.get(p)) for p in prompts}, window
+    results = seg.predict_stack(volume.array, prompts, threshold=args.threshold, batch_size=args.batch_size,
+                                window=window, rgb=False)
+    arrays = stack_arrays(results, shape[:1], len(prompts), probabilities=args.save_prob, plane=shape[1:],
+                          on_slice=lambda n: bar.set_postfix_str(f"slice {n}/{shape[0]}"))
+    probs = arrays.probabilities
+    return {p: (arrays.masks[k], None if probs is None else probs[k]) for k, p in enumerate(prompts)}, window
 
 
 def write_volume_outputs(path, stem, slugs, volume, results, window, args, provenance) -> list[dict]:
