@@ -142,7 +142,7 @@ def plain_side(args, loaded, train, config, clock) -> dict:
     amp, table = amp_factory(loaded), PromptTable()
     start = clock()
     # preprocessing only (encode=False), as on the reference side
-    data = run_to_end(prepare(train, "training", loaded, VLSMModel(loaded.model, adapters), table, False,
+    data = run_to_end(prepare(train, "training", loaded, VLSMModel(loaded.model, adapters, loaded.runtimes), table, False,
                               config.batch_size, amp, MemoryLimit(config.batch_size, loaded.device, "preparing")))
     precompute = clock() - start
     input_ids, attention_mask = model_input.tokenize(loaded, table.phrasings)  # the trainer's tokenising rule

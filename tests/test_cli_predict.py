@@ -14,7 +14,8 @@ import pytest
 import tifffile
 
 from napari_vlsm.cli import main
-from napari_vlsm.cli.common import VARIANTS, slug, unique_slugs
+from napari_vlsm.cli.common import VARIANTS
+from napari_vlsm.cli.outputs import slug, unique_slugs
 
 PAPER_COUNTS = {"shallow-v": 2_363_136, "shallow-vl": 3_939_072, "shallow-vlc": 4_201_984,
                 "dense-v": 1_784_448, "dense-vl": 2_974_464, "dense-vlc": 3_237_376}

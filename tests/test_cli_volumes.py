@@ -157,7 +157,8 @@ def test_finetune_on_volume_pairs(capsys, tmp_path, tiny_model_dir, volume_data)
 def test_collect_inputs_finds_volumes_and_series_folders(tmp_path, scans):
     from pydicom.data import get_testdata_file
 
-    from napari_vlsm.cli.common import collect_inputs, unique_stems
+    from napari_vlsm.cli.common import collect_inputs
+    from napari_vlsm.cli.outputs import unique_stems
 
     (tmp_path / "series_a").mkdir()
     shutil.copy(get_testdata_file("MR_small.dcm", download=False), tmp_path / "series_a" / "IM0001")  # no suffix

@@ -21,6 +21,21 @@ def test_shared_names_are_the_core_constants():
     assert TRAINABLE == VARIANTS[1:] and "none" not in TRAINABLE
 
 
+def test_devices_and_precisions_are_the_loaders_and_the_clis_choices():
+    import argparse
+
+    from napari_vlsm.cli.common import add_model_args
+    from napari_vlsm.core import loading
+
+    assert loading.DEVICES is constants.DEVICES and loading.PRECISIONS is constants.PRECISIONS
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)
+    choices = {a.dest: a.choices for a in parser._actions}
+    assert choices["device"] is constants.DEVICES and choices["precision"] is constants.PRECISIONS
+    for name in constants.PRECISIONS:  # every choice the CLI offers is one the loader takes
+        loading.resolve_precision(name, torch.device("cpu"))
+
+
 @pytest.mark.parametrize("module", ["napari_vlsm.core.constants", "napari_vlsm.core.adapters",
                                     "napari_vlsm.core.adapters.config", "napari_vlsm.core.training.config",
                                     "napari_vlsm.cli.common"])

@@ -104,3 +104,21 @@ def test_the_launcher_window_holds_the_dock_and_fits_the_image(make_napari_viewe
 
     if QGuiApplication.primaryScreen().availableGeometry().height() * 0.9 > need + 150:
         assert window.height() >= need + 100, (window.height(), need)
+
+
+def test_a_bare_name_is_a_hub_id_for_the_loader_and_the_notice(tmp_path, monkeypatch):
+    # "clipseg" with no such folder here: the loader asks the hub for it, so the notice must not
+    # say "Model folder clipseg does not exist" (one rule: core.model_source.is_hub_id)
+    from napari_vlsm.core.errors import ModelLoadError
+    from napari_vlsm.core.loading import resolve_folder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache, never the user's
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set and the model is not in the local"):
+        resolve_folder("clipseg")
+    assert model_source.problem("clipseg") == "Model clipseg is not on this computer and HF_HUB_OFFLINE is set."
+    assert "hf download clipseg " in model_source.advice("clipseg")
+    (tmp_path / "clipseg").mkdir()  # once such a folder exists, both read it as a folder
+    assert resolve_folder("clipseg").resolve() == (tmp_path / "clipseg").resolve()
+    assert model_source.problem("clipseg") == "Model folder clipseg has no config.json or model.safetensors."

@@ -47,3 +47,23 @@ def test_numbers_and_bad_values(ct):
 def test_hounsfield_preset_refused_on_mr(ct):
     with pytest.raises(ImageError, match="Hounsfield"):
         resolve_window("lung", ct, "MR")
+
+
+def test_which_window_applies_is_one_rule():
+    # core.medical.windows.window_for: the CLI (predict, its batch tasks), the server and the training
+    # volumes ask it; a 2D image under auto is windowed by the engine itself (None)
+    from napari_vlsm.core.medical.windows import window_for
+    from napari_vlsm.core.volume import volume_window
+
+    rng = np.random.default_rng(3)
+    image, rgb_image = rng.normal(0, 50, (20, 24)), rng.normal(0, 50, (20, 24, 3))
+    stack = rng.normal(100, 400, (5, 20, 24)).astype(np.float32)
+    assert window_for("auto", image) is None and window_for(None, rgb_image) is None
+    assert window_for("-100,300", image) == (-100.0, 300.0)
+    assert window_for("auto", stack) == tuple(float(v) for v in volume_window(stack))  # what the engine computes
+    assert window_for("soft-tissue", stack, "CT") == (-160.0, 240.0)
+    colourless = stack[..., :3]  # (5, 20, 3): colour by napari's guess, x when the caller says rgb=False
+    assert window_for("auto", colourless) is None
+    assert window_for("auto", colourless, rgb=False) == tuple(float(v) for v in volume_window(colourless, rgb=False))
+    with pytest.raises(ImageError, match="Hounsfield"):
+        window_for("lung", stack, "MR")

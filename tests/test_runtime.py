@@ -44,7 +44,7 @@ def _pixels(loaded, batch=3, seed=0):
 
 
 def _torch_taps(loaded, px):
-    model = forward.VLSMModel(loaded.model)
+    model = forward.VLSMModel(loaded.model, runtimes=loaded.runtimes)
     model.detach_runtimes()
     with torch.inference_mode():
         return model.encode_image(px)
@@ -52,7 +52,7 @@ def _torch_taps(loaded, px):
 
 def test_int8_encoder_agrees_with_torch_within_the_int8_bound(int8, fp32_torch):
     assert int8.backend == "onnx-int8"
-    model = forward.VLSMModel(int8.model)
+    model = forward.VLSMModel(int8.model, runtimes=int8.runtimes)
     assert model.image_runtime is not None
     px = _pixels(int8)
     with torch.inference_mode():
@@ -69,13 +69,14 @@ def test_fp32_graph_matches_torch_to_fp32_rounding(tiny_model_dir, runtime_cache
     assert loaded.backend == "onnx-fp32"
     px = _pixels(loaded, batch=2, seed=1)
     with torch.inference_mode():
-        taps = forward.VLSMModel(loaded.model).encode_image(px)
+        taps = forward.VLSMModel(loaded.model, runtimes=loaded.runtimes).encode_image(px)
     errors = agreement.relative_errors(_torch_taps(fp32_torch, px), taps)
     assert max(errors) < agreement.BOUNDS["onnx-fp32"] == 2**10 * EPS32, errors
 
 
 def test_text_and_decoder_graphs_match_torch_to_fp32_rounding(int8, fp32_torch):
-    fast, exact = forward.VLSMModel(int8.model), forward.VLSMModel(fp32_torch.model)
+    fast = forward.VLSMModel(int8.model, runtimes=int8.runtimes)
+    exact = forward.VLSMModel(fp32_torch.model, runtimes=fp32_torch.runtimes)
     exact.detach_runtimes()
     assert fast.text_runtime is not None and fast.decoder_runtime is not None
     bound = 2**10 * EPS32
@@ -98,7 +99,7 @@ def test_training_keeps_torch_where_gradients_flow(int8, monkeypatch):
     from napari_vlsm.core.adapters import AdapterConfig, build_adapters
 
     adapters = build_adapters(AdapterConfig.from_variant("shallow-vl", int8.config))
-    model = forward.VLSMModel(int8.model, adapters)
+    model = forward.VLSMModel(int8.model, adapters, int8.runtimes)
     for part in (model.text_runtime, model.decoder_runtime):
         monkeypatch.setattr(part, "session", None)  # any use would fail
     ids = int8.tokenizer(["a"], return_tensors="pt").input_ids
@@ -113,7 +114,7 @@ def test_segmenter_predicts_through_the_runtime_and_says_so(int8, fp32_torch, mo
     from napari_vlsm.cli.info import _text
     from napari_vlsm.core.engine import Segmenter
 
-    runtime = forward.VLSMModel(int8.model).image_runtime
+    runtime = forward.VLSMModel(int8.model, runtimes=int8.runtimes).image_runtime
     calls = []
     real = type(runtime).__call__
     monkeypatch.setattr(type(runtime), "__call__", lambda self, *t: (
@@ -136,12 +137,12 @@ def test_segmenter_predicts_through_the_runtime_and_says_so(int8, fp32_torch, mo
 def test_dense_variants_stay_on_torch(int8, variant, monkeypatch):
     from napari_vlsm.core.adapters import AdapterConfig, build_adapters
 
-    runtime = forward.VLSMModel(int8.model).image_runtime
+    runtime = forward.VLSMModel(int8.model, runtimes=int8.runtimes).image_runtime
     real = type(runtime).__call__
     monkeypatch.setattr(type(runtime), "__call__", lambda self, *t: pytest.fail("dense features via the runtime")
                         if self is runtime else real(self, *t))
     adapters = build_adapters(AdapterConfig.from_variant(variant, int8.config))
-    model = forward.VLSMModel(int8.model, adapters)
+    model = forward.VLSMModel(int8.model, adapters, int8.runtimes)
     with torch.inference_mode():
         taps = model.encode_image(_pixels(int8, batch=1))
     assert len(taps) == len(model.extract_layers)
@@ -152,7 +153,7 @@ def test_shallow_training_precomputes_with_the_runtime(int8, monkeypatch):
 
     from napari_vlsm.core.training import TrainConfig, finetune, run_to_end
 
-    runtime = forward.VLSMModel(int8.model).image_runtime
+    runtime = forward.VLSMModel(int8.model, runtimes=int8.runtimes).image_runtime
     calls = []
     real = type(runtime).__call__
     monkeypatch.setattr(type(runtime), "__call__", lambda self, *t: (
@@ -182,7 +183,7 @@ def test_the_cache_is_reused_and_checked(tiny_model_dir, runtime_cache, int8, mo
         graph.write_bytes(saved[:-10])
         with pytest.warns(UserWarning, match="sha256"):
             damaged = load_model(tiny_model_dir, device="cpu", backend="onnx-int8")
-        assert damaged.backend == "torch" and forward.VLSMModel(damaged.model).image_runtime is None
+        assert damaged.backend == "torch" and forward.VLSMModel(damaged.model, runtimes=damaged.runtimes).image_runtime is None
     finally:
         graph.write_bytes(saved)
     monkeypatch.undo()  # exporting is allowed again: a graph deleted by hand is built again
@@ -196,7 +197,7 @@ def test_a_graph_that_disagrees_is_refused(tiny_model_dir, tmp_path, monkeypatch
     monkeypatch.setitem(agreement.BOUNDS, "onnx-int8", 1e-9)  # no int8 graph can meet this
     with pytest.warns(UserWarning, match="disagrees with torch"):
         loaded = load_model(tiny_model_dir, device="cpu", backend="onnx-int8")
-    assert loaded.backend == "torch" and forward.VLSMModel(loaded.model).image_runtime is None
+    assert loaded.backend == "torch" and forward.VLSMModel(loaded.model, runtimes=loaded.runtimes).image_runtime is None
     (meta,) = [json.loads(p.read_text()) for p in tmp_path.glob(f"*/{export.META_NAME}")]
     assert meta["reduce_range"] and not meta["agreement_8bit"]["ok"]  # 7-bit weights were tried too
     assert not meta["agreement"]["ok"]

@@ -68,3 +68,33 @@ def test_validation_imports_neither_torch_nor_numpy():
     code = "import sys, napari_vlsm.core.validation; print('torch' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("bad", [0, -2, True, 2.0, "3"])
+def test_every_count_refuses_the_same_values_with_one_message(bad, tmp_path):
+    # core.validation.check_positive_int is the one rule: the trainer's settings, the model input's
+    # size, and the CLI's --batch-size / --slices-per-task / serve's limits all call it
+    from argparse import Namespace
+
+    from napari_vlsm.cli import batch as batch_cli
+    from napari_vlsm.cli import predict as predict_cli
+    from napari_vlsm.cli import serve as serve_cli
+    from napari_vlsm.core.errors import VLSMError
+    from napari_vlsm.core.preprocess import to_model_input
+    from napari_vlsm.core.training import TrainConfig
+
+    rule = "must be a positive integer; got "
+    with pytest.raises(TrainingError, match=f"batch_size {rule}"):
+        TrainConfig(batch_size=bad).validate()
+    with pytest.raises(ValueError, match=rule):
+        to_model_input(np.zeros((8, 8), np.uint8), bad, (0.5,) * 3, (0.5,) * 3)
+    args = Namespace(batch_size=bad, prompt=["liver"], inputs=[str(tmp_path)], threshold=0.5, window="auto",
+                     multilabel=False, cluster=None, scheduler=None, jobs=None, overwrite=False, out=str(tmp_path))
+    with pytest.raises(VLSMError, match=f"--batch-size {rule}"):
+        predict_cli.run(args)
+    batch_args = Namespace(slices_per_task=bad, batch_size=4)
+    with pytest.raises(VLSMError, match=f"--slices-per-task {rule}"):
+        batch_cli.run_batch(batch_args)
+    serve_args = Namespace(max_sessions=bad, max_side=4096, max_waiting=16, port=0)
+    with pytest.raises(VLSMError, match=f"--max-sessions {rule}"):
+        serve_cli.run(serve_args)

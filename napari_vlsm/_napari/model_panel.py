@@ -18,14 +18,12 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_vlsm.core.constants import TRAINABLE
+from napari_vlsm.core.constants import DEVICES, PRECISIONS, TRAINABLE
 
 from . import texts
 from .session import ADAPTER_LATEST, ADAPTER_NONE
 from .workers import guarded, on_click
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PICK_FILE = "Choose a file…"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_vlsm.client import ConnectionLost, ServerError, VLSMClient
-from napari_vlsm.client.remote import RemoteSegmenter
+from napari_vlsm.client.remote_segmenter import RemoteSegmenter
 from napari_vlsm.core.errors import VLSMError
 
 KEEP_IN_OUTBOX = (401, 403, 429, 500, 502, 503, 504)  # the server may accept it later

@@ -11,13 +11,13 @@ the token FILE and the project, never the token itself.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
 from napari_vlsm.core.errors import VLSMError
+from napari_vlsm.core.project_names import is_project_name, project_slug
 
 from . import workers
 from .workers import guarded, on_click
@@ -39,7 +39,8 @@ def read_token(token: str, token_file: str) -> str:
 
 
 def outbox_root(session, project: str) -> Path:
-    return session.project / "server-outbox" / (re.sub(r"[^A-Za-z0-9._-]", "_", project) or "project")
+    name = project if is_project_name(project) else project_slug(project)  # a server's names pass as they are
+    return session.project / "server-outbox" / name
 
 
 class ServerBox(QWidget):

@@ -23,13 +23,8 @@ from pathlib import Path
 from ..core.errors import VLSMError
 from ..core.image_files import TIFF_SUFFIXES
 from ..core.medical import formats
-from .common import (
-    collect_inputs,
-    error,
-    unique_slugs,
-    unique_stems,
-    write_bytes,
-)
+from .common import collect_inputs, error
+from .outputs import LABELS, output_path, unique_slugs, unique_stems, write_bytes
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -149,8 +144,8 @@ def outputs_of(job: dict, slices: int) -> list[Path]:
     """The files in-process ``predict`` writes for a job (its resume records are kept beside them)."""
     ext = ".nii.gz" if job.get("volume") else ".tif" if slices else ".png"
     if job.get("multilabel"):
-        return [Path(job["out"]) / f"{job['stem']}__labels{ext}"]
-    return [Path(job["out"]) / f"{job['stem']}__{s}{ext}" for s in job["slugs"]]
+        return [output_path(job["out"], job["stem"], LABELS, ext)]
+    return [output_path(job["out"], job["stem"], s, ext) for s in job["slugs"]]
 
 
 # ------------------------------------------------------------------------------------ run
@@ -182,10 +177,11 @@ def run_batch(args) -> int:
     from .remote import needs
 
     needs("batch", "distributed")
+    from ..core.validation import check_positive_int
     from . import batch_tasks as tasks
 
-    if args.slices_per_task < 1 or args.batch_size < 1:
-        raise VLSMError("--slices-per-task and --batch-size must be at least 1")
+    check_positive_int(args.slices_per_task, "--slices-per-task", VLSMError)
+    check_positive_int(args.batch_size, "--batch-size", VLSMError)
     if getattr(args, "server", None):
         raise VLSMError("--server and --cluster/--scheduler/--jobs do not combine; choose one")
     if getattr(args, "save_prob", False):

@@ -99,13 +99,11 @@ def _array(data):
 
 def _window_of(data, choice):
     """The window in-process ``predict`` uses for this input (``--window``; auto over the whole volume)."""
-    from ..core.medical.windows import resolve_window
+    from ..core.medical.windows import window_for
 
-    if hasattr(data, "geometry"):
-        from .predict_volume import window_of
-
-        return window_of(SimpleNamespace(window=choice), data)
-    return resolve_window(choice, data)
+    if hasattr(data, "geometry"):  # a medical volume: its modality, and its last axis is x, not colour
+        return window_for(choice, data.array, data.modality, rgb=False)
+    return window_for(choice, data)
 
 
 def window_task(path: str, choice="auto"):
@@ -123,27 +121,16 @@ def part_task(spec, path, prompts, threshold, window, start, stop, batch_size, m
     """Slices [start, stop) of a stack or volume: masks (P, n, H, W) uint8 (0/255 for TIFF stacks,
     0/1 for medical volumes, as ``predict`` writes them) or, with ``multilabel``, the composed label
     map (n, H, W) (``core.labelmap.compose`` per slice, as ``predict --multilabel`` does)."""
-    import numpy as np
-
-    from ..core import labelmap as LM
+    from ..core.stack_arrays import stack_arrays
 
     data = read_cached(path)
-    on = np.uint8(1 if hasattr(data, "geometry") else 255)
+    on = 1 if hasattr(data, "geometry") else 255
     rgb = False if hasattr(data, "geometry") else None  # a volume's last axis is x, even at 3 or 4 voxels
-    out = None
-    for index, preds in segmenter(spec).predict_stack(_array(data), prompts, threshold=threshold,
-                                                      batch_size=batch_size, window=window,
-                                                      indices=range(start, stop), rgb=rgb):
-        if multilabel:
-            if out is None:
-                out = np.zeros((stop - start, *preds[0].shape), LM.label_dtype(len(prompts)))
-            out[index - start] = LM.compose(np.stack([p.probability for p in preds]), threshold)
-            continue
-        if out is None:
-            out = np.zeros((len(prompts), stop - start, *preds[0].shape), np.uint8)
-        for k, pred in enumerate(preds):
-            out[k, index - start] = pred.mask * on
-    return out
+    results = segmenter(spec).predict_stack(_array(data), prompts, threshold=threshold, batch_size=batch_size,
+                                            window=window, indices=range(start, stop), rgb=rgb)
+    arrays = stack_arrays(results, (stop - start,), len(prompts), mask_value=on, start=start,
+                          label_threshold=threshold if multilabel else None)
+    return arrays.labels if multilabel else arrays.masks
 
 
 def _args(job: dict, batch_size: int = 1):
@@ -154,8 +141,8 @@ def _args(job: dict, batch_size: int = 1):
 
 def file_task(spec, job: dict, batch_size: int, provenance: dict) -> list[dict]:
     """Read, segment and write one input (an image, a stack or a volume small enough for one task)
-    with the in-process predict's own code (``predict.predict_input``)."""
-    from .predict import predict_input
+    with the in-process predict's own code (``predict_input.predict_input``)."""
+    from .predict_input import predict_input
 
     records = predict_input(segmenter(spec), Path(job["input"]), job["stem"], read_cached(job["input"]),
                             job["prompts"], job["slugs"], _args(job, batch_size), provenance, _NoBar())
@@ -168,7 +155,7 @@ def assemble_task(job: dict, provenance: dict, window, *parts) -> list[dict]:
     import numpy as np
 
     from . import labelmap_output
-    from .predict import _write_outputs
+    from .outputs import write_outputs
     from .predict_volume import write_volume_outputs
 
     path, args = Path(job["input"]), _args(job)
@@ -191,7 +178,7 @@ def assemble_task(job: dict, provenance: dict, window, *parts) -> list[dict]:
             records = write_volume_outputs(path, job["stem"], job["slugs"], data, results, tuple(window), args,
                                            provenance)
         else:
-            records = _write_outputs(path, job["stem"], job["slugs"], True, results, args, provenance)
+            records = write_outputs(path, job["stem"], job["slugs"], True, results, args, provenance)
     write_records(job, records, provenance)
     return records
 

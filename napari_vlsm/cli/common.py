@@ -1,15 +1,15 @@
-"""Shared pieces of the subcommands: model arguments, input discovery, image reading, mask writing.
+"""Shared pieces of the subcommands: model arguments, input discovery, image reading (output names
+and writers: ``outputs.py``).
 
 Nothing heavy at import time (no torch, no numpy): ``napari-vlsm --help`` must stay instant.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
-from ..core.constants import DEFAULT_MODEL, VARIANTS  # noqa: F401 - VARIANTS: the subcommands' choices
+from ..core.constants import DEFAULT_MODEL, DEVICES, PRECISIONS, VARIANTS  # noqa: F401 - VARIANTS: the subcommands' choices
 from ..core.errors import VLSMError
 from ..core.image_files import IMAGE_SUFFIXES, INPUT_SUFFIXES  # noqa: F401 - light: path rules only
 from ..core.medical import formats
@@ -29,9 +29,9 @@ def add_model_args(parser, adapter: bool = True) -> None:
                         help=f"hub id or local model folder (default: {DEFAULT_MODEL}; offline-first)")
     if adapter:
         parser.add_argument("--adapter", metavar="FILE", help="adapter .safetensors file saved by napari-vlsm")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+    parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="auto: CUDA if available, else CPU (default: auto)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="compute precision; auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
 
 
@@ -97,69 +97,6 @@ def read_input(path: Path):
     from ..core.image_files import read_input as read
 
     return read(path)
-
-
-def slug(prompt: str, limit: int = 60) -> str:
-    """A file-name-safe form of a prompt: 'Left kidney!' -> 'left-kidney' (letters of any script kept)."""
-    text = re.sub(r"[^\w]+", "-", prompt.lower(), flags=re.UNICODE).strip("-_")
-    return text[:limit].rstrip("-_") or "prompt"
-
-
-def unique_slugs(prompts) -> list[str]:
-    """Slugs that never collide: two prompts with the same slug get -2, -3 ..."""
-    seen: dict[str, int] = {}
-    out = []
-    for prompt in prompts:
-        base = slug(prompt)
-        seen[base] = seen.get(base, 0) + 1
-        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
-    return out
-
-
-def unique_stems(paths) -> list[str]:
-    """Output stems per input; inputs with the same stem (from different folders) get -2, -3 ..."""
-    seen: dict[str, int] = {}
-    out = []
-    for path in paths:
-        name = formats.stem(path)  # scan.nii.gz -> scan; a DICOM folder -> its name
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
-    return out
-
-
-def write_png(path: Path, array) -> None:
-    import imageio.v3 as iio
-
-    _write(path, lambda tmp: iio.imwrite(tmp, array, extension=".png"))
-
-
-def write_tiff(path: Path, array, metadata: dict | None = None) -> None:
-    """A TIFF that reads back with the array's shape (tifffile's shaped JSON description, which
-    also carries ``metadata``: prompt and provenance); zlib-compressed."""
-    import tifffile
-
-    # minisblack: a (3, H, W) mask stack must not be stored as an RGB image
-    _write(path, lambda tmp: tifffile.imwrite(tmp, array, photometric="minisblack", compression="zlib",
-                                              metadata=dict(metadata or {})))
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    from ..core import atomic
-
-    try:
-        atomic.write_bytes_atomic(path, data)
-    except OSError as err:
-        raise VLSMError(f"cannot write {path}: {err.strerror or err}; check the --out folder") from None
-
-
-def _write(path: Path, writer) -> None:
-    from ..core.atomic import atomic_path
-
-    try:
-        with atomic_path(path) as tmp:
-            writer(tmp)
-    except OSError as err:
-        raise VLSMError(f"cannot write {path}: {err.strerror or err}; check the --out folder") from None
 
 
 def progress(total: int, desc: str):

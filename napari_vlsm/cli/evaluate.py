@@ -35,12 +35,11 @@ def add_parser(subparsers) -> None:
 
 def _predict_volume(seg, sample, prompt, threshold):
     """The whole volume's mask, slice by slice with the volume's one window (as predict does)."""
-    import numpy as np
+    from ..core.stack_arrays import stack_arrays
 
-    pred = np.zeros(sample.mask.shape, bool)
-    for z, preds in seg.predict_stack(sample.image, [prompt], threshold=threshold, window=sample.window, rgb=False):
-        pred[z] = preds[0].mask
-    return pred
+    results = seg.predict_stack(sample.image, [prompt], threshold=threshold, window=sample.window, rgb=False)
+    shape = sample.mask.shape
+    return stack_arrays(results, shape[:1], 1, mask_dtype=bool, plane=shape[1:]).masks[0]
 
 
 def run(args) -> int:

@@ -18,7 +18,16 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import unique_slugs, write_bytes, write_png, write_tiff
+from .outputs import (
+    LABELS,
+    legend_path,
+    output_path,
+    probability_path,
+    unique_slugs,
+    write_bytes,
+    write_png,
+    write_tiff,
+)
 
 RULE = ("value i+1 = the i-th --prompt; a pixel takes the structure with the highest probability "
         "if that is >= the threshold, else 0 (background); ties go to the prompt listed first")
@@ -46,6 +55,7 @@ def compose_input(seg, data, prompts, threshold: float, batch_size: int, bar=Non
 
     from ..core import labelmap as LM
     from ..core.errors import ImageError
+    from ..core.stack_arrays import stack_arrays
     from ..core.volume import guess_rgb
 
     spatial = data.ndim - (1 if guess_rgb(data.shape, rgb) else 0)
@@ -55,19 +65,12 @@ def compose_input(seg, data, prompts, threshold: float, batch_size: int, bar=Non
         prob = np.stack([p.probability for p in seg.predict(np.asarray(data), prompts, threshold=threshold, window=window)])
         return False, LM.compose(prob, threshold), prob if keep_prob else None
     shape = tuple(data.shape[:spatial])
-    out = np.zeros(shape, LM.label_dtype(len(prompts)))
-    probs = np.zeros((len(prompts), *shape), np.float32) if keep_prob else None
     total = int(np.prod(shape[:-2]))
-    for n, (index, preds) in enumerate(seg.predict_stack(data, prompts, threshold=threshold,
-                                                          batch_size=batch_size, window=window, rgb=rgb),
-                                      start=1):
-        if bar is not None:
-            bar.set_postfix_str(f"slice {n}/{total}")
-        prob = np.stack([p.probability for p in preds])
-        out[index] = LM.compose(prob, threshold)
-        if probs is not None:
-            probs[(slice(None), *(index if isinstance(index, tuple) else (index,)))] = prob
-    return True, out, probs
+    results = seg.predict_stack(data, prompts, threshold=threshold, batch_size=batch_size, window=window, rgb=rgb)
+    arrays = stack_arrays(results, shape[:-2], len(prompts), label_threshold=threshold, probabilities=keep_prob,
+                          plane=shape[-2:], on_slice=None if bar is None else
+                          (lambda n: bar.set_postfix_str(f"slice {n}/{total}")))
+    return True, arrays.labels, arrays.probabilities
 
 
 def write_labelmap(out: Path, stem: str, label_map, prompts, is_stack: bool, info: dict,
@@ -83,7 +86,7 @@ def write_labelmap(out: Path, stem: str, label_map, prompts, is_stack: bool, inf
     structures = LM.legend(prompts)
     doc = LM.legend_document(structures, rule=RULE, **info)
     suffix = suffix or (".tif" if is_stack else ".png")
-    path, legend_path = out / f"{stem}__labels{suffix}", out / f"{stem}__labels.json"
+    path, legend = output_path(out, stem, LABELS, suffix), legend_path(out, stem)
     if writer is not None:
         writer(label_map, path)
     elif is_stack:
@@ -91,10 +94,10 @@ def write_labelmap(out: Path, stem: str, label_map, prompts, is_stack: bool, inf
     else:
         write_png(path, label_map)
     doc["label_map"] = path.name
-    write_bytes(legend_path, json.dumps(doc, indent=2, ensure_ascii=False).encode())
+    write_bytes(legend, json.dumps(doc, indent=2, ensure_ascii=False).encode())
     counts = np.bincount(np.asarray(label_map).ravel(), minlength=len(prompts) + 1)
     size = max(1, int(np.asarray(label_map).size))
-    return {"input": info.get("input"), "prompts": list(prompts), "path": str(path), "legend_path": str(legend_path),
+    return {"input": info.get("input"), "prompts": list(prompts), "path": str(path), "legend_path": str(legend),
             "shape": list(np.shape(label_map)), "foreground_fraction": round(1 - counts[0] / size, 6),
             "fractions": {s.name: round(float(counts[s.value]) / size, 6) for s in structures}}
 
@@ -112,10 +115,10 @@ def predict_file(seg, path: Path, stem: str, data, prompts, args, provenance: di
         record["probability_paths"] = []
         for prompt, name, prob in zip(prompts, unique_slugs(prompts), probs):
             if writer is not None:  # e.g. a medical volume: float32 NIfTI on its grid, as its masks
-                prob_path = out / f"{stem}__{name}__prob{suffix}"
+                prob_path = probability_path(out, stem, name, suffix)
                 writer(prob, prob_path)
             else:
-                prob_path = out / f"{stem}__{name}__prob.tif"
+                prob_path = probability_path(out, stem, name, ".tif")
                 write_tiff(prob_path, prob, metadata={"prompt": prompt, **provenance})
             record["probability_paths"].append(str(prob_path))
     return [record]

@@ -28,13 +28,10 @@ from .common import (
     make_segmenter,
     progress,
     read_input,
-    unique_slugs,
-    unique_stems,
-    write_bytes,
-    write_png,
-    write_tiff,
 )
-from .predict_volume import add_volume_args, finish_label_map, segment_volume, write_volume_outputs
+from .outputs import unique_slugs, unique_stems, write_bytes
+from .predict_input import predict_input
+from .predict_volume import add_volume_args
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -66,97 +63,10 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _window(args, data):
-    """None (the engine's own automatic window) unless --window asks for another."""
-    from ..core.medical.windows import AUTO, resolve_window
-
-    return None if args.window == AUTO else resolve_window(args.window, data)
-
-
-def _segment(seg, data, prompts, args, bar):
-    """-> (is_stack, {prompt: probability or mask volume}) for one input array."""
-    import numpy as np
-
-    from ..core.volume import guess_rgb
-
-    spatial = data.ndim - (1 if guess_rgb(data.shape) else 0)
-    if spatial < 2:
-        raise ImageError(f"expected an image or a stack; got shape {tuple(data.shape)}")
-    if spatial == 2:
-        preds = seg.predict(np.asarray(data), prompts, threshold=args.threshold, window=_window(args, data))
-        return False, {p.prompt: p for p in preds}
-    shape = tuple(data.shape[:spatial])  # the mask has the stack's shape without colour
-    masks = {p: np.zeros(shape, np.uint8) for p in prompts}
-    probs = {p: np.zeros(shape, np.float32) for p in prompts} if args.save_prob else {}
-    total = int(np.prod(shape[:-2]))
-    for n, (index, preds) in enumerate(seg.predict_stack(data, prompts, threshold=args.threshold,
-                                                          batch_size=args.batch_size, window=_window(args, data)),
-                                      start=1):
-        bar.set_postfix_str(f"slice {n}/{total}")
-        for prompt, pred in zip(prompts, preds):
-            masks[prompt][index] = pred.mask * np.uint8(255)
-            if probs:
-                probs[prompt][index] = pred.probability
-    return True, {p: (masks[p], probs.get(p)) for p in prompts}
-
-
-def _write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> list[dict]:
-    import numpy as np
-
-    out, records = Path(args.out), []
-    for (prompt, result), name in zip(results.items(), slugs):
-        if is_stack:
-            mask, prob = result
-            target = out / f"{stem}__{name}.tif"
-            write_tiff(target, mask, metadata={"prompt": prompt, **provenance})
-        else:
-            mask, prob = result.mask.astype(np.uint8) * np.uint8(255), result.probability
-            target = out / f"{stem}__{name}.png"
-            write_png(target, mask)
-        record = {"input": str(path), "prompt": prompt, "path": str(target), "shape": list(mask.shape),
-                  "foreground_fraction": round(float(np.count_nonzero(mask)) / mask.size, 6)}
-        if args.save_prob:
-            prob_path = out / f"{stem}__{name}__prob.tif"
-            write_tiff(prob_path, prob, metadata={"prompt": prompt, **provenance})
-            record["probability_path"] = str(prob_path)
-        records.append(record)
-    return records
-
-
-def _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar) -> list[dict]:
-    """--multilabel: a medical volume's label map goes on its own grid as NIfTI, others as PNG/TIFF."""
-    if not hasattr(data, "geometry"):
-        return labelmap_output.predict_file(seg, path, stem, data, prompts, args, provenance, bar,
-                                            window=_window(args, data))
-    from ..core.medical import write_mask
-    from .predict_volume import window_of
-
-    def on_grid(array, target):  # the label map, and with --save-prob each structure's float32 probability
-        kind = "probability" if array.dtype.kind == "f" else "label map"
-        array = finish_label_map(array, data, args, stem)  # clean-up and statistics (predict_volume.py)
-        write_mask(target, array, data.geometry, description=f"napari-vlsm {kind}")
-
-    return labelmap_output.predict_file(seg, path, stem, data.array, prompts, args, provenance, bar,
-                                        writer=on_grid, suffix=".nii.gz", window=window_of(args, data), rgb=False)
-
-
-def predict_input(seg, path, stem, data, prompts, slugs, args, provenance, bar) -> list[dict]:
-    """One read input -> its output files and summary records: what ``predict`` writes for it.
-
-    The batch runner's file tasks (cli/batch_tasks.py) call this too, so both give the same files.
-    """
-    if getattr(args, "multilabel", False):  # one label map + JSON legend per input (cli/labelmap_output.py)
-        return _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar)
-    if hasattr(data, "geometry"):  # a medical volume: NIfTI out, on its own grid
-        results, window = segment_volume(seg, data, prompts, args, bar)
-        return write_volume_outputs(path, stem, slugs, data, results, window, args, provenance)
-    is_stack, results = _segment(seg, data, prompts, args, bar)
-    return _write_outputs(path, stem, slugs, is_stack, results, args, provenance)
-
-
 def run(args) -> int:
     from ..core.engine import check_threshold, clean_prompts
     from ..core.medical.windows import parse_window
+    from ..core.validation import check_positive_int
     from .batch import run_batch, wanted
 
     if wanted(args):  # a dask cluster, a jobs file or --overwrite: resumable batch (cli/batch.py)
@@ -168,8 +78,7 @@ def run(args) -> int:
     check_threshold(args.threshold)
     parse_window(args.window)
     labelmap_output.check(args, prompts)
-    if args.batch_size < 1:
-        raise VLSMError(f"--batch-size must be at least 1; got {args.batch_size}")
+    check_positive_int(args.batch_size, "--batch-size", VLSMError)
     inputs = collect_inputs(args.inputs)
     out = Path(args.out).expanduser()
     try:

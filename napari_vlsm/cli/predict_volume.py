@@ -10,31 +10,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .outputs import output_path, probability_path
+
 
 def window_of(args, volume) -> tuple[float, float]:
-    from ..core.medical.windows import resolve_window
+    from ..core.medical.windows import window_for
 
     # rgb=False: a volume's last axis is x, even when it has 3 or 4 voxels (napari's colour guess)
-    return resolve_window(getattr(args, "window", None), volume.array, volume.modality, rgb=False)
+    return window_for(getattr(args, "window", None), volume.array, volume.modality, rgb=False)
 
 
 def segment_volume(seg, volume, prompts, args, bar) -> dict:
     """-> {prompt: (mask (z, y, x) uint8 0/1, probability float32 or None)} and the window used."""
-    import numpy as np
+    from ..core.stack_arrays import stack_arrays
 
     window = window_of(args, volume)
     shape = volume.shape
-    masks = {p: np.zeros(shape, np.uint8) for p in prompts}
-    probs = {p: np.zeros(shape, np.float32) for p in prompts} if args.save_prob else {}
-    for n, (z, preds) in enumerate(seg.predict_stack(volume.array, prompts, threshold=args.threshold,
-                                                      batch_size=args.batch_size, window=window, rgb=False),
-                                      start=1):
-        bar.set_postfix_str(f"slice {n}/{shape[0]}")
-        for prompt, pred in zip(prompts, preds):
-            masks[prompt][z] = pred.mask
-            if probs:
-                probs[prompt][z] = pred.probability
-    return {p: (masks[p], probs.get(p)) for p in prompts}, window
+    results = seg.predict_stack(volume.array, prompts, threshold=args.threshold, batch_size=args.batch_size,
+                                window=window, rgb=False)
+    arrays = stack_arrays(results, shape[:1], len(prompts), probabilities=args.save_prob, plane=shape[1:],
+                          on_slice=lambda n: bar.set_postfix_str(f"slice {n}/{shape[0]}"))
+    probs = arrays.probabilities
+    return {p: (arrays.masks[k], None if probs is None else probs[k]) for k, p in enumerate(prompts)}, window
 
 
 def write_volume_outputs(path, stem, slugs, volume, results, window, args, provenance) -> list[dict]:
@@ -45,7 +42,7 @@ def write_volume_outputs(path, stem, slugs, volume, results, window, args, prove
     out, records = Path(args.out).expanduser(), []
     stats = [] if getattr(args, "statistics", False) else None
     for (prompt, (mask, prob)), name in zip(results.items(), slugs):
-        target = out / f"{stem}__{name}.nii.gz"
+        target = output_path(out, stem, name, ".nii.gz")
         mask = clean_volume(mask, volume, args, f"{stem}: {prompt}")
         write_mask(target, mask, volume.geometry, description=f"napari-vlsm: {prompt}")
         record = {"input": str(path), "prompt": prompt, "path": str(target), "shape": list(mask.shape),
@@ -53,7 +50,7 @@ def write_volume_outputs(path, stem, slugs, volume, results, window, args, prove
                   "format": "nifti", "window": list(window), "modality": volume.modality,
                   "spacing_zyx": list(volume.spacing)}
         if prob is not None:
-            prob_path = out / f"{stem}__{name}__prob.nii.gz"
+            prob_path = probability_path(out, stem, name, ".nii.gz")
             write_mask(prob_path, prob, volume.geometry, description=f"napari-vlsm probability: {prompt}")
             record["probability_path"] = str(prob_path)
         if stats is not None:  # each prompt's mask on its own (masks may overlap): one row each
@@ -136,8 +133,9 @@ def write_statistics(out_dir, stem, rows) -> str:
     """``<stem>__statistics.csv`` beside the masks (atomic); returns its path."""
     from ..core.atomic import write_bytes_atomic
     from ..core.volume_edit.statistics import to_csv
+    from .outputs import output_path
 
-    target = Path(out_dir).expanduser() / f"{stem}__statistics.csv"
+    target = output_path(Path(out_dir).expanduser(), stem, "statistics", ".csv")
     write_bytes_atomic(target, to_csv(rows).encode())
     return str(target)
 

@@ -1,7 +1,7 @@
 """``--server URL``: predict, evaluate and finetune run on a napari-vlsm server instead of here.
 
 The token comes from ``--token-file`` or ``$NAPARI_VLSM_TOKEN``. predict/evaluate swap the local
-engine for a :class:`~napari_vlsm.client.remote.RemoteSegmenter` (same masks, same output files);
+engine for a :class:`~napari_vlsm.client.remote_segmenter.RemoteSegmenter` (same masks, same output files);
 finetune uploads the folder's samples as corrections of a server project, trains there with the
 progress bar fed by the job's event stream, and downloads the adapter to ``--out``.
 """
@@ -12,7 +12,8 @@ import sys
 import types
 from pathlib import Path
 
-from .common import PROG, slug
+from ..core.project_names import project_slug
+from .common import PROG
 
 
 def add_server_args(parser) -> None:
@@ -45,7 +46,7 @@ def client_for(args):
 
 
 def remote_segmenter(args):
-    from ..client.remote import RemoteSegmenter
+    from ..client.remote_segmenter import RemoteSegmenter
     from ..core.errors import VLSMError
 
     if getattr(args, "adapter", None):
@@ -76,7 +77,7 @@ def run_finetune(args) -> int:
     parse_window(args.window)
     samples = read_folder(args.data, prompts=args.prompt, ann=args.ann, window=args.window)
     out = _check_out(Path(args.out).expanduser())
-    project = args.project or slug(Path(args.data).expanduser().resolve().name)
+    project = args.project or project_slug(Path(args.data).expanduser().resolve().name)
     client = client_for(args)
     uploads = 0
     for image, mask, prompts, source, index, window in _corrections(samples):

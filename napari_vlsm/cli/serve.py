@@ -42,13 +42,15 @@ def run(args) -> int:
     import uvicorn
 
     from ..core.errors import VLSMError
+    from ..core.validation import check_positive_int
     from ..server.app import ServerConfig, create_app
     from ..server.auth import load_or_create_token
     from ..server.host import ModelHost
 
-    for name in ("max_sessions", "max_side", "max_waiting", "port"):
-        if getattr(args, name) < (0 if name == "port" else 1):
-            raise VLSMError(f"--{name.replace('_', '-')} must be positive; got {getattr(args, name)}")
+    for name in ("max_sessions", "max_side", "max_waiting"):
+        check_positive_int(getattr(args, name), f"--{name.replace('_', '-')}", VLSMError)
+    if args.port < 0:  # 0: any free port
+        raise VLSMError(f"--port must be 0 (any free port) or a port number; got {args.port}")
     _check_port_free(args.host, args.port)  # before the (slow) model load, one clear line
     token, token_file, created = load_or_create_token(args.token_file)
     print(f"{PROG} serve: token {'written to' if created else 'read from'} {token_file}", flush=True)

@@ -143,9 +143,10 @@ class Segmenter:
         from .forward import VLSMModel
 
         lm = self._loaded
-        self._vlsm = self._runner = VLSMModel(lm.model, adapters)
+        self._vlsm = self._runner = VLSMModel(lm.model, adapters, lm.runtimes_for(lm.model))
         if LOW_PRECISION_COPY and lm.device.type == "cpu" and lm.dtype != torch.float32:
-            self._runner = VLSMModel(precision.frozen_copy(lm.model, lm.dtype), adapters)
+            copy = precision.frozen_copy(lm.model, lm.dtype)
+            self._runner = VLSMModel(copy, adapters, lm.runtimes_for(copy))
 
     def clear_adapter(self) -> None:
         self.set_adapters(None)

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from .adapters import AdapterSet
-from .runtime import runtimes_for
 
 
 def _run_block(layer, x: torch.Tensor, mask: torch.Tensor | None, adapters: nn.ModuleDict | None):
@@ -49,17 +48,22 @@ def _causal_mask(length: int, dtype: torch.dtype, device) -> torch.Tensor:
 
 
 class VLSMModel(nn.Module):
-    """A frozen CLIPSeg plus an optional :class:`AdapterSet` (only the adapters can train)."""
+    """A frozen CLIPSeg plus an optional :class:`AdapterSet` (only the adapters can train).
 
-    def __init__(self, base, adapters: AdapterSet | None = None):
+    ``runtimes``: ONNX Runtime graphs of the frozen parts computed with ``base``'s own weights
+    (``LoadedModel.runtimes_for(base)``; kind -> OnnxPart, CPUs without bf16), given by the caller;
+    None or {} computes everything with torch.
+    """
+
+    def __init__(self, base, adapters: AdapterSet | None = None, runtimes: dict | None = None):
         super().__init__()
         self.base = base
         for p in self.base.parameters():
             p.requires_grad_(False)
         self.adapters = adapters
         self.extract_layers = tuple(int(i) for i in base.config.extract_layers)
-        # ONNX Runtime graphs of the frozen parts, when the loader attached them (CPUs without bf16)
-        parts = runtimes_for(base)
+        parts = dict(runtimes or {})
+        self.runtimes = parts  # what a VLSMModel over the same base with other adapters gets too
         self.image_runtime = next((p for k, p in parts.items() if k.startswith("onnx-")), None)
         self.text_runtime = parts.get("text-fp32")
         self.decoder_runtime = parts.get("decoder-fp32")
@@ -67,6 +71,7 @@ class VLSMModel(nn.Module):
     def detach_runtimes(self) -> None:
         """Compute everything with torch (exports, and the reference of agreement checks)."""
         self.image_runtime = self.text_runtime = self.decoder_runtime = None
+        self.runtimes = {}
 
     # ----------------------------------------------------------------------------- image side
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
@@ -75,7 +80,7 @@ class VLSMModel(nn.Module):
         Dense image adapters act inside the blocks; shallow ones come later (``adapt_image``), so
         for shallow and no-adapter variants this result does not depend on the adapters and can be
         cached across finetunes. Blocks after the last extracted layer are not run. With an
-        attached runtime (``core.runtime``) and no dense adapters, the runtime computes them.
+        given runtime (``core.runtime``) and no dense adapters, the runtime computes them.
         """
         runtime = self.image_runtime
         if runtime is not None and not self.image_features_depend_on_adapters and runtime.accepts(pixel_values):

@@ -11,17 +11,15 @@ import hashlib
 import json
 import logging
 import os
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .constants import DEFAULT_MODEL
+from .constants import DEFAULT_MODEL, DEVICES, PRECISIONS
 from .errors import ModelLoadError
+from .model_source import MODEL_FILES, hub_offline, is_hub_id
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("tokenizer.json",))
 HUB_PATTERNS = ["config.json", "model.safetensors", "*.json", "vocab.json", "merges.txt"]
 # CLIPSeg's published preprocessing, used when a folder has no processor config.
@@ -41,6 +39,19 @@ class LoadedModel:
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
     backend: str = "torch"  # what computes the frozen image encoder: torch, onnx-fp32, onnx-int8
+    # ONNX Runtime graphs of the frozen parts (kind -> OnnxPart; {} with torch): core/runtime
+    runtimes: dict = field(default_factory=dict)
+
+    def runtimes_for(self, base) -> dict:
+        """The runtimes a ``VLSMModel`` over ``base`` may use: this model's own, when ``base``
+        computes with the same frozen weights (the model itself, or the trainer's modules around
+        its tensors); {} for a low-precision copy, whose numbers the graphs do not reproduce."""
+        try:
+            same = (base.clip.vision_model.embeddings.patch_embedding.weight
+                    is self.model.clip.vision_model.embeddings.patch_embedding.weight)
+        except AttributeError:
+            same = False
+        return self.runtimes if same else {}
 
     @property
     def config(self):
@@ -97,18 +108,10 @@ def resolve_precision(name: str, device):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def _looks_like_path(source: str) -> bool:
-    # "org/name" is a hub id unless such a folder exists; "./x", "/x", "~/x", "a/b/c" are folders.
-    return Path(source).expanduser().exists() or not _HUB_ID.match(source)
-
-
 def resolve_folder(source: str | os.PathLike) -> Path:
     """A local folder holding the model files; downloads only for a hub id, only when allowed."""
     source = str(source)
-    if _looks_like_path(source):
+    if not is_hub_id(source):  # the dock's notice reads the same rule (core/model_source.py)
         folder = Path(source).expanduser()
         if not folder.is_dir():
             raise ModelLoadError(f"model folder {folder} does not exist; pass a folder in the hub's layout or a hub id")
@@ -119,7 +122,7 @@ def resolve_folder(source: str | os.PathLike) -> Path:
         return Path(snapshot_download(source, allow_patterns=HUB_PATTERNS, local_files_only=True))
     except Exception:  # not in the cache (or the cache is incomplete): go online if allowed
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if hub_offline():
         reason = "HF_HUB_OFFLINE is set and the model is not in the local Hugging Face cache"
     else:
         try:
@@ -134,7 +137,7 @@ def resolve_folder(source: str | os.PathLike) -> Path:
 
 
 def check_folder(folder: Path) -> None:
-    missing = [name for name in ("config.json", "model.safetensors") if not (folder / name).is_file()]
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if not (folder / "model.safetensors").is_file() and any(folder.glob("*.bin")):
         raise ModelLoadError(
             f"{folder} holds only pickle weights (*.bin); napari-vlsm reads safetensors only. "
@@ -263,12 +266,13 @@ def load_model(source: str | os.PathLike = DEFAULT_MODEL, device: str = "auto", 
     model.eval().requires_grad_(False).to(dev)
     size, mean, std = read_image_processing(folder)
     fingerprint = fingerprint_model(model)
+    runtimes = {}
     if backend != "torch":
         layers = tuple(int(i) for i in model.config.extract_layers)
-        encoder = runtime.prepare_image_runtime(model, fingerprint, size, layers, backend, torch.get_num_threads())
-        backend = backend if encoder is not None else "torch"
+        runtimes = runtime.prepare_runtimes(model, fingerprint, size, layers, backend, torch.get_num_threads())
+        backend = backend if runtimes else "torch"
     return LoadedModel(
         model=model, tokenizer=tokenizer, source=str(source), folder=folder,
         fingerprint=fingerprint, device=dev, dtype=dtype,
-        image_size=size, image_mean=mean, image_std=std, backend=backend,
+        image_size=size, image_mean=mean, image_std=std, backend=backend, runtimes=runtimes,
     )

@@ -47,6 +47,7 @@ from .errors import ImageError
 from .images import as_2d_image
 from .intensity import DEFAULT_PERCENTILES, intensity_window, normalize_channels, normalize_intensity
 from .masks import as_binary_mask, threshold_mask
+from .validation import check_positive_int
 
 # Upsampling logits to a 4000 x 4000 image makes 64 MB float32 per prompt (and as much again for
 # the sigmoid): do it in chunks of prompts so the transient peak stays near this many bytes.
@@ -83,9 +84,7 @@ def to_model_input(images, size: int, mean, std, window=None) -> "torch.Tensor":
             raise ImageError("no images given; pass one image or a non-empty list of images")
     else:
         batch = [images]
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-        raise ValueError(f"size must be a positive int (352 for CLIPSeg); got {size!r}")
-    size = int(size)
+    size = check_positive_int(size, "size (352 for CLIPSeg)", ValueError)
     mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32).reshape(-1))
     std_t = torch.as_tensor(np.asarray(std, dtype=np.float32).reshape(-1))
     if mean_t.numel() != 3 or std_t.numel() != 3 or not bool((std_t > 0).all()):
@@ -117,9 +116,7 @@ def _check_out_hw(out_hw) -> tuple[int, int]:
         h, w = out_hw
     except (TypeError, ValueError) as err:
         raise ValueError(f"out_hw must be (height, width); got {out_hw!r}") from err
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0 for v in (h, w)):
-        raise ValueError(f"out_hw must be two positive ints; got {out_hw!r}")
-    return int(h), int(w)
+    return check_positive_int(h, "out_hw's height", ValueError), check_positive_int(w, "out_hw's width", ValueError)
 
 
 def logits_to_probability(logits: "torch.Tensor", out_hw) -> np.ndarray:

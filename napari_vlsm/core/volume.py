@@ -184,7 +184,7 @@ def stack_request(stack, prompts, threshold, batch_size, window, axis: int = 0, 
     """``predict_stack``'s arguments checked now (not at the first ``next()``) and resolved.
 
     ``window``: None -> one window for the whole volume (:func:`volume_window`), ``"slice"`` -> one
-    per slice, or ``(lo, hi)``. The engine and the server's client (``client.remote``) both start
+    per slice, or ``(lo, hi)``. The engine and the server's client (``client.remote_segmenter``) both start
     here, so a stack is windowed and ordered the same way locally and over the wire.
     """
     prompts = list(validation.clean_prompts(prompts))

@@ -37,7 +37,7 @@ class VolumeSample:
         with self._lock:
             if not self._cache:
                 from .medical import read_volume
-                from .medical.windows import resolve_window
+                from .medical.windows import window_for
 
                 scan, labels = read_volume(self.image_path), read_volume(self.mask_path)
                 same = (scan.shape == labels.shape and np.allclose(scan.geometry.canonical_affine,
@@ -47,7 +47,7 @@ class VolumeSample:
                         f"{self.mask_path} is not on the voxel grid of {self.image_path} (shape {labels.shape} vs "
                         f"{scan.shape}, or another position/spacing); resample the mask onto the scan")
                 self._cache.update(scan=scan, mask=np.asarray(labels.array) != 0,
-                                   window=resolve_window(self.window_choice, scan.array, scan.modality, rgb=False))
+                                   window=window_for(self.window_choice, scan.array, scan.modality, rgb=False))
             return self._cache
 
     @property

@@ -14,22 +14,15 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..core.errors import VLSMError
+from ..core.project_names import check_project_name as check_project
 from .limits import ModelLock
 
-PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ADAPTER_RE = re.compile(r"^adapter-[A-Za-z0-9._-]{1,80}\.safetensors$")
 ENGINES_KEPT = 4  # engines (each with its own feature cache) for recently used adapters
 
 
 class NotFound(VLSMError):
     """An unknown project, adapter, session, sample or job: answered 404."""
-
-
-def check_project(name: str) -> str:
-    if not PROJECT_RE.match(name or ""):
-        raise VLSMError(f"project name {name!r} is not valid; use 1-64 letters, digits, '.', '_' or '-' "
-                        "starting with a letter or digit")
-    return name
 
 
 class ModelHost:

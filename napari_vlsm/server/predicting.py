@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.volume import guess_rgb, volume_window
+from ..core.medical.windows import AUTO
+from ..core.medical.windows import window_for as _window_for
+from ..core.stack_arrays import stack_arrays
+from ..core.volume import guess_rgb
 
 
 def window_for(array, rgb):
     """The volume's window (None for one 2D image: the engine windows it by itself)."""
-    spatial = array.ndim - (1 if guess_rgb(array.shape, rgb) else 0)
-    return volume_window(array, rgb=guess_rgb(array.shape, rgb)) if spatial > 2 else None
+    return _window_for(AUTO, array, rgb=rgb)
 
 
 def predict_array(lock, engine, array, prompts, threshold, output, rgb=None, window=None, batch_size=8,
@@ -39,14 +41,18 @@ def predict_array(lock, engine, array, prompts, threshold, output, rgb=None, win
     if spatial != 3:
         raise ImageError(f"expected a 2D image or a (Z, H, W[, 3]) volume; got shape {tuple(array.shape)}")
     shape = tuple(array.shape[:3])
-    out = np.zeros((len(prompts), *shape), bool if want_mask else np.float32)
     gen = engine.predict_stack(array, prompts, threshold=threshold, batch_size=batch_size, window=window,
                                rgb=is_rgb)
+    arrays = stack_arrays(_one_batch_at_a_time(lock, gen), shape[:1], len(prompts), masks=want_mask,
+                          mask_dtype=bool, probabilities=not want_mask, plane=shape[1:])
+    return arrays.masks if want_mask else arrays.probabilities
+
+
+def _one_batch_at_a_time(lock, gen):
+    """``gen``'s items, the model lock held while each is computed (a finetune may run in between)."""
     while True:
         with lock:
             item = next(gen, None)
         if item is None:
-            return out
-        z, preds = item
-        for k, pred in enumerate(preds):
-            out[k, z] = pred.mask if want_mask else pred.probability
+            return
+        yield item

@@ -83,6 +83,20 @@ def resolve_window(preset, array, modality: str = "", rgb: bool | None = None) -
     return tuple(float(v) for v in volume_window(array, rgb=rgb, percentiles=percentiles))
 
 
+def window_for(choice, array, modality: str = "", rgb: bool | None = None) -> tuple[float, float] | None:
+    """Which window applies to ``array``: the one rule of the CLI, its batch tasks, the server and the
+    training volumes. None for one 2D image under ``auto`` (the engine windows each image by
+    itself); otherwise ONE window for the whole stack or volume from ``choice``
+    (:func:`resolve_window`: a preset, ``"lo,hi"``, ``(lo, hi)``, or None for ``auto``).
+    ``rgb``: the colour guess's override (False for medical volumes, whose last axis is x)."""
+    from ..volume import guess_rgb
+
+    spatial = len(array.shape) - (1 if guess_rgb(array.shape, rgb) else 0)
+    if spatial <= 2 and (choice is None or parse_window(choice) == AUTO):
+        return None
+    return resolve_window(choice, array, modality, rgb)
+
+
 # ------------------------------------------------------------------ display (what the user looks at)
 DISPLAY_CT = "soft-tissue"  # a radiologist opens an abdominal CT in W400 L40
 

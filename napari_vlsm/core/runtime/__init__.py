@@ -1,10 +1,10 @@
 """Faster runtimes for the frozen image encoder on CPUs without native bf16 (ONNX Runtime, int8).
 
-``choice.resolve_backend`` picks the runtime per machine; ``prepare_image_runtime`` exports (once,
+``choice.resolve_backend`` picks the runtime per machine; ``prepare_runtimes`` exports (once,
 cached per model) and checks the image encoder graph (int8 or fp32) plus fp32 graphs of the text
-encoder and decoder, and attaches them to the frozen model, where ``VLSMModel`` finds them
-(``runtimes_for``): prediction and the trainer's precompute then use the image graph for every
-variant whose image features do not depend on adapters (dense variants keep torch), the text graph
+encoder and decoder and returns them. The loader keeps them on its ``LoadedModel``, and every
+``VLSMModel`` over the same frozen weights is given them explicitly (``LoadedModel.runtimes_for``):
+prediction and the trainer's precompute then use the image graph for every variant whose image features do not depend on adapters (dense variants keep torch), the text graph
 for variants without text adapters, the decoder graph whenever no gradient is needed. Any failure -- no
 onnxruntime, an export error, a graph that disagrees with torch -- leaves torch in place with a
 warning; nothing here is needed for napari-vlsm to work.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-import weakref
 
 from .choice import (
     BACKENDS,
@@ -24,41 +23,10 @@ from .choice import (
     resolve_backend,
 )
 
-__all__ = ["BACKENDS", "ONNX_EXTRA", "check_backend", "image_runtime_for", "onnxruntime_available",
-           "prepare_image_runtime", "resolve_backend", "runtimes_for"]
+__all__ = ["BACKENDS", "ONNX_EXTRA", "check_backend", "onnxruntime_available",
+           "prepare_runtimes", "resolve_backend"]
 
 log = logging.getLogger(__name__)
-# id(patch-embedding weight) -> (weak reference to it, encoder). Keyed by the frozen weight tensor,
-# not the module: the trainer wraps its own module copies around the same tensors and so finds
-# the runtime too, while a low-precision copy (new bf16 tensors) does not.
-_ATTACHED: dict[int, tuple] = {}
-
-
-def _key_tensor(base):
-    try:
-        return base.clip.vision_model.embeddings.patch_embedding.weight
-    except AttributeError:
-        return None
-
-
-def runtimes_for(base) -> dict:
-    """kind -> OnnxPart attached to frozen CLIPSeg ``base`` ({} when none)."""
-    tensor = _key_tensor(base)
-    entry = _ATTACHED.get(id(tensor)) if tensor is not None else None
-    if entry is None or entry[0]() is not tensor:
-        return {}
-    return entry[1]
-
-
-def image_runtime_for(base):
-    """The image-encoder runtime attached to ``base`` (an ``OnnxPart``), or None."""
-    return next((part for kind, part in runtimes_for(base).items() if kind.startswith("onnx-")), None)
-
-
-def _attach(base, parts: dict) -> None:
-    tensor = _key_tensor(base)
-    key = id(tensor)
-    _ATTACHED[key] = (weakref.ref(tensor, lambda _ref, key=key: _ATTACHED.pop(key, None)), parts)
 
 
 def _prepare_part(base, fingerprint: str, size: int, layers: tuple[int, ...], kind: str, threads: int):
@@ -87,21 +55,21 @@ def _prepare_part(base, fingerprint: str, size: int, layers: tuple[int, ...], ki
         return None
 
 
-def prepare_image_runtime(base, fingerprint: str, size: int, layers: tuple[int, ...], kind: str,
-                          threads: int):
-    """Prepare the ``kind`` image encoder and the fp32 text encoder and decoder graphs of ``base``
-    and attach those that agree with torch; returns the image encoder's OnnxPart or None.
+def prepare_runtimes(base, fingerprint: str, size: int, layers: tuple[int, ...], kind: str,
+                     threads: int) -> dict:
+    """Prepare the ``kind`` image encoder and the fp32 text encoder and decoder graphs of ``base``;
+    returns those that agree with torch (kind -> OnnxPart), which the loader keeps on its
+    ``LoadedModel`` and hands to every ``VLSMModel`` over the same weights.
 
-    Without a usable image graph nothing is attached (the backend is then torch); the text encoder
+    Without a usable image graph the result is {} (the backend is then torch); the text encoder
     and decoder graphs are each used when they agree, torch otherwise.
     """
     image = _prepare_part(base, fingerprint, size, layers, kind, threads)
     if image is None:
-        return None
+        return {}
     parts = {kind: image}
     for other in ("text-fp32", "decoder-fp32"):
         part = _prepare_part(base, fingerprint, size, layers, other, threads)
         if part is not None:
             parts[other] = part
-    _attach(base, parts)
-    return image
+    return parts

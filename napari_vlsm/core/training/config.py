@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..constants import DEFAULT_VARIANT, TRAINABLE
 from ..errors import TrainingError
+from ..validation import check_positive_int
 
 LOSSES = ("dice+bce",)
 # The paper's learning rates: 3e-4 for shallow adapters, 1e-3 for dense ones.
@@ -84,8 +85,7 @@ class TrainConfig:
 def _positive_int(value, name: str, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise TrainingError(f"{name} must be a positive integer; got {value!r}")
+    check_positive_int(value, name, TrainingError)
 
 
 def _positive_number(value) -> bool:

@@ -70,7 +70,7 @@ class TextSide:
             self.keys = sorted(adapters.text_shallow.keys(), key=int)
             probe = _Probe(self.keys)
             with torch.no_grad(), amp():
-                self.table = VLSMModel(model.base, probe).encode_text(input_ids).float()  # (P, proj)
+                self.table = VLSMModel(model.base, probe, model.runtimes).encode_text(input_ids).float()  # (P, proj)
             self.taps = [probe.text_shallow[k].seen.float() for k in self.keys]  # each (P, width)
 
     def cond(self, prompt_idx: list[int]) -> torch.Tensor:

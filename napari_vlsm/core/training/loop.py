@@ -101,7 +101,7 @@ def _finetune(loaded, train_samples, val_samples, config, init_adapters, out_pat
         config.variant, loaded, config.seed)
     adapters = source.to(loaded.device).requires_grad_(True)
     frozen = frozen_model(loaded)  # low-precision frozen weights, fp32 decoder attention (frozen_model.py)
-    model = VLSMModel(frozen, adapters)
+    model = VLSMModel(frozen, adapters, loaded.runtimes_for(frozen))
     fast = config.cache_features and not model.image_features_depend_on_adapters
     amp, table = amp_factory(loaded), PromptTable()
     limit = MemoryLimit(config.batch_size, loaded.device, "encoding or evaluating images")
@@ -117,7 +117,7 @@ def _finetune(loaded, train_samples, val_samples, config, init_adapters, out_pat
     input_ids = table.tokenize(loaded)
 
     # The starting point: the adapter continued from, or the plain base model.
-    base = VLSMModel(frozen, None) if init_adapters is None else model
+    base = VLSMModel(frozen, None, model.runtimes) if init_adapters is None else model
     before = evaluate(base, TextSide(base, input_ids, amp), val, amp, limit)
     yield ProgressEvent("eval", step=0, total=total_steps(config, len(train)), val_dice=before["dice"],
                         val_iou=before["iou"], elapsed_s=time.perf_counter() - t0,
