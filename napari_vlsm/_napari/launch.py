@@ -87,7 +87,9 @@ def add_image(viewer, args: argparse.Namespace) -> None:
             data, kwargs, layer_type = volume_layer(read_volume(Path(args.image).expanduser()))
         except VLSMError as err:
             print(f"napari-vlsm: error: {err}", file=sys.stderr)
-            show_error(f"napari-vlsm: {err}")
+            from napari_vlsm._napari import texts
+
+            show_error(texts.toast(f"Cannot open {Path(args.image).name}\n{err}"))
             return
         getattr(viewer, f"add_{layer_type}")(data, **kwargs)  # a saved mask reopens as Labels
     else:
@@ -126,11 +128,13 @@ def dock_widget(viewer, model_source: str | None):
     """Dock the plugin widget; on failure tell the user why instead of crashing napari."""
     from napari.utils.notifications import show_error, show_info
 
+    from napari_vlsm._napari import texts
+
     try:
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     except Exception as err:  # the dock is optional for the viewer to be useful
-        show_error(f"napari-vlsm: the '{WIDGET}' dock could not be opened "
-                   f"({type(err).__name__}: {err}). Reinstall with: pip install -e '.[all]'")
+        show_error(texts.toast(f"The dock could not be opened\nThe '{WIDGET}' dock could not be opened "
+                               f"({type(err).__name__}: {err}). Reinstall with: pip install -e '.[all]'"))
         return None
     if model_source and hasattr(widget, "set_model_source"):
         widget.set_model_source(model_source)
@@ -139,7 +143,7 @@ def dock_widget(viewer, model_source: str | None):
     if problem:
         print(f"napari-vlsm: {problem} Offline? Use --demo-model, or --model FOLDER "
               "(see the notice at the top of the dock)", file=sys.stderr)
-    show_info(f"Model: {source}")
+    show_info(texts.toast(f"Model: {Path(str(source)).name}\nModel in use: {source} (loaded at the first Segment)"))
     return widget
 
 

@@ -58,7 +58,9 @@ def read_layers(path) -> list[tuple]:
     except ImageError as err:
         from napari.utils import notifications
 
-        notifications.show_error(f"napari-vlsm: {' '.join(str(err).split())}")
+        from napari_vlsm._napari import texts
+
+        notifications.show_error(texts.toast(f"Cannot open {Path(str(_one_path(path))).name}\n{err}"))
         return [(None,)]
 
 

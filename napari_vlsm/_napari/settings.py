@@ -66,16 +66,17 @@ def read(path: Path, keys: dict) -> tuple[dict, str | None]:
     except FileNotFoundError:
         return {}, None
     except (OSError, UnicodeDecodeError) as err:
-        return {}, f"settings file {path} could not be read ({err}); using the defaults"
+        return {}, f"Settings unreadable: using defaults\nsettings file {path} could not be read ({err})"
     try:
         doc = json.loads(text)
     except ValueError as err:
-        return {}, f"settings file {path} is damaged ({err.__class__.__name__}); using the defaults"
+        return {}, f"Settings file damaged: using defaults\nsettings file {path} is damaged ({err.__class__.__name__})"
     if not isinstance(doc, dict):
-        return {}, f"settings file {path} is damaged (not a JSON object); using the defaults"
+        return {}, f"Settings file damaged: using defaults\nsettings file {path} is damaged (not a JSON object)"
     good = {k: v for k, v in doc.items() if k in keys and _valid(k, v, keys[k])}
     bad = sorted(k for k in doc if k in keys and k not in good)
-    warning = f"settings file {path}: ignored bad value(s) for {', '.join(bad)}; using their defaults" if bad else None
+    warning = (f"Some settings reset to defaults\nsettings file {path}: ignored bad value(s) for {', '.join(bad)}; "
+               "using their defaults") if bad else None
     return good, warning
 
 
@@ -88,16 +89,19 @@ def write(path: Path, values: dict, keys: dict) -> str | None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
     except OSError as err:
-        return f"settings could not be saved to {path} ({err.strerror or err}); they last until napari closes"
+        return (f"Settings not saved: kept until closing\nsettings could not be saved to {path} "
+                f"({err.strerror or err}); they last until napari closes")
     return None
 
 
 def warn(message: str | None) -> None:
     if message:
-        log.warning("napari-vlsm: %s", message)
+        log.warning("napari-vlsm: %s", " ".join(message.split()))
         try:
             from napari.utils.notifications import show_warning
 
-            show_warning(message)
+            from . import texts
+
+            show_warning(texts.toast(message))
         except Exception:  # no napari notification manager (headless use): the log has it
             pass

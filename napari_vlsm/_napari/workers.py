@@ -170,7 +170,7 @@ def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Call
 def _show_warning(args: tuple) -> None:
     from napari.utils.notifications import show_warning
 
-    show_warning(texts.info(" ".join(str(args[0]).split())))
+    show_warning(texts.toast(str(args[0])))
 
 
 def on_click(button, fn: Callable, what: str = "") -> None:
