@@ -53,6 +53,12 @@ def _private_dock_settings(tmp_path, monkeypatch):
     # Each test its own dock settings (the session's fake home holds the rest; isolation.py). After a
     # monkeypatch.undo() the session's fake config folder is back, never the user's.
     monkeypatch.setenv("NAPARI_VLSM_CONFIG_DIR", str(tmp_path / "user-config"))
+    # a returning user: napari's reader preference was set before (tests/test_reader_preference.py
+    # removes this to see the first time), so no first-run notice mixes with what a test counts
+    from napari_vlsm._napari.reader_preference import MARKER
+
+    (tmp_path / "user-config").mkdir(exist_ok=True)
+    (tmp_path / "user-config" / MARKER).write_text('{"set": []}\n')
 
 
 @pytest.fixture(scope="session")

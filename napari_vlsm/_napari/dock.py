@@ -11,7 +11,7 @@ from pathlib import Path
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from . import model_source, settings, workers
+from . import model_source, reader_preference, settings, workers
 from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
@@ -71,6 +71,7 @@ class VLSMDock(QWidget):
         self.session.model_changed.connect(workers.guarded(self.check_model_source, "checking the model"))
         self.check_model_source()
         self.segment._context_changed()
+        workers.guarded(reader_preference.apply_once, "setting napari's readers")()  # once per user
 
     def _fit_width(self, *_) -> None:
         """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off.
@@ -136,8 +137,10 @@ class VLSMDock(QWidget):
         values, warning = settings.read(settings.user_path(), settings.USER_KEYS)
         settings.warn(warning)
         s = self.session
-        if values.get("project"):
-            s.set_project(values["project"])
+        project, warning = settings.remembered_project(values.get("project"))  # never a temp or lost folder
+        settings.warn(warning)
+        if project:
+            s.set_project(project)
         if values.get("model_source"):
             s.set_model_source(values["model_source"])
         for key, combo in (("device", self.model.device), ("precision", self.model.precision)):

@@ -156,6 +156,9 @@ def open_viewer(args: argparse.Namespace, viewer=None):
         print(f"napari-vlsm: using the UNTRAINED random-weight demo model in {source}; "
               "its masks are noise until finetuned", file=sys.stderr)
     viewer = viewer if viewer is not None else napari.Viewer(title="napari-vlsm")
+    from napari_vlsm._napari import reader_preference
+
+    reader_preference.apply_once()  # File > Open and drag and drop of medical files: no reader dialog
     add_image(viewer, args)
     dock_widget(viewer, source)
     fit_window(viewer)

@@ -53,6 +53,37 @@ def project_path(project) -> Path:
     return Path(project) / PROJECT_FILE
 
 
+def temp_roots() -> list[Path]:
+    """The system's temporary folders: emptied by the system (and by pytest), never a project's home."""
+    import tempfile
+
+    roots = {Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")}
+    return sorted({root.resolve() for root in roots if root.is_dir()})
+
+
+def remembered_project(value: str | None) -> tuple[str | None, str | None]:
+    """The remembered project folder if it is safe to use again; else None and why (one warning).
+
+    A folder under the system temp folder is emptied behind the user's back (a test run once wrote
+    its pytest folder here, issue 22), and a folder that no longer exists would be made again empty:
+    both would send the user's corrections where they get lost, so the dock takes the default."""
+    if not value:
+        return None, None
+    from napari_vlsm.core.store import default_root
+
+    path, default = Path(value).expanduser(), default_root()
+    if path == default:
+        return value, None
+    if not path.is_dir():
+        why = f"Remembered project gone: using default\nThe project folder {path} no longer exists"
+    elif any(path.resolve().is_relative_to(root) for root in temp_roots()):
+        why = f"Remembered project is temporary\nThe project folder {path} is in the system's temporary folder"
+    else:
+        return value, None
+    return None, (f"{why}; the default project {default} is used instead. To go back to it, choose it "
+                  "with 'Project…' under Corrections.")
+
+
 def _valid(key: str, value, kinds: tuple) -> bool:
     if isinstance(value, bool) and bool not in kinds:
         return False

@@ -49,6 +49,17 @@ NOT_IMPROVED = (
     "It did not beat the model in use. The new adapter is saved as {name}: "
     "choose it under Model & adapter > Adapter to use it anyway."
 )
+NOTHING_IN_FOLDER = (
+    "Nothing to open in this folder\n"
+    "Folder {folder} {held}. napari-vlsm reads a DICOM series, or NIfTI, NRRD and MHA volumes "
+    "(.nii, .nii.gz, .nrrd, .mha), and napari's own reader found no images in it either."
+)
+READERS_SET = (
+    "Medical files now open with napari-vlsm\n"
+    "napari will open {patterns} and DICOM folders with napari-vlsm's reader, with their geometry, "
+    "without asking. Change it in File > Preferences > Plugins."
+)
+
 # BANNER_*: lines shown at the top of the dock (word-wrapped, not toasts): exempt like TIP_*.
 BANNER_DEMO = (
     "Demo model: random weights, its masks are noise until you finetune, or choose a real model folder"
