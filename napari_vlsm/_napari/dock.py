@@ -11,7 +11,7 @@ from pathlib import Path
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from . import model_source, reader_preference, settings, workers
+from . import model_source, reader_preference, settings, texts, workers
 from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
@@ -40,6 +40,10 @@ class VLSMDock(QWidget):
 
         content = QWidget()
         box = QVBoxLayout(content)
+        self.demo_banner = QLabel(texts.BANNER_DEMO)  # while the untrained demo model is in use
+        self.demo_banner.setWordWrap(True)
+        self.demo_banner.setStyleSheet("font-weight: bold; color: #f0a030;")
+        box.addWidget(self.demo_banner)
         self.notice = self._make_notice()
         box.addWidget(self.notice)
         box.addWidget(_group("Segment", self.segment))
@@ -121,6 +125,9 @@ class VLSMDock(QWidget):
         if problem:
             self.notice_text.setText(f"<b>{problem}</b><br>{model_source.advice(source)}")
         self.notice.setVisible(problem is not None)
+        from .launch import is_demo_model
+
+        self.demo_banner.setVisible(is_demo_model(source))
         return problem
 
     def use_demo_model(self) -> None:

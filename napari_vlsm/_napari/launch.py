@@ -48,11 +48,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def demo_model_dir() -> Path:
-    """The untrained demo model folder, written once (atomically) into the user cache."""
+def demo_model_path() -> Path:
+    """Where the demo model lives (nothing is written)."""
     from platformdirs import user_cache_dir
 
-    folder = Path(user_cache_dir("napari-vlsm")) / "demo-model"
+    return Path(user_cache_dir("napari-vlsm")) / "demo-model"
+
+
+def is_demo_model(source) -> bool:
+    """The model in use is the untrained demo: the dock says so, and its layers are named so."""
+    return bool(source) and Path(str(source)).expanduser() == demo_model_path()
+
+
+def demo_model_dir() -> Path:
+    """The untrained demo model folder, written once (atomically) into the user cache."""
+    folder = demo_model_path()
     if (folder / "config.json").is_file():
         return folder
     from napari_vlsm.core.random_model import write_random_clipseg
