@@ -9,9 +9,9 @@ import pytest
 
 napari = pytest.importorskip("napari")
 
-from dock_helpers import image_2d, segment  # noqa: E402
-
 from napari_vlsm._napari import launch, texts  # noqa: E402
+
+from dock_helpers import image_2d, segment  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 
