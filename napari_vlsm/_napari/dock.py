@@ -11,7 +11,7 @@ from pathlib import Path
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from . import model_source, reader_preference, settings, texts, workers
+from . import close_guard, model_source, reader_preference, settings, texts, workers
 from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
@@ -76,6 +76,12 @@ class VLSMDock(QWidget):
         self.check_model_source()
         self.segment._context_changed()
         workers.guarded(reader_preference.apply_once, "setting napari's readers")()  # once per user
+        self._close_guard = close_guard.install(napari_viewer, self.running_job, self)  # asks once, in words
+
+    def running_job(self) -> str | None:
+        """The job running now, in words (napari's close question names it), or None."""
+        worker = self.finetune.worker if self.session.finetuning else None
+        return getattr(worker, "title", None) or (self.session.job or "").capitalize() or None
 
     def _fit_width(self, *_) -> None:
         """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off.

@@ -106,14 +106,18 @@ def add_image(viewer, args: argparse.Namespace) -> None:
         viewer.open(args.image)
 
 
-def display_problem(env=None) -> str | None:
-    """One line naming the fix when Qt could not open a window (instead of Qt's abort, exit 134)."""
+def display_problem(env=None, argv: list[str] | None = None) -> str | None:
+    """One line naming the fix when Qt could not open a window (instead of Qt's abort, exit 134);
+    the suggested command keeps the arguments the user typed (``argv``)."""
+    import shlex
+
     env = os.environ if env is None else env
     if not sys.platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
         return None
     if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        again = " ".join(["xvfb-run -a bash scripts/launch.sh", shlex.join(argv or [])]).rstrip()
         return ("napari-vlsm: no display found (DISPLAY is not set). Run it on a desktop, or under a "
-                "virtual display: xvfb-run -a bash scripts/launch.sh")
+                f"virtual display: {again}")
     import ctypes.util
 
     missing = [lib for lib in ("xcb-icccm", "xcb-keysyms", "xcb-cursor") if ctypes.util.find_library(lib) is None]
@@ -177,7 +181,7 @@ def open_viewer(args: argparse.Namespace, viewer=None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    problem = display_problem()
+    problem = display_problem(argv=sys.argv[1:] if argv is None else argv)
     if problem:
         print(problem, file=sys.stderr)
         return 2

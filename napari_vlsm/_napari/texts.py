@@ -108,6 +108,19 @@ STOPPED = {
 }
 
 
+def finetune_title(prompt: str | None) -> str:
+    """The running finetune in words, for napari's close dialog and ours (close_guard.py)."""
+    return f"Finetuning the adapter for '{prompt}'" if prompt else "Finetuning the adapter"
+
+
+def finetune_bar_format(seconds: bool) -> str:
+    """napari's activity bar for a finetune (a tqdm format; napari shows what follows the "|"):
+    seconds of the time budget as seconds, or optimiser steps as steps. tqdm's default read
+    "44/90 [00:45<00:46, 1.01s/it]", seconds counted as iterations."""
+    unit = "s of the time budget" if seconds else "steps"
+    return "{desc}|{n_fmt}/{total_fmt} " + unit + " [{elapsed}<{remaining}]"
+
+
 def stopped_reason(stopped: str) -> str:
     return STOPPED.get(stopped, stopped or "finished")
 
