@@ -28,8 +28,8 @@ def missing(current: dict) -> dict:
     return {pattern: PLUGIN for pattern in (*FILE_PATTERNS, FOLDERS) if pattern not in current}
 
 
-def apply_once() -> str | None:
-    """Set napari's reader preferences once per user; returns the notification shown, if any.
+def apply_once() -> dict | None:
+    """Set napari's reader preferences once per user; returns what was added (None: done before).
 
     Never raises: a settings problem must not stop napari or the dock opening."""
     marker = settings.user_config_dir() / MARKER
@@ -47,11 +47,9 @@ def apply_once() -> str | None:
         return None
     settings.warn(settings.write(marker, {"set": sorted(added)}, {"set": (list,)}))
     if not added:
-        return None
+        return added
     shown = ", ".join(p.lstrip("*") for p in added if p != FOLDERS)
-    message = texts.toast(texts.READERS_SET.format(patterns=shown or "medical files"))
     from napari.utils.notifications import show_info
 
-    show_info(message)
-    return message
-
+    show_info(texts.toast(texts.READERS_SET.format(patterns=shown or "medical files")))
+    return added
