@@ -264,7 +264,7 @@ class SegmentPanel(QWidget):
         if results:
             self._apply(image, prompts, results)
         if kept:
-            show_info(texts.info(f"{kept} corrected slice(s) kept; slices you corrected, and those filled between "
+            show_info(texts.info(f"{kept} corrected slice(s) kept\nSlices you corrected, and those filled between "
                                  "them, were not re-segmented ('Re-segment corrected slices too' replaces them)"))
         if self._cancel is not None and self._cancel.is_set():
             show_info(texts.info(f"Stopped after {len(results)} slice(s); kept\n"
