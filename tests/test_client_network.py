@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from napari_vlsm.client import ConnectionLost, VLSMClient, read_token
+from napari_vlsm.client import ConnectionLost, ServerError, VLSMClient, read_token
 from napari_vlsm.server.process import ServerProcess
 
 
@@ -76,7 +76,7 @@ def test_the_token_never_reaches_a_proxy_for_a_loopback_server(server, proxy):
     assert proxy.received == b""
     # the stand-in works: a non-loopback URL does go to it (it answers 502 itself; nothing leaves this machine)
     with VLSMClient("http://gpu-box.invalid:8765", "a-token-for-the-proxy-test", busy_retries=0) as c:
-        with pytest.raises(Exception):
+        with pytest.raises(ServerError, match="502"):
             c.info()
     assert b"gpu-box.invalid" in proxy.received
 
