@@ -269,9 +269,12 @@ def test_bad_predict_and_finetune_values_are_422(server):
 def test_info_and_errors_show_no_absolute_server_paths(server):
     with VLSMClient(server.url, server.token) as c:
         text = json.dumps(c.info())
-    for path in (server.workdir, server.workdir.resolve()):
+        r = httpx.post(server.url + "/v1/predict?prompt=liver", content=encode_array(_image()), timeout=60,
+                       headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/x-npy+zstd"})
+        text += r.headers["X-VLSM-Provenance"]
+        assert "folder" not in c.info()
+    for path in (server.workdir, server.workdir.resolve(), server.model):
         assert str(path) not in text
-    assert "folder" not in json.loads(text)
 
 
 def test_redact_replaces_the_root_and_the_model_folder():

@@ -70,6 +70,14 @@ class ModelHost:
         info.pop("folder", None)
         return info
 
+    def public_provenance(self, engine) -> dict:
+        """An engine's provenance with the model folder and adapter path cut to their names."""
+        prov = dict(engine.provenance())
+        for key in ("model_source", "adapter_path"):
+            if prov.get(key) and Path(str(prov[key])).is_absolute():
+                prov[key] = Path(str(prov[key])).name
+        return prov
+
     def check_prompts(self, prompts, error=VLSMError) -> tuple[str, ...]:
         """The core's prompt rules with this model's tokenizer: a prompt the text model would cut is refused."""
         from ..core.model_input import token_limit

@@ -48,7 +48,7 @@ async def _predict(request, array, prompt, threshold, output, project, adapter, 
     result = await run_in_threadpool(torch_threads.call, predict_array, host.model_lock.lock, engine, array, prompts,
                                      threshold, output, rgb, window, batch_size, index)
     data = await run_in_threadpool(encode_array, result)
-    provenance = {**engine.provenance(), "threshold": threshold, "prompts": prompts}
+    provenance = {**host.public_provenance(engine), "threshold": threshold, "prompts": list(prompts)}
     return Response(data, media_type=MEDIA_TYPE, headers={"X-VLSM-Provenance": json.dumps(provenance)})
 
 
