@@ -9,10 +9,11 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import disks
 from napari_vlsm.core.errors import AdapterError
 from napari_vlsm.core.project import FinetuneRequest, FinetuneResult, Project, ProjectLike
 from napari_vlsm.core.store import CorrectionStore
+
+from helpers import disks
 
 
 def _add(project, n: int, prompt: str = "disk"):
@@ -157,7 +158,7 @@ def test_worklist_hook_says_clearly_when_absent(tmp_path):
     if importlib.util.find_spec("napari_vlsm.core.worklist") is not None:
         pytest.skip("the worklist module is present")
     with pytest.raises(NotImplementedError, match="worklist"):
-        Project(tmp_path / "p").worklist
+        _ = Project(tmp_path / "p").worklist
 
 
 def test_result_wire_form_round_trips():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import AdapterError
 from .layout import ADAPTER_RE, ProjectLayout, new_run_id
-from .results import FinetuneRequest, FinetuneResult
+from .results import FinetuneRequest
 
 
 class Project:
