@@ -89,7 +89,7 @@ class CorrectionPanel(QWidget):
     # -------------------------------------------------------------------------- actions
     def choose_project(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Project folder (corrections and adapters)",
-                                                  str(self.session.project))
+                                                  str(self.session.folder))
         if folder:
             self.session.set_project(folder)
 
@@ -139,7 +139,7 @@ class CorrectionPanel(QWidget):
         # Not in the dock's cancellable group: closing the dock must not stop a write between two
         # acknowledged corrections (each write takes a fraction of a second).
         self._writer = workers.start(
-            write_and_count, self.session.store, batch, what="saving the correction",
+            write_and_count, self.session.project, batch, what="saving the correction",
             on_yield=lambda landed: self._saved(*landed, True in auto), on_finish=self._write_next,
         )
 
@@ -159,15 +159,15 @@ class CorrectionPanel(QWidget):
     def remove_selected(self) -> None:
         items = self.list.selectedItems()
         for item in items:
-            self.session.store.remove(item.data(Qt.ItemDataRole.UserRole))
+            self.session.project.remove_correction(item.data(Qt.ItemDataRole.UserRole))
         if items:
             self.session.store_changed.emit()
 
     # -------------------------------------------------------------------------- view
     def refresh(self) -> None:
         """Re-read counts and the list of stored corrections (in a worker, coalesced)."""
-        self.project.setText(str(self.session.project))
-        self.project.setToolTip(str(self.session.project))
+        self.project.setText(str(self.session.folder))
+        self.project.setToolTip(str(self.session.folder))
         self._dirty = True
         if self._reader is None:
             self._read_next()
@@ -179,7 +179,7 @@ class CorrectionPanel(QWidget):
         self._dirty = False
         target = normalize_target(self.session.prompt) if self.session.prompt else ""
         self._reader = workers.start(
-            list_corrections, self.session.store, target, what="reading the corrections",
+            list_corrections, self.session.project, target, what="reading the corrections",
             on_return=lambda listing: self._show(target, *listing), on_finish=self._read_next,
             group=self.session.workers,
         )
@@ -193,21 +193,22 @@ class CorrectionPanel(QWidget):
             self.list.addItem(item)
 
 
-def list_corrections(store, target: str):
-    """Worker: counts and one line per stored correction of ``target`` (reads the store)."""
+def list_corrections(project, target: str):
+    """Worker: counts and one line per stored correction of ``target`` (their records only: no
+    image is decoded, or sent by a server)."""
     if not target:
         return {"train": 0, "val": 0}, []
     rows = []
-    for sample in store.samples(target):
+    for sample in project.corrections(target):
         where = f"slice {','.join(map(str, sample.slice_index))}" if sample.slice_index else "2D"
         source = Path(sample.source.removeprefix("layer:")).name or "?"
         # time first: the part a user scans for, never the one elided
         rows.append((sample.id, f"{sample.created[11:19]} · {sample.split} · {where} · {source}"))
-    return store.counts(target), rows
+    return project.counts(target), rows
 
 
-def write_and_count(store, items: list[dict]):
+def write_and_count(project, items: list[dict]):
     """Worker: ``write_samples``, each stored correction with its target's counts read at once,
     so the panel's counts change the moment the save lands."""
-    for sample in write_samples(store, items):
-        yield sample, store.counts(sample.target)
+    for sample in write_samples(project, items):
+        yield sample, project.counts(sample.target)

@@ -1,7 +1,7 @@
 """VLSMDock: the "Text segmentation" dock widget (a thin assembly of the panels).
 
 prompt -> Segment -> correct with napari's Labels tools -> Add correction -> Finetune adapter ->
-the next Segment uses the adapter. State lives in :class:`Session`; each panel is one section.
+the next Segment uses the adapter. State lives in :class:`DockSession`; each panel is one section.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
 from .segment_panel import SegmentPanel
-from .session import Session
+from .session import DockSession
 
 
 def _group(title: str, widget: QWidget) -> QGroupBox:
@@ -31,7 +31,7 @@ class VLSMDock(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self._closed = False
-        self.session = Session(napari_viewer, parent=self)
+        self.session = DockSession(napari_viewer, parent=self)
         self.segment = SegmentPanel(self.session)
         self.corrections = CorrectionPanel(self.session)
         self.finetune = FinetunePanel(self.session)
@@ -154,7 +154,7 @@ class VLSMDock(QWidget):
         self._load_project_settings()
 
     def _load_project_settings(self) -> None:
-        project = self.session.project
+        project = self.session.folder
         if project == self._settings_project:
             return
         self._settings_project = project
@@ -185,21 +185,21 @@ class VLSMDock(QWidget):
             field.editingFinished.connect(later)
 
     def _project_maybe_changed(self) -> None:
-        if self.session.project != self._settings_project:
+        if self.session.folder != self._settings_project:
             self._load_project_settings()
             self._save_timer.start()
 
     def save_settings(self) -> None:
         s = self.session
-        user = {"project": str(s.project), "model_source": s.model_source, "device": s.device,
+        user = {"project": str(s.folder), "model_source": s.model_source, "device": s.device,
                 "precision": s.precision, "autosave": self.corrections.autosave.isChecked(),
                 "batch_size": s.batch_size, "max_steps": s.max_steps or 0, "budget_s": s.budget_s,
                 **self.model.server.remembered()}
         settings.warn(settings.write(settings.user_path(), user, settings.USER_KEYS))
-        if s.project.is_dir():  # never create a project folder just to hold settings
+        if s.folder.is_dir():  # never create a project folder just to hold settings
             project = {"adapter": str(s.adapter), "variant": s.variant,
                        "threshold": float(self.segment.threshold.value())}
-            settings.warn(settings.write(settings.project_path(s.project), project, settings.PROJECT_KEYS))
+            settings.warn(settings.write(settings.project_path(s.folder), project, settings.PROJECT_KEYS))
 
     def set_model_source(self, source: str) -> None:
         """Use this model (hub id or local CLIPSeg folder); it is loaded at the next Segment."""

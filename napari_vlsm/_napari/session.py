@@ -1,14 +1,18 @@
-"""State shared by the dock's panels: the engine, the project (store + adapters), kept proposals.
+"""State shared by the dock's panels: the engine, the project, kept proposals.
+
+The project is a :class:`~napari_vlsm.core.project.Project` (the folder chosen under Corrections)
+or, while connected to a server, a :class:`~napari_vlsm.client.project.RemoteProject`; the panels
+call it the same way (``core/project/protocol.py``). The layout of the folder, "latest" and what a
+finetune saves are the project's, not the dock's.
 
 The panels are views: they read and change this object and listen to its signals. Model work
-(loading, segmenting) runs through :meth:`Session.with_model`, which loads the model in the
+(loading, segmenting) runs through :meth:`DockSession.with_model`, which loads the model in the
 background first when needed (lazily, at the first Segment) and allows one such job at a time.
 Finetuning is a separate job: it trains a copy of the adapters, so segmenting may go on meanwhile.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from qtpy.QtCore import QObject, Signal
@@ -38,7 +42,7 @@ def swap_adapter(segmenter, adapter: str | None):
     return segmenter
 
 
-class Session(QObject):
+class DockSession(QObject):
     model_changed = Signal()  # a model or adapter was loaded (info() changed)
     store_changed = Signal()  # a correction was added or removed, or the project changed
     busy_changed = Signal(str)  # the running model job's name, "" when idle
@@ -56,8 +60,9 @@ class Session(QObject):
         self.segmenter = None
         self._loaded_key = None  # (source, device, precision) of self.segmenter
         self._adapter_key = None  # the adapter file the segmenter holds (None: plain model)
-        self._project = None
-        self._store = None
+        self._folder = None
+        self._local = None  # the Project of the folder, opened on first use
+        self._server_project = None  # a RemoteProject while connected to a server, else None
         self.remote = None  # a RemoteEngine while connected to a server (server_panel.py), else None
         self.proposals = ProposalBook()
         self.windows: dict[str, tuple | None] = {}  # image unique id -> intensity window
@@ -79,46 +84,58 @@ class Session(QObject):
 
     # ----------------------------------------------------------------------------- project
     @property
-    def project(self) -> Path:
-        if self._project is None:
+    def folder(self) -> Path:
+        """The local project folder (corrections, adapters, settings; the server outbox)."""
+        if self._folder is None:
             from napari_vlsm.core.store import default_root
 
-            self._project = default_root()
-        return self._project
+            self._folder = default_root()
+        return self._folder
 
     def set_project(self, folder) -> None:
-        self._project = Path(folder).expanduser()
-        if self.remote is None:  # connected: corrections keep going to the server's project
-            self._store = None
+        self._folder = Path(folder).expanduser()
+        self._local = None  # connected: corrections keep going to the server's project
         self.store_changed.emit()
 
     @property
-    def store(self):
-        """The project's CorrectionStore, opened on first use (StoreError if unusable)."""
-        if self._store is None:
-            from napari_vlsm.core.store import CorrectionStore
+    def local_project(self):
+        """The folder's Project; it trains with the model this dock loaded."""
+        if self._local is None:
+            from napari_vlsm.core.project import Project
 
-            self._store = CorrectionStore(self.project)
-        return self._store
+            self._local = Project(self.folder, model=lambda: getattr(self.segmenter, "loaded", None))
+        return self._local
+
+    @property
+    def project(self):
+        """The project the dock works on: the server's while connected, else the folder's."""
+        return self._server_project if self._server_project is not None else self.local_project
 
     @property
     def adapters_dir(self) -> Path:
-        return self.project / "adapters"
+        return self.local_project.layout.adapters
 
     def latest_adapter(self) -> Path | None:
-        """The adapter the project's ``adapters/latest.json`` points to, if it exists."""
-        try:
-            name = json.loads((self.adapters_dir / "latest.json").read_text(encoding="utf-8"))["path"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        path = self.adapters_dir / Path(str(name)).name  # only a file inside adapters/
-        return path if path.is_file() else None
+        """The folder project's latest adapter (``core/project``: the last run that improved Dice)."""
+        return self.local_project.latest_path()
 
     def set_latest(self, path: Path) -> None:
-        from napari_vlsm.core.atomic import write_bytes_atomic
+        self.local_project.layout.write_latest(path)
 
-        doc = {"path": Path(path).name}
-        write_bytes_atomic(self.adapters_dir / "latest.json", json.dumps(doc).encode())
+    def use_server(self, engine, project) -> None:
+        """Work through a server: its engine and project replace the local ones (server_client.py)."""
+        self.adapter = ADAPTER_NONE  # server adapters are chosen by name on the engine, not as local files
+        self.segmenter, self._loaded_key, self._adapter_key = engine, self.model_key(), None
+        self.remote, self._server_project = engine, project
+        self.model_changed.emit()
+        self.store_changed.emit()
+
+    def use_local(self) -> None:
+        """Back to the local model and the folder's project."""
+        self.remote = self._server_project = None
+        self.segmenter, self._loaded_key, self._adapter_key = None, None, None
+        self.model_changed.emit()
+        self.store_changed.emit()
 
     # ------------------------------------------------------------------------------ model
     def set_model_source(self, source: str) -> None:
@@ -135,7 +152,7 @@ class Session(QObject):
         if self.adapter == ADAPTER_LATEST:
             path = self.latest_adapter()
             if path is None:
-                raise AdapterError(texts.NO_LATEST.format(root=self.project))
+                raise AdapterError(texts.NO_LATEST.format(root=self.folder))
             return str(path)
         return str(self.adapter)
 
@@ -197,11 +214,10 @@ class Session(QObject):
         self.busy_changed.emit(name)
 
     def adapter_trained(self, result) -> None:
-        """Use a freshly trained adapter (GUI thread; no file read: the weights are in memory)."""
-        self.segmenter.set_adapters(result.adapters, result.metadata, path=result.adapter_path)
-        self._adapter_key = str(result.adapter_path) if result.adapter_path else None
-        if result.adapter_path is not None:
-            self.set_latest(result.adapter_path)
+        """A finetune's adapter became the project's latest: use it (GUI thread; local weights are
+        already in memory, a server adapter is used by its name)."""
+        self.segmenter.set_adapters(result.adapters, result.metadata, path=result.adapter_path or result.adapter)
+        if self.remote is None:  # the folder's "latest" is what the model panel then shows
             self.adapter = ADAPTER_LATEST
             self._adapter_key = str(self.latest_adapter())
         self.model_changed.emit()

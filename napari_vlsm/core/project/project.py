@@ -17,7 +17,10 @@ from .results import FinetuneRequest
 
 
 class Project:
-    """A project folder. ``model`` (a LoadedModel) is needed only to train."""
+    """A project folder. ``model`` (a LoadedModel, or a function returning one when asked) is needed
+    only to train."""
+
+    runs_here = True  # train() runs torch in this process
 
     def __init__(self, root: str | Path | None = None, model=None):
         if root is None:
@@ -48,11 +51,8 @@ class Project:
     def add_correction(self, image, mask, prompts, proposal=None, source: str = "", slice_index=None, window=None):
         from ..store import SampleInfo
 
-        sample = self.store.add(image, mask, prompts, proposal=proposal, source=source, slice_index=slice_index,
-                                window=window)
-        return SampleInfo(id=sample.id, target=sample.target, prompts=sample.prompts, split=sample.split,
-                          source=sample.source, slice_index=sample.slice_index, created=sample.created,
-                          shape=tuple(sample.image.shape), proposal=sample.proposal is not None, window=sample.window)
+        return SampleInfo.of(self.store.add(image, mask, prompts, proposal=proposal, source=source,
+                                            slice_index=slice_index, window=window))
 
     def corrections(self, target: str | None = None, split: str | None = None):
         return self.store.infos(target, split)
@@ -62,6 +62,10 @@ class Project:
 
     def remove_correction(self, sample_id: str) -> None:
         self.store.remove(sample_id)
+
+    def pending(self, target: str | None = None) -> int:
+        """Corrections waiting to be sent: none, they are stored here at once (as ``RemoteProject``'s)."""
+        return 0
 
     def targets(self) -> list[str]:
         return self.store.targets()

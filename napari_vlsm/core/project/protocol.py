@@ -20,6 +20,7 @@ from .results import FinetuneRequest, FinetuneResult
 @runtime_checkable
 class ProjectLike(Protocol):
     name: str  # what messages call it: a folder path, or "<server url> · project <name>"
+    runs_here: bool  # whether train() runs torch in this process (the dock starts it on a torch thread)
 
     def add_correction(self, image, mask, prompts, proposal=None, source: str = "", slice_index=None,
                        window=None) -> SampleInfo:
@@ -33,6 +34,9 @@ class ProjectLike(Protocol):
 
     def remove_correction(self, sample_id: str) -> None: ...
 
+    def pending(self, target: str | None = None) -> int:
+        """Corrections kept on this computer, waiting to be sent (always 0 for a local folder)."""
+
     def adapters(self) -> list[dict]:
         """The project's adapters, oldest first: name, bytes, created, variant, before, after,
         heldout, latest (bool), or error for a damaged file."""
@@ -44,7 +48,8 @@ class ProjectLike(Protocol):
         """Finetune on a snapshot of the corrections; yields ProgressEvents, returns a FinetuneResult.
 
         ``cancel`` (a threading.Event) is honoured from the first event on; nothing is saved. With
-        ``keep`` also set (the dock was closed), the best adapter so far is saved like a finished one.
+        ``keep`` also set (the dock was closed), a local project saves the best adapter so far like a
+        finished one (a server project stops its job: the server keeps no stopped run).
         The adapter becomes "latest" only when it beat the starting point on held-out Dice."""
 
     def fetch_adapter(self, name: str, path: str | Path) -> Path:

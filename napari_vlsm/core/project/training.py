@@ -14,14 +14,15 @@ def run(project, request, cancel, keep, run_id: str, extra_metadata):
     from .. import training  # training.finetune is looked up at call time (tests replace it)
     from ..adapters.checkpoint import load_adapter, save_adapter
 
-    if project.model is None:
+    model = project.model() if callable(project.model) else project.model
+    if model is None:
         raise TrainingError(f"project {project.name} was opened without a model: load one to finetune")
     config = request.config()
     init_path = project.resolve_init(request.init_adapter)
-    init, init_meta = load_adapter(init_path, project.model) if init_path is not None else (None, None)
+    init, init_meta = load_adapter(init_path, model) if init_path is not None else (None, None)
     train, val = project.store.samples(split="train"), project.store.samples(split="val")  # the snapshot
     out = project.layout.adapter_file(run_id)
-    gen = training.finetune(project.model, train, val, config, init_adapters=init, out_path=out, cancel=cancel,
+    gen = training.finetune(model, train, val, config, init_adapters=init, out_path=out, cancel=cancel,
                             base_metadata=init_meta, extra_metadata=extra_metadata)
     result = yield from gen
     if (result.cancelled and keep is not None and keep.is_set() and result.adapters is not None

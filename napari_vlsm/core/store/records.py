@@ -68,6 +68,13 @@ class SampleInfo:
                    shape=tuple(meta["image_shape"]), proposal=bool(meta["proposal"]),
                    window=None if window is None else (float(window[0]), float(window[1])))
 
+    @classmethod
+    def of(cls, sample: Sample) -> SampleInfo:
+        """The record of a sample already in memory."""
+        return cls(id=sample.id, target=sample.target, prompts=sample.prompts, split=sample.split,
+                   source=sample.source, slice_index=sample.slice_index, created=sample.created,
+                   shape=tuple(sample.image.shape), proposal=sample.proposal is not None, window=sample.window)
+
     def to_json(self) -> dict:
         """The server's wire form (``SampleInfo(**...)`` reads it back, see ``from_json``)."""
         return {"id": self.id, "target": self.target, "prompts": list(self.prompts), "split": self.split,
