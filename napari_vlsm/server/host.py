@@ -10,16 +10,15 @@ finetune that beat its starting point on held-out Dice, as in the dock.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
 from ..core.errors import AdapterError, VLSMError
 from ..core.project import Project
+from ..core.project.names import check_project_name
 from .limits import ModelLock
 
-PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ENGINES_KEPT = 4  # engines (each with its own feature cache) for recently used adapters
 
 
@@ -28,10 +27,7 @@ class NotFound(VLSMError):
 
 
 def check_project(name: str) -> str:
-    if not PROJECT_RE.match(name or ""):
-        raise VLSMError(f"project name {name!r} is not valid; use 1-64 letters, digits, '.', '_' or '-' "
-                        "starting with a letter or digit")
-    return name
+    return check_project_name(name)  # the rule is the project's (core/project/names.py)
 
 
 class ModelHost:
