@@ -11,8 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from napari_vlsm.cli import training_report
-from napari_vlsm.cli import main
+from napari_vlsm.cli import main, training_report
 from napari_vlsm.core.adapters.checkpoint import read_metadata
 
 pytestmark = pytest.mark.usefixtures("one_thread")
