@@ -17,7 +17,8 @@ import numpy as np
 
 from ..atomic import fsync_dir
 from ..errors import StoreError
-from ..preprocess import as_2d_image, as_binary_mask
+from ..images import as_2d_image  # torch-free (preprocess reaches torch): the client keeps an outbox
+from ..masks import as_binary_mask
 from . import files
 from .reading import load_sample, newest_per_key, read_metas, warn_damaged
 from .records import (
