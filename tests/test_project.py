@@ -167,3 +167,19 @@ def test_result_wire_form_round_trips():
     back = FinetuneResult.from_json(json.loads(json.dumps(result.to_json())))
     assert back.adapter == result.adapter and back.latest and back.steps == 3 and back.adapters is None
     assert np.isclose(back.after["dice"], 0.7)
+
+
+def test_the_docks_corrections_list_decodes_no_image(tmp_path, monkeypatch):
+    """Before: every save re-read the list by decoding every stored image of the structure."""
+    pytest.importorskip("napari")
+    import tifffile
+
+    from napari_vlsm._napari.correction_panel import list_corrections
+
+    project = Project(tmp_path / "p")
+    _add(project, 3)
+    monkeypatch.setattr(tifffile, "imread", lambda *a, **k: pytest.fail("the list decoded an image"))
+    counts, rows = list_corrections(project, "disk")
+    assert counts == {"train": 2, "val": 1} and len(rows) == 3
+    assert [r[0] for r in rows] == [c.id for c in project.corrections("disk")]
+    assert all(" · slice " in text and text.endswith(" · scan") for _, text in rows)

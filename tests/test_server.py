@@ -216,6 +216,15 @@ def test_corrections_add_list_remove(client):
         client.corrections("bad name!")
 
 
+def test_listing_corrections_reads_their_records_only(client, server):
+    """Before: the list endpoint decoded every image (a sample whose image no longer decodes vanished
+    from the list, and listing a large project read every pixel)."""
+    ids = _add_corrections(client, "listing", 2)
+    (server.project_root / "listing" / "corrections" / "samples" / ids[0] / "image.tif").write_bytes(b"garbage")
+    listed = client.corrections("listing")["samples"]
+    assert [s["id"] for s in listed] == ids and listed[0]["shape"] == [40, 52]
+
+
 # --------------------------------------------------------------------------------- finetune
 def test_finetune_streams_progress_and_gives_a_downloadable_adapter(client, loaded, tmp_path):
     from napari_vlsm.core.adapters.checkpoint import load_adapter
