@@ -127,8 +127,8 @@ def test_add_correction_stores_slice_mask_and_proposal(qtbot, make_dock):
     qtbot.waitUntil(lambda: dock.corrections.list.count() == 1, timeout=WAIT_MS)
     assert "1 for training" in dock.corrections.counts.text()
     dock.corrections.list.item(0).setSelected(True)
-    dock.corrections.btn_remove.click()
-    assert dock.session.project.store.samples() == []
+    dock.corrections.btn_remove.click()  # in a worker: a server project's delete is a request
+    qtbot.waitUntil(lambda: dock.session.project.store.samples() == [], timeout=WAIT_MS)
     qtbot.waitUntil(lambda: dock.corrections.list.count() == 0, timeout=WAIT_MS)
 
 

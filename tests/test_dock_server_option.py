@@ -100,8 +100,11 @@ def test_dock_works_through_the_server_option(make_napari_viewer, qtbot, server,
     names = [a["name"] for a in client.adapters(PROJECT)]
     engine = dock.session.remote
     assert "Dice on" in panel.result.text()  # before -> after, as locally
+    box = dock.model.server  # the list is fetched in a worker: no network on the GUI thread
+    qtbot.waitUntil(lambda: box.adapter.count() == len(names) + 1, timeout=WAIT_MS)
     if "is now in use" in panel.result.text():
-        assert engine.adapter in names and dock.model.server.adapter.currentData() == engine.adapter
+        assert engine.adapter in names
+        qtbot.waitUntil(lambda: box.adapter.currentData() == engine.adapter, timeout=WAIT_MS)
     else:  # the held-out Dice did not improve: the plain model stays in use, the new adapter is listed
         assert "did not beat" in panel.result.text() and engine.adapter is None
         assert any(name in panel.result.text() for name in names)

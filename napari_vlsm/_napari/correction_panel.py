@@ -156,12 +156,14 @@ class CorrectionPanel(QWidget):
             self.counts.setText(texts.counts(current, counts["train"], counts["val"]))
         self.session.store_changed.emit()  # the list is re-read in the background
 
-    def remove_selected(self) -> None:
-        items = self.list.selectedItems()
-        for item in items:
-            self.session.project.remove_correction(item.data(Qt.ItemDataRole.UserRole))
-        if items:
-            self.session.store_changed.emit()
+    def remove_selected(self):
+        """Remove the selected corrections in a worker (on a server project that is a request each:
+        never on the GUI thread); the list is re-read afterwards. Returns the worker."""
+        ids = [item.data(Qt.ItemDataRole.UserRole) for item in self.list.selectedItems()]
+        if not ids:
+            return None
+        return workers.start(remove_corrections, self.session.project, ids, what="removing the correction",
+                             on_finish=self.session.store_changed.emit)
 
     # -------------------------------------------------------------------------- view
     def refresh(self) -> None:
@@ -205,6 +207,12 @@ def list_corrections(project, target: str):
         # time first: the part a user scans for, never the one elided
         rows.append((sample.id, f"{sample.created[11:19]} · {sample.split} · {where} · {source}"))
     return project.counts(target), rows
+
+
+def remove_corrections(project, sample_ids: list[str]) -> None:
+    """Worker: remove stored corrections by id."""
+    for sample_id in sample_ids:
+        project.remove_correction(sample_id)
 
 
 def write_and_count(project, items: list[dict]):

@@ -19,6 +19,14 @@ class RemoteEngine(RemoteSegmenter):
     """The engine calls the dock makes, answered by the server; adapters are named server files."""
 
     loaded = None  # no local model: the dock must not start a local finetune with it
+    _server_info: dict | None = None
+
+    def info(self) -> dict:
+        """The server's model, asked once (at connect, in a worker): its device and precision do not
+        change while connected, so the dock never waits for the network on the GUI thread for them."""
+        if self._server_info is None:
+            self._server_info = self.client.info()
+        return {**self._server_info, "server": self.client.url, "project": self.project, "adapter": self.adapter}
 
     def load_adapter(self, name: str) -> None:
         self.adapter, self._provenance = str(name), None

@@ -114,12 +114,21 @@ class ServerBox(QWidget):
         return workers.start(self.session.project.flush, what="sending the waiting corrections",
                              on_finish=self.show_state)
 
-    def refresh_adapters(self, select: str | None = None) -> None:
-        """The server project's adapters in the combo (``select``: make that one current)."""
+    def refresh_adapters(self, select: str | None = None):
+        """Ask the server for the project's adapters in a worker (no network on the GUI thread); the
+        combo is filled when they arrive (``select``: make that one current). Returns the worker."""
+        engine = self.session.remote
+        if engine is None:
+            self._fill([], None)
+            return None
+        return workers.start(engine.server_adapters, what="listing the server adapters",
+                             on_return=guarded(lambda rows: self._fill(rows, select), "listing the server adapters"))
+
+    def _fill(self, rows: list[dict], select: str | None) -> None:
         engine = self.session.remote
         self.adapter.clear()
         self.adapter.addItem(NO_SERVER_ADAPTER, None)
-        for row in engine.server_adapters() if engine is not None else []:
+        for row in rows if engine is not None else []:
             self.adapter.addItem(row["name"], row["name"])
         current = select or (engine.adapter if engine is not None else None)
         index = self.adapter.findData(current) if current else 0
@@ -134,7 +143,8 @@ class ServerBox(QWidget):
         if engine is None or engine.adapter == self.adapter.currentData():
             return
         if self.adapter.findData(engine.adapter) < 0:  # e.g. the one a finetune just made
-            self.refresh_adapters()
+            self.refresh_adapters(select=engine.adapter)
+            return
         self.adapter.setCurrentIndex(max(self.adapter.findData(engine.adapter), 0))
 
     def _adapter_chosen(self, index: int) -> None:
