@@ -27,6 +27,7 @@ from . import layers as L
 from . import texts, workers
 from .autosave import PaintWatcher
 from .corrections import plane_sample, write_samples
+from .dock_values import bind
 from .workers import guarded, on_click
 
 
@@ -44,7 +45,8 @@ class CorrectionPanel(QWidget):
         self.btn_add.setToolTip(texts.TIP_ADD)
         self.autosave = QCheckBox("Auto-save corrections")
         self.autosave.setToolTip(texts.TIP_AUTOSAVE)
-        self.autosave.setChecked(True)  # a correction is stored ~1 s after the last stroke, by default
+        self.autosave.setChecked(session.autosave)  # by default a correction is stored ~1 s after the last stroke
+        bind(session.values, "autosave", self.autosave.toggled, self.autosave.setChecked)
         self.counts = QLabel()
         self.status = QLabel()
         self.list = QListWidget()
@@ -106,7 +108,7 @@ class CorrectionPanel(QWidget):
         self.save([plane_sample(self.session, labels, image, plane, prompt)], auto=False)
 
     def _auto_save(self, pending: dict) -> None:
-        if not self.autosave.isChecked():
+        if not self.session.autosave:
             return
         items = []
         for labels, planes in pending.values():

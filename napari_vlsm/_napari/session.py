@@ -17,10 +17,11 @@ from pathlib import Path
 
 from qtpy.QtCore import QObject, Signal
 
-from napari_vlsm.core.constants import DEFAULT_MODEL, DEFAULT_VARIANT  # imports nothing: no torch at dock start-up
+from napari_vlsm.core.constants import DEFAULT_MODEL  # imports nothing: no torch at dock start-up
 from napari_vlsm.core.errors import AdapterError, VLSMError
 
 from . import texts, workers
+from .dock_values import DockValues
 from .proposals import ProposalBook
 
 ADAPTER_NONE, ADAPTER_LATEST = "none", "latest"
@@ -42,6 +43,11 @@ def swap_adapter(segmenter, adapter: str | None):
     return segmenter
 
 
+def _value(name: str):
+    """A DockSession attribute that is a field of its DockValues (one place for the UI values)."""
+    return property(lambda self: getattr(self.values, name), lambda self, v: setattr(self.values, name, v))
+
+
 class DockSession(QObject):
     model_changed = Signal()  # a model or adapter was loaded (info() changed)
     store_changed = Signal()  # a correction was added or removed, or the project changed
@@ -50,13 +56,25 @@ class DockSession(QObject):
     context_changed = Signal()  # the image or prompt the user works on changed
     resegment_requested = Signal()  # a new adapter is in use: refresh the current slice
 
+    # The UI values live in one evented model (dock_values.py); these names read and write it.
+    model_source = _value("model_source")
+    device = _value("device")
+    precision = _value("precision")
+    variant = _value("variant")
+    adapter = _value("adapter")
+    threshold = _value("threshold")
+    autosave = _value("autosave")
+    show_probability = _value("show_probability")
+    window_preset = _value("window_preset")
+    batch_size = _value("batch_size")
+    train_batch_size = _value("train_batch_size")
+    max_steps = _value("max_steps")
+    budget_s = _value("budget_s")
+
     def __init__(self, viewer, parent=None):
         super().__init__(parent)
         self.viewer = viewer
-        self.model_source = DEFAULT_MODEL
-        self.device = self.precision = "auto"
-        self.variant = DEFAULT_VARIANT
-        self.adapter = ADAPTER_NONE  # "none", "latest", or a file path
+        self.values = DockValues()  # the UI values panels and settings bind to (dock_values.py)
         self.segmenter = None
         self._loaded_key = None  # (source, device, precision) of self.segmenter
         self._adapter_key = None  # the adapter file the segmenter holds (None: plain model)
@@ -66,21 +84,15 @@ class DockSession(QObject):
         self.remote = None  # a RemoteEngine while connected to a server (server_panel.py), else None
         self.proposals = ProposalBook()
         self.windows: dict[str, tuple | None] = {}  # image unique id -> intensity window
-        self.window_preset = "auto"  # core/medical/windows.py: auto, CT presets, percentiles, (lo, hi)
         self.job = ""
         self._job_serial = 0  # bumped by set_job: which job the current ``job`` belongs to
         self._waiting: list = []
         self.finetuning = False
         self.workers: set = set()  # this dock's running jobs
         self.closed = False  # the dock was closed: start no new job
-        # What the user works on (kept up to date by the segment panel) and the Advanced settings.
+        # What the user works on (kept up to date by the segment panel).
         self.image = None
         self.prompt = ""
-        self.show_probability = False
-        self.batch_size = 8  # slices per batch when segmenting a stack
-        self.train_batch_size = 8  # corrections per finetune step
-        self.max_steps = 0  # 0: no step limit (the time budget ends the run)
-        self.budget_s: float | None = None  # None: auto (finetune_panel.auto_budget)
 
     # ----------------------------------------------------------------------------- project
     @property
