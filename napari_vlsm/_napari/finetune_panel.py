@@ -217,8 +217,9 @@ class FinetunePanel(QWidget):
 
     def _done(self, result) -> None:
         self.plot.update()  # the last steps' points (repaints were spaced out, see _event)
-        if result.stopped == "closed":
-            self._finish(result)  # napari is closing: keep what the run made
+        if result.cancelled and result.adapter is not None:  # only a closing dock's stopped run is kept
+            result.stopped = "closed"  # the dock or napari is closing: show what the kept run made
+            self._finish(result)
             return
         if result.cancelled or result.adapter is None:
             self.result.setText(texts.dice_result(result.before.get("dice"), result.after.get("dice"),

@@ -27,9 +27,8 @@ def run(project, request, cancel, keep, run_id: str, extra_metadata):
     result = yield from gen
     if (result.cancelled and keep is not None and keep.is_set() and result.adapters is not None
             and result.adapter_path is None):
-        # the dock (or napari) was closed during the run: keep its best adapter, like a finished one
+        # stopped but kept (the dock was closed, Ctrl+C on the CLI): its best adapter, like a finished one
         result.adapter_path = save_adapter(out, result.adapters, result.metadata)
-        result.stopped = "closed"
     latest = result.adapter_path is not None and result.improved
     if latest:
         project.layout.write_latest(result.adapter_path)
