@@ -124,3 +124,24 @@ def test_another_project_does_not_inherit_the_adapter(qtbot, make_dock, tmp_path
     dock.save_settings()
     dock.session.set_project(tmp_path / "other")
     assert dock.session.adapter == "none"
+
+
+def test_the_docks_values_and_its_controls_are_bound_both_ways(qtbot, make_dock):
+    """One evented model (dock_values.py) holds the UI values: setting it moves the controls, moving
+    a control sets it, and the settings are written from it (no panel reads another's widgets)."""
+    _, dock = make_dock()
+    s = dock.session
+    s.max_steps, s.budget_s, s.threshold, s.autosave, s.variant = 25, 40.0, 0.3, False, "dense-vl"
+    assert dock.advanced.steps.value() == 25 and dock.advanced.budget.value() == 40
+    assert dock.segment.threshold.value() == pytest.approx(0.3) and not dock.corrections.autosave.isChecked()
+    assert dock.model.variant.currentText() == "dense-vl"
+    dock.advanced.batch.setValue(3)
+    dock.model.device.setCurrentText("cpu")
+    dock.segment.show_prob.setChecked(True)
+    assert (s.values.batch_size, s.values.device, s.values.show_probability) == (3, "cpu", True)
+    def saved():
+        path = settings.user_path()
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    qtbot.waitUntil(lambda: saved().get("batch_size") == 3, timeout=10_000)  # saved by itself after a change
+    assert (saved()["max_steps"], saved()["autosave"], saved()["device"]) == (25, False, "cpu")
