@@ -41,7 +41,7 @@ class ProjectLayout:
     def corrections(self) -> Path:
         """The correction store's folder; the project folder itself for the dock's older layout."""
         new = self.root / CORRECTIONS
-        legacy = (self.root / "store.json").is_file() or (self.root / "samples").is_dir()
+        legacy = (self.root / "store.json").is_file()  # every store ever opened there wrote it
         return self.root if legacy and not new.exists() else new
 
     @property
