@@ -19,6 +19,8 @@ from napari_vlsm.client import VLSMClient  # noqa: E402
 from napari_vlsm.client.project import RemoteProject  # noqa: E402
 from napari_vlsm.server.process import ServerProcess  # noqa: E402
 
+from dock_helpers import idle  # noqa: E402
+
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 WAIT_MS = 120_000  # generous: a slow shared machine, never a speed threshold
 PROJECT = "dock-option"
@@ -209,3 +211,14 @@ def test_several_structures_and_all_slices_through_the_server(make_napari_viewer
     dock.model.server.btn_disconnect.click()
     assert dock.session.remote is None and dock.session.segmenter is None
     assert isinstance(dock.session.project, Project) and dock.model.adapter.isEnabled()
+
+
+def test_finetune_of_an_empty_server_project_explains_from_the_worker(make_napari_viewer, qtbot, server, tmp_path,
+                                                                       errors):
+    """The count of a server project's corrections is a request: it is asked in the worker (never on
+    the GUI thread), and an empty project is still one clear message."""
+    _, dock = connected_dock(make_napari_viewer, qtbot, server, tmp_path)
+    dock.finetune.btn_train.click()
+    qtbot.waitUntil(lambda: bool(errors) and idle(dock), timeout=WAIT_MS)
+    assert "no corrections stored yet" in errors[-1] and "Traceback" not in errors[-1]
+    assert dock.finetune.btn_train.isEnabled()

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidge
 from napari_vlsm.core.errors import TrainingError
 
 from . import texts, workers
+from .finetune_jobs import finetune_job
 from .plot import CurvePlot
 from .workers import on_click
 
@@ -118,8 +119,9 @@ class FinetunePanel(QWidget):
             return
         if FINISHING:
             raise TrainingError(texts.FINISHING_ELSEWHERE)
-        if s.project.counts()["train"] == 0:
-            raise TrainingError(texts.NO_CORRECTIONS.format(root=s.project.name))
+        project = s.project
+        if project.runs_here and project.counts()["train"] == 0:  # a folder: milliseconds, before a model load
+            raise TrainingError(texts.NO_CORRECTIONS.format(root=project.name))
         s.with_model("finetuning", self._run)
 
     def _run(self, segmenter) -> None:
@@ -134,7 +136,7 @@ class FinetunePanel(QWidget):
         self.begin_run(budget, request.max_steps, "Starting…" if project.runs_here else f"Starting on {project.name}…")
         open_ = self._open
         self.worker = workers.start(
-            project.train, request, self._cancel, self._keep, what="finetuning",
+            finetune_job, project, request, self._cancel, self._keep, what="finetuning",
             on_yield=self._event, on_return=self._done, on_finish=lambda: self._set_running(False),
             progress={"total": int(request.max_steps or budget), "desc": "Finetuning adapter"},
             cancel_event=self._cancel, group=s.workers, torch_job=project.runs_here,
