@@ -172,7 +172,7 @@ def test_a_tls_proxy_signed_by_the_clinics_own_ca(server, certificates, monkeypa
 def test_the_cli_passes_ca_bundle_to_the_client(server, certificates, monkeypatch):
     from types import SimpleNamespace
 
-    from napari_vlsm.cli.remote import client_for
+    from napari_vlsm.cli.server_options import client_for
 
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     fwd = TLSForwarder(certificates / "proxy.pem", certificates / "proxy.key", server.port)

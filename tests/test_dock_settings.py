@@ -77,7 +77,7 @@ def reopen(viewer, dock):
 def test_settings_come_back_when_the_dock_is_reopened(qtbot, make_dock, tmp_path, monkeypatch):
     monkeypatch.setattr(settings, "temp_roots", lambda: [])  # tmp_path stands for a lasting folder here
     viewer, dock = make_dock()
-    assert dock.session.store is not None  # the project folder exists once used
+    assert dock.session.project.store is not None  # the project folder exists once used
     dock.model.variant.setCurrentText("dense-vl")
     dock.model.device.setCurrentText("cpu")
     dock.model.precision.setCurrentText("fp32")
@@ -86,10 +86,10 @@ def test_settings_come_back_when_the_dock_is_reopened(qtbot, make_dock, tmp_path
     dock.advanced.steps.setValue(25)
     dock.segment.threshold.setValue(0.3)
     dock.session.adapter = "latest"
-    source, project = dock.session.model_source, dock.session.project
+    source, project = dock.session.model_source, dock.session.folder
     again = reopen(viewer, dock)
     s = again.session
-    assert (s.model_source, s.project) == (source, project)
+    assert (s.model_source, s.folder) == (source, project)
     assert (s.variant, s.device, s.precision) == ("dense-vl", "cpu", "fp32")
     assert (s.budget_s, s.max_steps, s.adapter) == (40.0, 25, "latest")
     assert not again.corrections.autosave.isChecked()
@@ -120,7 +120,7 @@ def test_a_damaged_settings_file_opens_the_dock_with_defaults_and_a_warning(qtbo
 @pytest.mark.gui
 def test_another_project_does_not_inherit_the_adapter(qtbot, make_dock, tmp_path):
     viewer, dock = make_dock()
-    assert dock.session.store is not None
+    assert dock.session.project.store is not None
     dock.session.adapter = "latest"
     dock.save_settings()
     dock.session.set_project(tmp_path / "other")
@@ -134,17 +134,38 @@ def test_a_remembered_temporary_or_lost_project_is_not_used_silently(qtbot, make
     from napari_vlsm.core.store import default_root
 
     viewer, dock = make_dock()  # its project is tmp_path / "project": under the system temp folder
-    project = dock.session.project
-    assert dock.session.store is not None
+    project = dock.session.folder
+    assert dock.session.project.store is not None
     if case == "gone":
         monkeypatch.setattr(settings, "temp_roots", lambda: [])  # only "gone" counts here
         import shutil
 
         shutil.rmtree(project)
     again = reopen(viewer, dock)
-    assert again.session.project == default_root() != project
+    assert again.session.folder == default_root() != project
     said = [n for n in notes if "Remembered project" in n]
     assert len(said) == 1 and str(project) in said[0] and str(default_root()) in said[0], notes
     assert not project.exists() if case == "gone" else project.is_dir()  # never made again, never removed
     reopen(viewer, again)  # the default is remembered now: said once, not at every opening
     assert len([n for n in notes if "Remembered project" in n]) == 1
+
+
+def test_the_docks_values_and_its_controls_are_bound_both_ways(qtbot, make_dock):
+    """One evented model (dock_values.py) holds the UI values: setting it moves the controls, moving
+    a control sets it, and the settings are written from it (no panel reads another's widgets)."""
+    _, dock = make_dock()
+    s = dock.session
+    s.max_steps, s.budget_s, s.threshold, s.autosave, s.variant = 25, 40.0, 0.3, False, "dense-vl"
+    assert dock.advanced.steps.value() == 25 and dock.advanced.budget.value() == 40
+    assert dock.segment.threshold.value() == pytest.approx(0.3) and not dock.corrections.autosave.isChecked()
+    assert dock.model.variant.currentText() == "dense-vl"
+    dock.advanced.batch.setValue(3)
+    dock.model.device.setCurrentText("cpu")
+    dock.segment.show_prob.setChecked(True)
+    assert (s.values.batch_size, s.values.device, s.values.show_probability) == (3, "cpu", True)
+    def saved():
+        path = settings.user_path()
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    qtbot.waitUntil(lambda: saved().get("batch_size") == 3, timeout=10_000)  # saved by itself after a change
+    assert (saved()["max_steps"], saved()["autosave"], saved()["device"]) == (25, False, "cpu")

@@ -73,7 +73,7 @@ def test_fill_between_then_segment_all_keeps_corrections(qtbot, make_dock, notes
         viewer.dims.set_current_step(0, z)
         dock.corrections.btn_add.click()
         qtbot.waitUntil(lambda: not dock.corrections.saving and idle(dock), timeout=WAIT_MS)
-    assert dock.session.store.counts() == {"train": 1, "val": 1}
+    assert dock.session.project.store.counts() == {"train": 1, "val": 1}
     force_dice(0.2, 0.6)  # the new adapter is adopted
     dock.advanced.steps.setValue(3)
     dock.finetune.btn_train.click()

@@ -93,12 +93,12 @@ def test_a_mask_assigned_by_a_script_is_auto_saved(qtbot, make_dock):
     viewer, dock = make_dock()
     viewer.add_image(np.random.default_rng(3).integers(0, 255, (4, 32, 32), dtype=np.uint8), name="stack")
     labels = segment(qtbot, dock, "lesion", all_slices=True)
-    assert dock.session.store.samples() == [] and dock.corrections.autosave.isChecked()
+    assert dock.session.project.store.samples() == [] and dock.corrections.autosave.isChecked()
     mask = labels.data.copy()
     mask[2] = 0
     mask[2, 8:20, 8:20] = 1
     labels.data = mask  # as scripts and other plugins do: no paint event
-    qtbot.waitUntil(lambda: len(dock.session.store.samples()) == 1, timeout=WAIT_MS)
-    (sample,) = dock.session.store.samples("lesion")
+    qtbot.waitUntil(lambda: len(dock.session.project.store.samples()) == 1, timeout=WAIT_MS)
+    (sample,) = dock.session.project.store.samples("lesion")
     assert sample.slice_index == (2,)
     np.testing.assert_array_equal(sample.mask, mask[2] != 0)

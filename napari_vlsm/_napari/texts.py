@@ -65,6 +65,19 @@ BANNER_DEMO = (
     "Demo model: random weights, its masks are noise until you finetune, or choose a real model folder"
 )
 DEMO_SUFFIX = " (demo model)"
+NOT_IMPROVED_SERVER = (
+    "Not better: the model in use stays\n"
+    "It did not beat the model in use, which stays in use. The new adapter is kept on the server as "
+    "{name}: choose it under Model & adapter > Server adapter to use it anyway."
+)
+
+
+def not_improved(name: str | None, on_server: bool) -> str:
+    return (NOT_IMPROVED_SERVER if on_server else NOT_IMPROVED).format(name=name or "(not saved)")
+
+
+def in_use(name: str, on_server: bool) -> str:
+    return f"{'Server adapter' if on_server else 'Adapter'} {name} is now in use."
 
 # Tooltips and labels -------------------------------------------------------------------------
 TIP_PROMPT = "What to segment, in plain words. Enter runs 'Segment slice'. Recent prompts are kept."
@@ -138,13 +151,13 @@ def done_status(result) -> str:
 
 def finetune_closed(result) -> str:
     """Notification for a finetune whose dock was closed (first line short, detail after)."""
-    if result is None or result.adapters is None or result.adapter_path is None:
+    if result is None or result.adapter is None:
         return toast("Finetune stopped: nothing learnt\n"
                      "The dock was closed before anything was learnt. Nothing was saved; the corrections "
                      "are kept. Reopen the dock and finetune again.")
-    name = result.adapter_path.name
+    name = result.adapter
     dice = dice_result(result.before.get("dice"), result.after.get("dice"), result.heldout, False)
-    if result.improved:
+    if result.latest:
         return toast(f"Finetune stopped (dock closed); kept\nIts best adapter is kept: saved as {name}, "
                      f"now the project's latest adapter. {dice}")
     return toast(f"Finetune stopped (dock closed)\nThe adapter in use stays. The run's best, saved as {name}, "

@@ -222,7 +222,7 @@ def _client(args, spec):
 
 
 def run_batch(args) -> int:
-    from .remote import needs
+    from .server_options import needs
 
     needs("batch", "distributed")
     from ..core.validation import check_positive_int

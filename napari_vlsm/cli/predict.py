@@ -25,13 +25,13 @@ from .common import (
     add_window_arg,
     collect_inputs,
     error,
-    make_segmenter,
     progress,
     read_input,
 )
 from .outputs import unique_slugs, unique_stems, write_bytes
 from .predict_input import predict_input
 from .predict_volume import add_volume_args
+from .segmenters import make_segmenter
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -56,7 +56,7 @@ def add_parser(subparsers) -> None:
     labelmap_output.add_arguments(p)
     add_volume_args(p)  # --keep-largest, --fill-holes, --min-size-mm3, --statistics (predict_volume.py)
     from .batch import add_batch_args  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
-    from .remote import add_server_args  # --server URL (cli/remote.py)
+    from .server_options import add_server_args  # --server URL
 
     add_server_args(p)
     add_batch_args(p)

@@ -110,7 +110,7 @@ def _logging() -> None:
 
 
 def run(args) -> int:
-    from .remote import needs
+    from .server_options import needs
 
     needs("server", "fastapi", "uvicorn", "httpx", "zstandard")
     import uvicorn
