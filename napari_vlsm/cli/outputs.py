@@ -2,7 +2,8 @@
 
 Every output file is named here, once: ``<stem>__<slug><suffix>`` for a prompt's mask,
 ``<stem>__<slug>__prob<suffix>`` for its probability map, ``<stem>__labels<suffix>`` and
-``<stem>__labels.json`` for a ``--multilabel`` label map and its legend. ``predict`` (in process,
+``<stem>__labels.json`` for a ``--multilabel`` label map and its legend, ``<stem>__statistics.csv``
+for ``--statistics``. ``predict`` (in process,
 ``predict_input.py``) and the batch runner (``batch.py``: which outputs exist; ``batch_tasks.py``:
 writing them) both take the names from here, so a resumed batch finds what ``predict`` wrote.
 Writers go through ``core.atomic``: an interrupted run never leaves half a file under a final name.
@@ -60,6 +61,11 @@ def probability_path(out, stem: str, name: str, suffix: str) -> Path:
     return output_path(out, stem, f"{name}__prob", suffix)
 
 
+def statistics_path(out, stem: str) -> Path:
+    """``out/<stem>__statistics.csv``: ``--statistics``' per-structure table of one input."""
+    return output_path(out, stem, "statistics", ".csv")
+
+
 def legend_path(out, stem: str) -> Path:
     """``out/<stem>__labels.json``: a label map's legend."""
     return output_path(out, stem, LABELS, ".json")
@@ -101,12 +107,17 @@ def _write(path: Path, writer) -> None:
         raise VLSMError(f"cannot write {path}: {err.strerror or err}; check the --out folder") from None
 
 
-def write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> list[dict]:
+def write_outputs(path, stem, slugs, is_stack, results, args, provenance, image=None) -> list[dict]:
     """A 2D image's PNG masks or a TIFF stack's TIFF masks (and ``--save-prob`` maps) and their
-    summary records; ``results``: {prompt: Prediction} (2D) or {prompt: (mask, prob)} (stack)."""
+    summary records; ``results``: {prompt: Prediction} (2D) or {prompt: (mask, prob)} (stack).
+    ``--statistics``: ``<stem>__statistics.csv`` and a row per record (``statistics_output.py``;
+    ``image``: the input, for the intensities inside each mask)."""
     import numpy as np
 
-    out, records = Path(args.out), []
+    from . import statistics_output
+
+    out, records, rows = Path(args.out), [], []
+    spacing = statistics_output.image_spacing(path) if statistics_output.wanted(args) else None
     for (prompt, result), name in zip(results.items(), slugs):
         if is_stack:
             mask, prob = result
@@ -123,4 +134,8 @@ def write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> lis
             write_tiff(prob_path, prob, metadata={"prompt": prompt, **provenance})
             record["probability_path"] = str(prob_path)
         records.append(record)
+        if statistics_output.wanted(args):
+            rows.append(statistics_output.statistics_row(mask, spacing, image, prompt))
+    if statistics_output.wanted(args):
+        statistics_output.attach(records, rows, out, stem)
     return records
