@@ -40,9 +40,8 @@ def statistics_row(mask, spacing, image, prompt: str) -> dict:
     """One prompt's mask (non-zero = inside) as one row; an empty mask: 0 voxels (0 mL / 0 mm²)."""
     import numpy as np
 
-    from ..core.volume_edit.statistics import COLUMNS, structure_statistics
-
     from ..core.errors import ImageError
+    from ..core.volume_edit.statistics import COLUMNS, structure_statistics
 
     mask = (np.asarray(mask) != 0).astype(np.uint8)
     if mask.ndim not in (2, 3):
