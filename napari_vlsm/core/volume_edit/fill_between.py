@@ -188,13 +188,15 @@ def fill_between(mask: np.ndarray, keys: Sequence[int], axis: int = 0, spacing=N
 
 
 def fill_label_map(labels: np.ndarray, keys: Sequence[int] | None = None, axis: int = 0, spacing=None,
-                   method: str = DEFAULT_METHOD) -> np.ndarray:
+                   method: str = DEFAULT_METHOD, fill_structure=None) -> np.ndarray:
     """Every non-zero label of ``labels`` filled on its own between the key slices.
 
     ``keys`` None: every slice holding any label is a key for every label (a slice someone
     annotated is annotated for all structures; a structure absent there ends before it).
     Between keys a label's fill is written only where no other label was filled first (labels
-    in ascending order), so structures never overwrite one another.
+    in ascending order), so structures never overwrite one another. ``fill_structure(mask, value,
+    keys)``, when given, fills one structure instead of ``fill_between`` (e.g. guided by the model's
+    probability: ``fill_guided.py``).
     """
     labels = np.asarray(labels)
     axis = axis % 3
@@ -208,7 +210,10 @@ def fill_label_map(labels: np.ndarray, keys: Sequence[int] | None = None, axis: 
         if keys else np.zeros(moved.shape[0], bool)
     moved[between] = 0
     for value in np.unique(labels[labels != 0]):
-        filled = np.moveaxis(fill_between(labels == value, keys, axis, spacing, method), axis, 0)
+        mask = labels == value
+        filled = fill_between(mask, keys, axis, spacing, method) if fill_structure is None else \
+            fill_structure(mask, int(value), keys)
+        filled = np.moveaxis(filled, axis, 0)
         moved[between] = np.where(filled[between] & (moved[between] == 0), value, moved[between])
     return out
 
