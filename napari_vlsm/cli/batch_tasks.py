@@ -158,7 +158,7 @@ def assemble_task(job: dict, provenance: dict, window, *parts) -> list[dict]:
     """Join a split stack's or volume's parts and write its outputs as ``predict`` writes them."""
     import numpy as np
 
-    from . import labelmap_output
+    from . import labelmap_output, statistics_output
     from .outputs import write_outputs
     from .predict_input import label_map_statistics
     from .predict_volume import finish_label_map, write_volume_outputs
@@ -186,7 +186,8 @@ def assemble_task(job: dict, provenance: dict, window, *parts) -> list[dict]:
             records = write_volume_outputs(path, job["stem"], job["slugs"], data, results, tuple(window), args,
                                            provenance)
         else:
-            records = write_outputs(path, job["stem"], job["slugs"], True, results, args, provenance, image=data)
+            records = write_outputs(path, job["stem"], job["slugs"], True, results, args, provenance)
+            records = statistics_output.of_masks(records, path, job["stem"], results, args, image=data)
     write_records(job, records, provenance)
     return records
 

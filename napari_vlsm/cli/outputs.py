@@ -107,17 +107,12 @@ def _write(path: Path, writer) -> None:
         raise VLSMError(f"cannot write {path}: {err.strerror or err}; check the --out folder") from None
 
 
-def write_outputs(path, stem, slugs, is_stack, results, args, provenance, image=None) -> list[dict]:
+def write_outputs(path, stem, slugs, is_stack, results, args, provenance) -> list[dict]:
     """A 2D image's PNG masks or a TIFF stack's TIFF masks (and ``--save-prob`` maps) and their
-    summary records; ``results``: {prompt: Prediction} (2D) or {prompt: (mask, prob)} (stack).
-    ``--statistics``: ``<stem>__statistics.csv`` and a row per record (``statistics_output.py``;
-    ``image``: the input, for the intensities inside each mask)."""
+    summary records; ``results``: {prompt: Prediction} (2D) or {prompt: (mask, prob)} (stack)."""
     import numpy as np
 
-    from . import statistics_output
-
-    out, records, rows = Path(args.out), [], []
-    spacing = statistics_output.image_spacing(path) if statistics_output.wanted(args) else None
+    out, records = Path(args.out), []
     for (prompt, result), name in zip(results.items(), slugs):
         if is_stack:
             mask, prob = result
@@ -134,8 +129,4 @@ def write_outputs(path, stem, slugs, is_stack, results, args, provenance, image=
             write_tiff(prob_path, prob, metadata={"prompt": prompt, **provenance})
             record["probability_path"] = str(prob_path)
         records.append(record)
-        if statistics_output.wanted(args):
-            rows.append(statistics_output.statistics_row(mask, spacing, image, prompt))
-    if statistics_output.wanted(args):
-        statistics_output.attach(records, rows, out, stem)
     return records

@@ -8,7 +8,7 @@ for the whole stack), a medical volume NIfTI masks on its grid (``predict_volume
 from __future__ import annotations
 
 from ..core.errors import ImageError
-from . import labelmap_output
+from . import labelmap_output, statistics_output
 from .outputs import write_outputs
 from .predict_volume import finish_label_map, segment_volume, write_volume_outputs
 
@@ -94,4 +94,5 @@ def predict_input(seg, path, stem, data, prompts, slugs, args, provenance, bar) 
         results, window = segment_volume(seg, data, prompts, args, bar)
         return write_volume_outputs(path, stem, slugs, data, results, window, args, provenance)
     is_stack, results = _segment(seg, data, prompts, args, bar)
-    return write_outputs(path, stem, slugs, is_stack, results, args, provenance, image=data)
+    records = write_outputs(path, stem, slugs, is_stack, results, args, provenance)
+    return statistics_output.of_masks(records, path, stem, results, args, image=data)

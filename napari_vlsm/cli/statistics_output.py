@@ -95,5 +95,17 @@ def attach(records, rows, out_dir, stem, label_map: bool = False) -> None:
         record["statistics_path"] = csv_path
 
 
+def of_masks(records, path, stem, results, args, image=None) -> list[dict]:
+    """--statistics of a 2D image's or a TIFF stack's masks as ``outputs.write_outputs`` wrote them
+    (``results``: {prompt: Prediction} or {prompt: (mask, prob)}); ``image``: the input."""
+    if not wanted(args):
+        return records
+    spacing = image_spacing(path)
+    rows = [statistics_row(r[0] if isinstance(r, tuple) else r.mask, spacing, image, prompt)
+            for prompt, r in results.items()]
+    attach(records, rows, args.out, stem)
+    return records
+
+
 def _compact(row) -> dict:
     return {k: v for k, v in row.items() if v is not None and k != "value"}
