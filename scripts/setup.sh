@@ -6,7 +6,7 @@
 #
 # Environment: PYTHON (default python3, must be >= 3.11), VENV (default .venv),
 # TORCH_SPEC (default torch==2.13.0: the CPU build; a bare "torch" may pull a multi-GB CUDA build).
-# Installing again is skipped while pyproject.toml and the extras are unchanged.
+# Installing again is skipped while pyproject.toml is unchanged and the extras asked for are installed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,16 +33,24 @@ if [ ! -x "$VENV/bin/python" ]; then
     fi
 fi
 
+# The stamp holds what is installed: the pyproject's hash and torch (line 1), the extras (line 2).
+# Extras only grow: launch.sh ("all") after test.sh ("all,testing") finds all it needs and installs
+# nothing, and test.sh after launch.sh installs the union once, not one set in place of the other.
 stamp="$VENV/.napari-vlsm-installed"
-want="$(cat pyproject.toml; echo "extras=$extras torch=$TORCH_SPEC")"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    echo "== $VENV is up to date (extras: $extras)"
+project="pyproject=$("$VENV/bin/python" -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest())') torch=$TORCH_SPEC"
+have=""
+if [ -f "$stamp" ] && [ "$(sed -n 1p "$stamp")" = "$project" ]; then
+    have="$(sed -n 2p "$stamp")"
+fi
+union="$(printf '%s,%s' "$have" "$extras" | tr ',' '\n' | grep -v '^$' | sort -u | paste -sd, -)"
+if [ -n "$have" ] && [ "$union" = "$have" ]; then
+    echo "== $VENV is up to date (extras: $have)"
     exit 0
 fi
 
 pip=("$VENV/bin/python" -m pip install --disable-pip-version-check)
 echo "== installing $TORCH_SPEC first"
 "${pip[@]}" "$TORCH_SPEC"
-echo "== installing napari-vlsm (editable) with extras: $extras"
-"${pip[@]}" -e ".[$extras]"
-printf '%s' "$want" > "$stamp"
+echo "== installing napari-vlsm (editable) with extras: $union"
+"${pip[@]}" -e ".[$union]"
+printf '%s\n%s\n' "$project" "$union" > "$stamp"

@@ -1,10 +1,19 @@
-"""Shared fixtures: small random-weight CLIPSeg checkpoints written with save_pretrained."""
+"""Shared fixtures: small random-weight CLIPSeg checkpoints written with save_pretrained.
+
+First of all, the session's isolation (tests/isolation.py): HOME, the XDG folders, napari's settings
+file and napari-vlsm's variables point into a temporary home from here on, for every test and every
+subprocess, and the session fails if a file of the real user's napari or napari-vlsm folders changed.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import isolation  # noqa: I001 (first: nothing may read HOME or the XDG folders before it)
 
-import pytest
+FAKE_HOME, USER_FILES = isolation.isolate()
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -18,20 +27,38 @@ def _no_denormals():
     yield
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _runtime_cache(tmp_path_factory):
-    # ONNX image encoders that backend "auto" exports on CPUs without bf16: a temporary folder, not
-    # the user's cache (subprocesses inherit it)
-    import os
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a file of the real user's napari or napari-vlsm folders changed."""
+    changed = USER_FILES.changes()
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = ["the REAL user's files changed during the tests (tests/isolation.py):", *changed[:20],
+                 "(a napari or a test run of an older checkout running at the same time changes them too)"]
+        if reporter is not None:
+            reporter.write_sep("=", "user files touched", red=True)
+            reporter.write_line("\n".join(lines))
+        else:
+            import sys
 
-    os.environ.setdefault("NAPARI_VLSM_RUNTIME_CACHE", str(tmp_path_factory.mktemp("runtime-cache")))
-    yield
+            print("\n".join(lines), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config):
+    isolation.remove(FAKE_HOME)
 
 
 @pytest.fixture(autouse=True)
 def _private_dock_settings(tmp_path, monkeypatch):
-    # The dock remembers settings per user: each test gets its own config folder, never ~/.config.
+    # Each test its own dock settings (the session's fake home holds the rest; isolation.py). After a
+    # monkeypatch.undo() the session's fake config folder is back, never the user's.
     monkeypatch.setenv("NAPARI_VLSM_CONFIG_DIR", str(tmp_path / "user-config"))
+    # a returning user: napari's reader preference was set before (tests/test_reader_preference.py
+    # removes this to see the first time), so no first-run notice mixes with what a test counts
+    from napari_vlsm._napari.reader_preference import MARKER
+
+    (tmp_path / "user-config").mkdir(exist_ok=True)
+    (tmp_path / "user-config" / MARKER).write_text('{"set": []}\n')
 
 
 @pytest.fixture(scope="session")

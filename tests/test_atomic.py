@@ -40,6 +40,15 @@ def test_atomic_writes_follow_the_umask(tmp_path, mask, want):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.tif"]  # no temp file left
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_an_explicit_mode_wins_over_the_umask(tmp_path, mask):
+    """The server's private files (tokens): exactly 0600, whatever the umask."""
+    with umask(mask):
+        atomic.write_bytes_atomic(tmp_path / "tokens.json", b"{}", mode=0o600)
+        atomic.write_bytes_atomic(tmp_path / "shared.json", b"{}", mode=0o640)
+    assert mode(tmp_path / "tokens.json") == 0o600 and mode(tmp_path / "shared.json") == 0o640
+
+
 @pytest.mark.parametrize("mask, want", [(0o022, 0o644), (0o077, 0o600)])
 def test_adapter_files_follow_the_umask(loaded, tmp_path, mask, want):
     from napari_vlsm.core.adapters import AdapterConfig, build_adapters

@@ -96,3 +96,47 @@ def test_closing_the_dock_while_the_model_loads_starts_no_finetune(qtbot, make_d
     qtbot.waitUntil(lambda: not dock.session.job, timeout=WAIT_MS)
     qtbot.wait(200)
     assert not dock.session.finetuning and dock.finetune.worker is None
+
+
+class _WindowManagerClose:
+    """The close event of the title bar's x (Qt marks it spontaneous; one made in code is not)."""
+
+    def __init__(self):
+        self.ignored = False
+
+    def type(self):
+        from qtpy.QtCore import QEvent
+
+        return QEvent.Type.Close
+
+    def spontaneous(self):
+        return True
+
+    def ignore(self):
+        self.ignored = True
+
+
+def test_closing_napari_by_its_x_during_a_finetune_asks_once_and_names_the_job(qtbot, make_dock, monkeypatch):
+    from napari._qt.dialogs.confirm_close_dialog import ConfirmCloseDialog
+    from qtpy.QtWidgets import QMessageBox
+
+    viewer, dock = make_dock()
+    worker = start_long_finetune(qtbot, viewer, dock)
+    title = f"Finetuning the adapter for '{dock.session.prompt}'"
+    # napari's list of busy tasks names it in words, not "napari-worker: Executing <function ...>"
+    assert viewer.window._task_status_manager.get_status() == [f"napari-vlsm: {title}"]  # noqa: SLF001
+    # napari's activity bar: seconds of the budget as seconds (it read "1.01s/it")
+    eta = str(worker.pbar).split("|")[-1]
+    assert "s of the time budget" in eta and "it]" not in eta and "/it" not in eta, eta
+    asked, answers = [], [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda _w, _t, text, *a: asked.append(text)
+                                                               or answers.pop(0)))
+    monkeypatch.setattr(ConfirmCloseDialog, "exec_", lambda self: pytest.fail("napari asked a second time"))
+    window = viewer.window._qt_window  # noqa: SLF001
+    no = _WindowManagerClose()
+    assert dock._close_guard.eventFilter(window, no) and no.ignored  # noqa: SLF001
+    assert len(asked) == 1 and title in asked[0] and dock.session.finetuning  # No: nothing stops
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        assert dock._close_guard.eventFilter(window, _WindowManagerClose())  # noqa: SLF001
+    assert len(asked) == 2  # one question per close, never napari's two
+    kept_adapter(dock)

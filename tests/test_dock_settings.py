@@ -74,7 +74,8 @@ def reopen(viewer, dock):
 
 
 @pytest.mark.gui
-def test_settings_come_back_when_the_dock_is_reopened(qtbot, make_dock, tmp_path):
+def test_settings_come_back_when_the_dock_is_reopened(qtbot, make_dock, tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "temp_roots", lambda: [])  # tmp_path stands for a lasting folder here
     viewer, dock = make_dock()
     assert dock.session.store is not None  # the project folder exists once used
     dock.model.variant.setCurrentText("dense-vl")
@@ -124,3 +125,26 @@ def test_another_project_does_not_inherit_the_adapter(qtbot, make_dock, tmp_path
     dock.save_settings()
     dock.session.set_project(tmp_path / "other")
     assert dock.session.adapter == "none"
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("case", ["temporary", "gone"])
+def test_a_remembered_temporary_or_lost_project_is_not_used_silently(qtbot, make_dock, notes, tmp_path,
+                                                                       monkeypatch, case):
+    from napari_vlsm.core.store import default_root
+
+    viewer, dock = make_dock()  # its project is tmp_path / "project": under the system temp folder
+    project = dock.session.project
+    assert dock.session.store is not None
+    if case == "gone":
+        monkeypatch.setattr(settings, "temp_roots", lambda: [])  # only "gone" counts here
+        import shutil
+
+        shutil.rmtree(project)
+    again = reopen(viewer, dock)
+    assert again.session.project == default_root() != project
+    said = [n for n in notes if "Remembered project" in n]
+    assert len(said) == 1 and str(project) in said[0] and str(default_root()) in said[0], notes
+    assert not project.exists() if case == "gone" else project.is_dir()  # never made again, never removed
+    reopen(viewer, again)  # the default is remembered now: said once, not at every opening
+    assert len([n for n in notes if "Remembered project" in n]) == 1

@@ -130,7 +130,10 @@ def test_napari_reader_shows_the_reason_of_a_bad_file(make_napari_viewer, monkey
     viewer = make_napari_viewer()
     layers = viewer.open(str(path), plugin="napari-vlsm")  # File > Open with napari-vlsm's reader
     assert layers == [] and len(viewer.layers) == 0
-    assert len(shown) == 1 and name in shown[0] and "\n" not in shown[0]
+    # one notification: a head naming the file within what napari's toast shows (texts.HEAD_MAX),
+    # then one line of details with the reason (behind the toast's arrow)
+    head, details = shown[0].split("\n")
+    assert len(shown) == 1 and name in head and len(head) <= 40 and details.startswith("napari-vlsm: ")
 
 
 @pytest.mark.gui

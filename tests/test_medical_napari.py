@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("napari")
 
 from napari_vlsm._napari.medical_export import attach_geometry, export_labels
-from napari_vlsm._napari.reader import METADATA_KEY, get_reader
+from napari_vlsm._napari.reader import METADATA_KEY, get_reader, read_folder, read_layers
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -70,7 +70,8 @@ def test_open_dicom_series_folder_and_one_file(make_napari_viewer, base, tmp_pat
     viewer = make_napari_viewer()
     (layer,) = viewer.open(folder, plugin="napari-vlsm")
     one_file = min(folder.iterdir())
-    assert get_reader(str(one_file)) is not None and get_reader(str(tmp_path)) is None
+    assert get_reader(str(one_file)) is read_layers is get_reader(str(folder))
+    assert get_reader(str(tmp_path)) is read_folder  # not a volume: its own answer (test_reader_preference.py)
     (again,) = viewer.open(one_file, plugin="napari-vlsm")
     assert again.data.shape == layer.data.shape == (20, 512, 512)
     np.testing.assert_allclose(layer.scale, (2.0, 0.9765625, 0.9765625))

@@ -175,11 +175,11 @@ def _oom(*_args, **_kwargs):
 def test_out_of_memory_while_segmenting_is_notified_and_the_dock_recovers(qtbot, make_dock, notes, monkeypatch):
     viewer, dock = make_dock()
     viewer.add_image(np.zeros((32, 32), np.uint8), name="scan")
-    monkeypatch.setattr(VLSMModel, "encode_image", _oom)
-    assert segment(qtbot, dock, "liver") is None
-    qtbot.waitUntil(lambda: any("out of cpu memory" in n for n in notes), timeout=WAIT_MS)
-    assert usable(dock)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # only this patch ends below (monkeypatch.undo() undid the
+        patch.setattr(VLSMModel, "encode_image", _oom)  # settings isolation too: issue 22)
+        assert segment(qtbot, dock, "liver") is None
+        qtbot.waitUntil(lambda: any("out of cpu memory" in n for n in notes), timeout=WAIT_MS)
+        assert usable(dock)
     assert segment(qtbot, dock, "liver") is not None
 
 
@@ -227,14 +227,14 @@ def _device_failure(*_args, **_kwargs):
 def test_out_of_memory_in_a_finetune_is_notified_and_leaves_the_dock_usable(qtbot, make_dock, notes, monkeypatch):
     viewer, dock = make_dock()
     _two_corrections(qtbot, viewer, dock)
-    monkeypatch.setattr(VLSMModel, "decode", _oom)  # the accelerator is full for the whole finetune
-    dock.advanced.steps.setValue(3)
-    dock.finetune.btn_train.click()
-    wait_for_jobs(qtbot, dock)
-    assert usable(dock) and not dock.finetune.btn_cancel.isEnabled()
-    assert any("memory" in n for n in notes), notes
-    assert dock.session.segmenter.adapters is None and not list(dock.session.adapters_dir.glob("*.safetensors"))
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(VLSMModel, "decode", _oom)  # the accelerator is full for the whole finetune
+        dock.advanced.steps.setValue(3)
+        dock.finetune.btn_train.click()
+        wait_for_jobs(qtbot, dock)
+        assert usable(dock) and not dock.finetune.btn_cancel.isEnabled()
+        assert any("memory" in n for n in notes), notes
+        assert dock.session.segmenter.adapters is None and not list(dock.session.adapters_dir.glob("*.safetensors"))
     assert segment(qtbot, dock, "lesion") is not None  # the viewer and the model still work
 
 
@@ -270,11 +270,11 @@ def test_add_correction_on_a_full_disk_is_notified_and_nothing_is_damaged(qtbot,
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(store_files, "write_durable", full)
-    labels.data_setitem((np.arange(5), np.arange(5)), 1)
-    add_correction(qtbot, dock)
-    qtbot.waitUntil(lambda: any("disk is full" in n for n in notes), timeout=WAIT_MS)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(store_files, "write_durable", full)
+        labels.data_setitem((np.arange(5), np.arange(5)), 1)
+        add_correction(qtbot, dock)
+        qtbot.waitUntil(lambda: any("disk is full" in n for n in notes), timeout=WAIT_MS)
     (still,) = dock.session.store.samples()
     assert still.id == first.id and np.array_equal(still.mask, first.mask)
     assert dock.corrections.btn_add.isEnabled() and usable(dock)

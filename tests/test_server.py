@@ -71,8 +71,10 @@ def test_health_needs_no_token_and_everything_else_does(server):
 
 
 def test_the_api_browser_is_not_served(server):
-    for path in ("/docs", "/openapi.json", "/redoc"):
-        assert httpx.get(server.url + path, timeout=10).status_code == 404
+    for path in ("/docs", "/openapi.json", "/redoc"):  # not even its route's existence without a token
+        assert httpx.get(server.url + path, timeout=10).status_code == 401
+        assert httpx.get(server.url + path, headers={"Authorization": f"Bearer {server.token}"},
+                         timeout=10).status_code == 404
 
 
 # ----------------------------------------------------------------------------------- predict

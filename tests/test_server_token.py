@@ -14,7 +14,7 @@ from napari_vlsm.server.auth import load_or_create_token
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 def test_generated_once_0600_then_reused(tmp_path):
     path = tmp_path / "cfg" / "server-token"
-    token, where, created = load_or_create_token(path)
+    token, where, created = load_or_create_token(path, create=True)
     assert created and where == path and len(token) >= 40
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again, _, created_again = load_or_create_token(path)

@@ -11,7 +11,7 @@ from pathlib import Path
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from . import model_source, settings, workers
+from . import close_guard, model_source, reader_preference, settings, texts, workers
 from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
@@ -42,6 +42,10 @@ class VLSMDock(QWidget):
 
         content = QWidget()
         box = QVBoxLayout(content)
+        self.demo_banner = QLabel(texts.BANNER_DEMO)  # while the untrained demo model is in use
+        self.demo_banner.setWordWrap(True)
+        self.demo_banner.setStyleSheet("font-weight: bold; color: #f0a030;")
+        box.addWidget(self.demo_banner)
         self.notice = self._make_notice()
         box.addWidget(self.notice)
         box.addWidget(_group("Segment", self.segment))
@@ -74,6 +78,13 @@ class VLSMDock(QWidget):
         self.session.model_changed.connect(workers.guarded(self.check_model_source, "checking the model"))
         self.check_model_source()
         self.segment._context_changed()
+        workers.guarded(reader_preference.apply_once, "setting napari's readers")()  # once per user
+        self._close_guard = close_guard.install(napari_viewer, self.running_job, self)  # asks once, in words
+
+    def running_job(self) -> str | None:
+        """The job running now, in words (napari's close question names it), or None."""
+        worker = self.finetune.worker if self.session.finetuning else None
+        return getattr(worker, "title", None) or (self.session.job or "").capitalize() or None
 
     def _fit_width(self, *_) -> None:
         """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off.
@@ -123,6 +134,9 @@ class VLSMDock(QWidget):
         if problem:
             self.notice_text.setText(f"<b>{problem}</b><br>{model_source.advice(source)}")
         self.notice.setVisible(problem is not None)
+        from .launch import is_demo_model
+
+        self.demo_banner.setVisible(is_demo_model(source))
         return problem
 
     def use_demo_model(self) -> None:
@@ -139,8 +153,10 @@ class VLSMDock(QWidget):
         values, warning = settings.read(settings.user_path(), settings.USER_KEYS)
         settings.warn(warning)
         s = self.session
-        if values.get("project"):
-            s.set_project(values["project"])
+        project, warning = settings.remembered_project(values.get("project"))  # never a temp or lost folder
+        settings.warn(warning)
+        if project:
+            s.set_project(project)
         if values.get("model_source"):
             s.set_model_source(values["model_source"])
         for key, combo in (("device", self.model.device), ("precision", self.model.precision)):

@@ -138,7 +138,7 @@ def start_export(session, labels, path, image=None):
         image = L.image_of(session.viewer, labels)
 
     def done(paths):
-        show_info(texts.info(f"label map saved: {paths[0]} (legend: {paths[1].name})"))
+        show_info(texts.info(f"Label map saved\n{paths[0]} (legend: {paths[1].name})"))
 
     return workers.start(write_export, snapshot(labels, image), path, what="exporting the label map",
                          on_return=done, group=session.workers)

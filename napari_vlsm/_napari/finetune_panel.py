@@ -170,7 +170,7 @@ class FinetunePanel(QWidget):
             train_job, segmenter.loaded, s.store, config, init, out, self._cancel, self._keep, what="finetuning",
             on_yield=self._event, on_return=self._done, on_finish=lambda: self._set_running(False),
             progress={"total": total, "desc": "Finetuning adapter"}, cancel_event=self._cancel,
-            group=s.workers, torch_job=True,
+            group=s.workers, torch_job=True, title=texts.finetune_title(s.prompt),
         )
         self.worker.on_quit = self._keep.set
         self.worker.returned.connect(lambda result: None if open_["dock"] else announce_closed(result))
@@ -178,6 +178,7 @@ class FinetunePanel(QWidget):
         if pbar is not None:
             # napari counts every yield; only optimiser steps (or seconds) should move the bar
             self.worker.yielded.disconnect(pbar.increment_with_overflow)
+            pbar.bar_format = texts.finetune_bar_format(self._bar_seconds)
 
     def begin_run(self, budget: float, max_steps: int | None, status: str) -> None:
         """GUI thread: a fresh run's state and display (local or on a server)."""

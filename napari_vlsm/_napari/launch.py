@@ -48,11 +48,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def demo_model_dir() -> Path:
-    """The untrained demo model folder, written once (atomically) into the user cache."""
+def demo_model_path() -> Path:
+    """Where the demo model lives (nothing is written)."""
     from platformdirs import user_cache_dir
 
-    folder = Path(user_cache_dir("napari-vlsm")) / "demo-model"
+    return Path(user_cache_dir("napari-vlsm")) / "demo-model"
+
+
+def is_demo_model(source) -> bool:
+    """The model in use is the untrained demo: the dock says so, and its layers are named so."""
+    return bool(source) and Path(str(source)).expanduser() == demo_model_path()
+
+
+def demo_model_dir() -> Path:
+    """The untrained demo model folder, written once (atomically) into the user cache."""
+    folder = demo_model_path()
     if (folder / "config.json").is_file():
         return folder
     from napari_vlsm.core.random_model import write_random_clipseg
@@ -87,21 +97,27 @@ def add_image(viewer, args: argparse.Namespace) -> None:
             data, kwargs, layer_type = volume_layer(read_volume(Path(args.image).expanduser()))
         except VLSMError as err:
             print(f"napari-vlsm: error: {err}", file=sys.stderr)
-            show_error(f"napari-vlsm: {err}")
+            from napari_vlsm._napari import texts
+
+            show_error(texts.toast(f"Cannot open {Path(args.image).name}\n{err}"))
             return
         getattr(viewer, f"add_{layer_type}")(data, **kwargs)  # a saved mask reopens as Labels
     else:
         viewer.open(args.image)
 
 
-def display_problem(env=None) -> str | None:
-    """One line naming the fix when Qt could not open a window (instead of Qt's abort, exit 134)."""
+def display_problem(env=None, argv: list[str] | None = None) -> str | None:
+    """One line naming the fix when Qt could not open a window (instead of Qt's abort, exit 134);
+    the suggested command keeps the arguments the user typed (``argv``)."""
+    import shlex
+
     env = os.environ if env is None else env
     if not sys.platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
         return None
     if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        again = " ".join(["xvfb-run -a bash scripts/launch.sh", shlex.join(argv or [])]).rstrip()
         return ("napari-vlsm: no display found (DISPLAY is not set). Run it on a desktop, or under a "
-                "virtual display: xvfb-run -a bash scripts/launch.sh")
+                f"virtual display: {again}")
     import ctypes.util
 
     missing = [lib for lib in ("xcb-icccm", "xcb-keysyms", "xcb-cursor") if ctypes.util.find_library(lib) is None]
@@ -126,11 +142,13 @@ def dock_widget(viewer, model_source: str | None):
     """Dock the plugin widget; on failure tell the user why instead of crashing napari."""
     from napari.utils.notifications import show_error, show_info
 
+    from napari_vlsm._napari import texts
+
     try:
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     except Exception as err:  # the dock is optional for the viewer to be useful
-        show_error(f"napari-vlsm: the '{WIDGET}' dock could not be opened "
-                   f"({type(err).__name__}: {err}). Reinstall with: pip install -e '.[all]'")
+        show_error(texts.toast(f"The dock could not be opened\nThe '{WIDGET}' dock could not be opened "
+                               f"({type(err).__name__}: {err}). Reinstall with: pip install -e '.[all]'"))
         return None
     if model_source and hasattr(widget, "set_model_source"):
         widget.set_model_source(model_source)
@@ -139,7 +157,7 @@ def dock_widget(viewer, model_source: str | None):
     if problem:
         print(f"napari-vlsm: {problem} Offline? Use --demo-model, or --model FOLDER "
               "(see the notice at the top of the dock)", file=sys.stderr)
-    show_info(f"Model: {source}")
+    show_info(texts.toast(f"Model: {Path(str(source)).name}\nModel in use: {source} (loaded at the first Segment)"))
     return widget
 
 
@@ -152,6 +170,9 @@ def open_viewer(args: argparse.Namespace, viewer=None):
         print(f"napari-vlsm: using the UNTRAINED random-weight demo model in {source}; "
               "its masks are noise until finetuned", file=sys.stderr)
     viewer = viewer if viewer is not None else napari.Viewer(title="napari-vlsm")
+    from napari_vlsm._napari import reader_preference
+
+    reader_preference.apply_once()  # File > Open and drag and drop of medical files: no reader dialog
     add_image(viewer, args)
     dock_widget(viewer, source)
     fit_window(viewer)
@@ -160,7 +181,7 @@ def open_viewer(args: argparse.Namespace, viewer=None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    problem = display_problem()
+    problem = display_problem(argv=sys.argv[1:] if argv is None else argv)
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -103,17 +103,22 @@ def structures_of(labels) -> list:
     return [LM.Structure(LABEL, meta.get("target", ""), meta.get("prompt", meta.get("target", "")), LM.PALETTE[0])]
 
 
-def layer_name(prompts, image) -> str:
-    """'polyp — scan.png': which structure(s) and which image a mask layer belongs to."""
+def layer_name(prompts, image, demo: bool = False) -> str:
+    """'polyp — scan.png': which structure(s) and which image a mask layer belongs to; ' (demo model)'
+    after it when the untrained demo model made it (its masks are noise: nobody should take them for
+    a real model's)."""
     what = prompts[0] if len(prompts) == 1 else ", ".join(prompts)
     if len(what) > 48:
         what = f"{what[:45]}…"
-    return f"{what} — {image.name}"
+    from .texts import DEMO_SUFFIX
+
+    return f"{what} — {image.name}" + (DEMO_SUFFIX if demo else "")
 
 
-def create_output(viewer, image, prompts):
+def create_output(viewer, image, prompts, demo: bool = False):
     """A new empty Labels layer aligned with ``image`` (same spatial transform) holding the
-    structures ``prompts`` (value i + 1 for prompt i, named and coloured in the layer)."""
+    structures ``prompts`` (value i + 1 for prompt i, named and coloured in the layer); ``demo``:
+    made by the demo model (named so)."""
     structures = LM.legend(prompts)
     data = np.zeros(spatial_shape(image), dtype=LM.label_dtype(len(structures)))
     meta = {"target": LM.join_structures([s.name for s in structures]), "prompt": LM.join_structures(prompts),
@@ -122,7 +127,7 @@ def create_output(viewer, image, prompts):
     from .reader import METADATA_KEY, volume_metadata
 
     scan = volume_metadata(image)  # a mask of a NIfTI/DICOM scan carries its grid: File > Save writes it there
-    kwargs = {"name": layer_name(prompts, image), "scale": image.scale, "translate": image.translate,
+    kwargs = {"name": layer_name(prompts, image, demo), "scale": image.scale, "translate": image.translate,
               "rotate": image.rotate, "shear": image.shear, "affine": image.affine.affine_matrix,
               "metadata": {TAG: meta, **({METADATA_KEY: scan} if scan is not None else {})}, "opacity": 0.6,
               "features": features_of(structures)}

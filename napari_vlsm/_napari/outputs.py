@@ -37,7 +37,9 @@ def apply_proposals(session, image, prompts, results, threshold: float):
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     labels = L.find_output(viewer, image, LM.join_structures(prompts), exact=True)
     if labels is None:
-        labels = L.create_output(viewer, image, prompts)
+        from .launch import is_demo_model
+
+        labels = L.create_output(viewer, image, prompts, demo=is_demo_model(session.model_source))
     entries = [(plane, session.proposals.put(labels, plane, prob, threshold)) for plane, prob in results]
     with model_write(labels):
         for plane, entry in entries:

@@ -36,13 +36,60 @@ def _is_dicom(path) -> bool:
 
 
 def get_reader(path):
-    """npe2 ``get_reader``: a reader function for medical volumes, None for anything else."""
-    from napari_vlsm.core.medical.formats import is_volume_path
+    """npe2 ``get_reader``: a reader function for medical volumes and folders, None for anything else.
+
+    napari opens folders with napari-vlsm without asking (reader_preference.py), so every folder
+    gets an answer here: a DICOM series or the volumes in it, else what napari's own reader makes
+    of it (a Zarr store, a folder of images), else one line saying what was in it."""
+    from napari_vlsm.core.medical.formats import is_dicom_folder, is_volume_path
 
     one = _one_path(path)
-    if one is None or not is_volume_path(one):
+    if one is None:
         return None
-    return read_layers
+    if Path(one).is_dir():
+        return read_layers if is_dicom_folder(one) else read_folder
+    return read_layers if is_volume_path(one) else None
+
+
+def _volume_files(folder: Path) -> list[Path]:
+    from napari_vlsm.core.medical.formats import VOLUME_SUFFIXES, full_suffix
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and full_suffix(p) in VOLUME_SUFFIXES)
+
+
+def read_folder(path) -> list[tuple]:
+    """A folder without a DICOM series: each volume in it, else napari's own reader's layers, else
+    one notification naming what the folder holds and what napari-vlsm reads."""
+    folder = Path(_one_path(path))
+    volumes = _volume_files(folder)
+    if volumes:
+        return [layer for file in volumes for layer in read_layers(str(file)) if layer != (None,)] or [(None,)]
+    try:
+        from npe2 import io_utils
+
+        layers = io_utils.read([str(folder)], stack=False, plugin_name="napari")
+        if layers:
+            return layers
+    except Exception:  # napari's reader found nothing it knows either: our message says what was there
+        pass
+    _nothing_to_open(folder)
+    return [(None,)]
+
+
+def _nothing_to_open(folder: Path) -> None:
+    from napari.utils import notifications
+
+    from napari_vlsm._napari import texts
+
+    try:
+        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as err:
+        names, held = [], f"could not be listed ({err.strerror or err})"
+    else:
+        shown = ", ".join(names[:3]) + (", \u2026" if len(names) > 3 else "")
+        held = f"holds {len(names)} item(s): {shown}" if names else "is empty"
+    notifications.show_error(texts.toast(texts.NOTHING_IN_FOLDER.format(folder=folder, held=held)))
 
 
 def read_layers(path) -> list[tuple]:
@@ -59,7 +106,9 @@ def read_layers(path) -> list[tuple]:
     except ImageError as err:
         from napari.utils import notifications
 
-        notifications.show_error(f"napari-vlsm: {' '.join(str(err).split())}")
+        from napari_vlsm._napari import texts
+
+        notifications.show_error(texts.toast(f"Cannot open {Path(str(_one_path(path))).name}\n{err}"))
         return [(None,)]
 
 

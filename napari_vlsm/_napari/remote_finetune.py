@@ -28,10 +28,11 @@ def start_remote(panel, engine):
         on_yield=panel._event, on_return=lambda result: remote_done(panel, engine, result),
         on_finish=lambda: panel._set_running(False),
         progress={"total": int(settings["max_steps"] or budget), "desc": "Finetuning adapter (server)"},
-        cancel_event=panel._cancel, group=s.workers)
+        cancel_event=panel._cancel, group=s.workers, title=texts.finetune_title(s.prompt) + " on the server")
     pbar = getattr(panel.worker, "pbar", None)
     if pbar is not None:  # as locally: only steps (or seconds) move the bar
         panel.worker.yielded.disconnect(pbar.increment_with_overflow)
+        pbar.bar_format = texts.finetune_bar_format(panel._bar_seconds)
     return panel.worker
 
 

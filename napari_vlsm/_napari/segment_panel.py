@@ -264,10 +264,11 @@ class SegmentPanel(QWidget):
         if results:
             self._apply(image, prompts, results)
         if kept:
-            show_info(texts.info(f"{kept} corrected slice(s) kept; slices you corrected, and those filled between "
+            show_info(texts.info(f"{kept} corrected slice(s) kept\nSlices you corrected, and those filled between "
                                  "them, were not re-segmented ('Re-segment corrected slices too' replaces them)"))
         if self._cancel is not None and self._cancel.is_set():
-            show_info(texts.info(f"stopped after {len(results)} slice(s); they are kept (Ctrl+Z removes them)"))
+            show_info(texts.info(f"Stopped after {len(results)} slice(s); kept\n"
+                                 "They are kept (Ctrl+Z removes them)"))
 
     def _apply(self, image, prompts, results) -> None:
         labels = outputs.apply_proposals(self.session, image, prompts, results, self.threshold.value())
@@ -310,8 +311,8 @@ class SegmentPanel(QWidget):
         _, skipped = outputs.rethreshold(labels, self.session.proposals, self.threshold.value())
         if skipped and not self._told_skip:
             self._told_skip = True
-            show_info(texts.info(f"{skipped} corrected slice(s) keep your edits; "
-                                 "'Revert to proposal' brings the model's mask back"))
+            show_info(texts.info(f"Corrected slices keep your edits\n{skipped} corrected slice(s) keep your "
+                                 "edits; 'Revert to proposal' brings the model's mask back"))
 
     def revert(self) -> None:
         image, prompt, labels = self.current_output()

@@ -53,6 +53,37 @@ def project_path(project) -> Path:
     return Path(project) / PROJECT_FILE
 
 
+def temp_roots() -> list[Path]:
+    """The system's temporary folders: emptied by the system (and by pytest), never a project's home."""
+    import tempfile
+
+    roots = {Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")}
+    return sorted({root.resolve() for root in roots if root.is_dir()})
+
+
+def remembered_project(value: str | None) -> tuple[str | None, str | None]:
+    """The remembered project folder if it is safe to use again; else None and why (one warning).
+
+    A folder under the system temp folder is emptied behind the user's back (a test run once wrote
+    its pytest folder here, issue 22), and a folder that no longer exists would be made again empty:
+    both would send the user's corrections where they get lost, so the dock takes the default."""
+    if not value:
+        return None, None
+    from napari_vlsm.core.store import default_root
+
+    path, default = Path(value).expanduser(), default_root()
+    if path == default:
+        return value, None
+    if not path.is_dir():
+        why = f"Remembered project gone: using default\nThe project folder {path} no longer exists"
+    elif any(path.resolve().is_relative_to(root) for root in temp_roots()):
+        why = f"Remembered project is temporary\nThe project folder {path} is in the system's temporary folder"
+    else:
+        return value, None
+    return None, (f"{why}; the default project {default} is used instead. To go back to it, choose it "
+                  "with 'Project…' under Corrections.")
+
+
 def _valid(key: str, value, kinds: tuple) -> bool:
     if isinstance(value, bool) and bool not in kinds:
         return False
@@ -66,16 +97,17 @@ def read(path: Path, keys: dict) -> tuple[dict, str | None]:
     except FileNotFoundError:
         return {}, None
     except (OSError, UnicodeDecodeError) as err:
-        return {}, f"settings file {path} could not be read ({err}); using the defaults"
+        return {}, f"Settings unreadable: using defaults\nsettings file {path} could not be read ({err})"
     try:
         doc = json.loads(text)
     except ValueError as err:
-        return {}, f"settings file {path} is damaged ({err.__class__.__name__}); using the defaults"
+        return {}, f"Settings file damaged: using defaults\nsettings file {path} is damaged ({err.__class__.__name__})"
     if not isinstance(doc, dict):
-        return {}, f"settings file {path} is damaged (not a JSON object); using the defaults"
+        return {}, f"Settings file damaged: using defaults\nsettings file {path} is damaged (not a JSON object)"
     good = {k: v for k, v in doc.items() if k in keys and _valid(k, v, keys[k])}
     bad = sorted(k for k in doc if k in keys and k not in good)
-    warning = f"settings file {path}: ignored bad value(s) for {', '.join(bad)}; using their defaults" if bad else None
+    warning = (f"Some settings reset to defaults\nsettings file {path}: ignored bad value(s) for {', '.join(bad)}; "
+               "using their defaults") if bad else None
     return good, warning
 
 
@@ -88,16 +120,19 @@ def write(path: Path, values: dict, keys: dict) -> str | None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
     except OSError as err:
-        return f"settings could not be saved to {path} ({err.strerror or err}); they last until napari closes"
+        return (f"Settings not saved: kept until closing\nsettings could not be saved to {path} "
+                f"({err.strerror or err}); they last until napari closes")
     return None
 
 
 def warn(message: str | None) -> None:
     if message:
-        log.warning("napari-vlsm: %s", message)
+        log.warning("napari-vlsm: %s", " ".join(message.split()))
         try:
             from napari.utils.notifications import show_warning
 
-            show_warning(message)
+            from . import texts
+
+            show_warning(texts.toast(message))
         except Exception:  # no napari notification manager (headless use): the log has it
             pass

@@ -187,7 +187,7 @@ class VolumePanel(QWidget):
         axes = L.plane_axes(labels, self.viewer.dims)
         written = volume_actions.fill_between(self.session, labels, axes, value, self.segment.threshold.value())
         name = volume_actions.structure_name(labels, value)
-        show_info(texts.info(f"{len(written)} slice(s) filled; '{name}' between your corrected slices "
+        show_info(texts.info(f"{len(written)} slice(s) filled\n'{name}' between your corrected slices "
                              "(Ctrl+Z undoes it; edit a slice to make it a correction)"))
         self.refresh()
 
@@ -200,7 +200,7 @@ class VolumePanel(QWidget):
         labels, value = self.target()
         changed = volume_actions.clean_up(self.session, labels, value, self.options())
         name = volume_actions.structure_name(labels, value)
-        show_info(texts.info(f"{changed} voxel(s) changed; '{name}' cleaned up (Ctrl+Z undoes it)"))
+        show_info(texts.info(f"{changed} voxel(s) cleaned up\n'{name}' (Ctrl+Z undoes it)"))
         self.refresh()
 
     def show_statistics(self) -> list[dict]:
@@ -220,6 +220,6 @@ class VolumePanel(QWidget):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.setVisible(bool(rows))
         if not in_mm:
-            show_info(texts.info("Sizes in voxels; the image has no voxel spacing (open the scan as NIfTI/DICOM, "
-                                 "or set the layer's scale in mm)"))
+            show_info(texts.info("Sizes in voxels: no spacing known\nThe image has no voxel spacing (open the scan as "
+                                 "NIfTI/DICOM, or set the layer's scale in mm)"))
         return rows

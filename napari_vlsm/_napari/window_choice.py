@@ -57,4 +57,6 @@ class WindowChoice(QComboBox):
         try:
             self.set_preset(text)
         except VLSMError as err:
-            show_error(f"napari-vlsm: {err}")
+            from napari_vlsm._napari import texts
+
+            show_error(texts.toast(f"Window not changed\n{err}"))

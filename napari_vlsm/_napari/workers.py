@@ -170,7 +170,7 @@ def _in_thread(func: Callable, generator: bool, torch_job: bool = False) -> Call
 def _show_warning(args: tuple) -> None:
     from napari.utils.notifications import show_warning
 
-    show_warning(texts.info(" ".join(str(args[0]).split())))
+    show_warning(texts.toast(str(args[0])))
 
 
 def on_click(button, fn: Callable, what: str = "") -> None:
@@ -191,6 +191,7 @@ def start(
     cancel_event: threading.Event | None = None,
     group: set | None = None,
     torch_job: bool = False,
+    title: str | None = None,
     **kwargs,
 ):
     """Run ``func(*args, **kwargs)`` (a function or a generator function) in a worker thread.
@@ -199,10 +200,12 @@ def start(
     was shown (to re-enable buttons); ``on_finish`` runs in every case, last. The worker stays in
     ``group`` (a set) while it runs, so its owner can cancel it (see :func:`cancel`).
     ``torch_job``: the job runs torch (model loading, segmentation, training): see _in_thread.
+    ``title``: the job in words for napari's close dialog (default: ``what``).
     """
     import inspect
 
     generator = inspect.isgeneratorfunction(func)
+    tasks_before = set(_napari_tasks())  # the keys now: the worker's own entry is the new one
     worker = create_worker(
         _in_thread(func, generator, torch_job), *args,
         _worker_class=_GeneratorWorker if generator else _FunctionWorker,
@@ -212,6 +215,8 @@ def start(
         **kwargs,
     )
     worker.cancel_event = cancel_event
+    worker.title = title or what[:1].upper() + what[1:]
+    _name_for_napari(worker, tasks_before, worker.title)
     if on_yield is not None:
         worker.yielded.connect(guarded(on_yield, what))
     if on_return is not None:
@@ -242,6 +247,34 @@ def start(
         worker.started.connect(still_activity_indicator)
     worker.start()
     return worker
+
+
+def _napari_tasks() -> dict:
+    """napari's list of running workers (its close dialog reads it); {} without a viewer."""
+    try:
+        from napari import current_viewer
+
+        return current_viewer().window._task_status_manager._tasks  # noqa: SLF001 (no public handle)
+    except Exception:
+        return {}
+
+
+def _name_for_napari(worker, before: set, title: str) -> None:
+    """napari lists a running worker in its close dialog as "napari-worker: Executing <function
+    train_job at 0x7f...>": name ours in words ("napari-vlsm: Finetuning the adapter for 'polyp'").
+    napari sets its words when the worker starts, so ours are set again after it (a slot connected
+    later runs later). Private napari attributes: if they change, napari's own words stay."""
+    items = [item for key, item in _napari_tasks().items() if key not in before]
+
+    def name() -> None:
+        for item in items:
+            try:
+                item._provider, item._description[-1] = "napari-vlsm", title  # noqa: SLF001
+            except (AttributeError, IndexError, TypeError):
+                return
+
+    name()
+    worker.started.connect(name)
 
 
 def cancel(group: set) -> None:

@@ -32,6 +32,8 @@ def write_labels(path: str, data, attributes: dict) -> list[str]:
         if isinstance(err, VLSMError):
             from napari.utils.notifications import show_error
 
-            show_error(f"napari-vlsm: {err}")
+            from napari_vlsm._napari import texts
+
+            show_error(texts.toast(f"Mask not saved\n{err}"))
             return []
         raise

@@ -14,6 +14,7 @@ gives per-file prompts and output folders.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -23,7 +24,7 @@ from pathlib import Path
 from ..core.errors import VLSMError
 from ..core.image_files import TIFF_SUFFIXES
 from ..core.medical import formats
-from .common import collect_inputs, error
+from .common import PROG, collect_inputs, error
 from .outputs import LABELS, output_path, unique_slugs, unique_stems, write_bytes
 
 SUMMARY = "napari-vlsm-predict.json"
@@ -34,6 +35,8 @@ def add_batch_args(parser) -> None:
     where = group.add_mutually_exclusive_group()
     where.add_argument("--cluster", metavar="local[:N]", help="run on a LocalCluster of N worker processes")
     where.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing dask cluster, e.g. tcp://host:8786")
+    group.add_argument("--scheduler-timeout", type=float, default=30, metavar="SECONDS",
+                       help="--scheduler: wait this long to connect and for a first worker (default 30)")
     group.add_argument("--jobs", metavar="FILE", help="JSON list or CSV of {input, prompts, out} per file")
     group.add_argument("--overwrite", action="store_true", help="redo outputs that a previous run finished")
     group.add_argument("--slices-per-task", type=int, default=32, metavar="N",
@@ -159,13 +162,52 @@ def outputs_of(job: dict, slices: int) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------ run
+def _connect(address: str, timeout: float):
+    """A client of the scheduler at ``address`` with at least one worker, or one line within ``timeout``."""
+    from distributed import Client
+
+    if not timeout > 0:
+        raise VLSMError(f"--scheduler-timeout must be a positive number of seconds; got {timeout}")
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        raise VLSMError(f"cannot reach the dask scheduler at {address} within {timeout:g} s "
+                        f"({type(err).__name__}); check the address (e.g. tcp://host:8786, tls://host:8786) "
+                        "and that the scheduler runs, or raise --scheduler-timeout") from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (TimeoutError, OSError):
+        client.close()
+        raise VLSMError(f"the dask scheduler at {address} has no worker (waited {timeout:g} s); start one "
+                        f"(dask worker {address}) or raise --scheduler-timeout") from None
+    return client
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Worker processes started in here ignore SIGINT: Ctrl+C in a terminal reaches the whole process
+    group, and each worker would print its own KeyboardInterrupt traceback. The driver alone stops,
+    and stopping it stops its LocalCluster."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the spawned workers
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _client(args, spec):
     from distributed import Client, LocalCluster
 
     from .batch_tasks import ModelPlugin
 
     if args.scheduler:
-        client, threads = Client(args.scheduler), None
+        client, threads = _connect(args.scheduler, args.scheduler_timeout), None
     else:
         text = args.cluster or "local"
         name, _, count = text.partition(":")
@@ -176,8 +218,14 @@ def _client(args, spec):
         workers = int(count) if count else max(1, (os.cpu_count() or 2) // 2)
         threads = max(1, (os.cpu_count() or 1) // workers)
         # silence_logs: a failed file is reported once, at the end, not as a worker traceback
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.CRITICAL)
+        import warnings
+
+        with _workers_ignore_ctrl_c(), warnings.catch_warnings():
+            # no dashboard; the scheduler's health/metrics server binds 127.0.0.1, on port 8787 or, when
+            # another cluster holds that, on a free one: not worth a warning line
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   host="127.0.0.1", silence_logs=logging.CRITICAL)
         client = Client(cluster)
     client.register_plugin(ModelPlugin(*spec, threads=threads), name="napari-vlsm-model")
     return client
@@ -205,11 +253,28 @@ def run_batch(args) -> int:
             raise VLSMError(f"cannot create the output folder {out}: {err.strerror or err}") from None
     spec = (str(args.model), None if args.adapter is None else str(Path(args.adapter).expanduser()), args.device,
             args.precision)
-    if args.cluster or args.scheduler:
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # the driver's nannies and client too
-        with _client(args, spec) as client:
-            return _run(args, jobs, spec, _Dask(client), tasks)
-    return _run(args, jobs, spec, _InProcess(), tasks)
+    try:
+        if args.cluster or args.scheduler:
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)  # the driver's nannies and client too
+            with _client(args, spec) as client:
+                try:
+                    return _run(args, jobs, spec, _Dask(client), tasks)
+                finally:
+                    _unregister(client)
+        return _run(args, jobs, spec, _InProcess(), tasks)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished outputs are kept: run the same command again to resume "
+              "(they are skipped)", file=sys.stderr, flush=True)
+        return 130
+
+
+def _unregister(client) -> None:
+    """The model plugin leaves the cluster with the run: on a shared cluster, a worker that joins
+    later must not load the model (the plugin's teardown drops it from the workers that have it)."""
+    from .batch_tasks import PLUGIN
+
+    with contextlib.suppress(Exception):  # a cluster already gone (Ctrl+C, a lost scheduler) has nothing left
+        client.unregister_worker_plugin(PLUGIN)
 
 
 def _run(args, jobs, spec, pool, tasks) -> int:

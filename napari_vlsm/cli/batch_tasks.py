@@ -1,7 +1,9 @@
 """The worker side of ``predict --cluster/--scheduler``: the model per worker, and the tasks.
 
 ``ModelPlugin`` is a dask ``WorkerPlugin``: each worker process loads the model and adapter ONCE
-when it joins (also workers that join later), and every task reuses that engine. Without a cluster
+when it joins (also workers that join during the run), and every task reuses that engine. The
+driver unregisters it when the run ends (``teardown`` drops the engine), so a shared cluster's
+later workers never load a model nobody uses. Without a cluster
 (``--jobs`` alone) the same tasks run in this process on one cached engine.
 
 Tasks never import napari; they read inputs with the CLI's own reader and write with its atomic
@@ -36,6 +38,9 @@ class ModelPlugin(WorkerPlugin):
         if self.threads:
             torch.set_num_threads(self.threads)
         self.segmenter = _load(self.spec)
+
+    def teardown(self, worker):
+        self.segmenter = None  # the run is over: the worker's memory is the cluster's again
 
 
 def _load(spec):

@@ -20,6 +20,8 @@ def add_server_args(parser) -> None:
     group = parser.add_argument_group("server (docs/server.md)")
     group.add_argument("--server", metavar="URL", help="run on a napari-vlsm server, e.g. http://127.0.0.1:8765")
     group.add_argument("--token-file", metavar="FILE", help="the server's token file (else $NAPARI_VLSM_TOKEN)")
+    group.add_argument("--ca-bundle", metavar="FILE",
+                       help="certificate authority of the server's TLS proxy (else $SSL_CERT_FILE, else the system's)")
     group.add_argument("--project", metavar="NAME",
                        help="server project: its adapters for predict/evaluate (with --server-adapter), "
                             "its corrections for finetune (default: the --data folder's name)")
@@ -42,7 +44,7 @@ def client_for(args):
     needs("client", "httpx", "zstandard")
     from ..client import VLSMClient, read_token
 
-    return VLSMClient(args.server, read_token(args.token_file))
+    return VLSMClient(args.server, read_token(args.token_file), ca_bundle=getattr(args, "ca_bundle", None))
 
 
 def remote_segmenter(args):

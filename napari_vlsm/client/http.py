@@ -3,14 +3,22 @@
 Every failure is a :class:`ServerError` (a ``VLSMError``: the CLI prints it on one line) that says
 what happened: a refused token, a bad payload, a busy server (with its Retry-After), or a lost
 connection (the server stopped, e.g. during a finetune: acknowledged corrections are kept).
+
+Proxies and certificates: a loopback URL (127.0.0.1, ::1, localhost: the SSH tunnel) never goes
+through a proxy, whatever ``HTTP_PROXY``/``ALL_PROXY`` say, so the token stays on this machine;
+other URLs follow the environment (``HTTPS_PROXY``, ``NO_PROXY``). ``ca_bundle`` (or
+``SSL_CERT_FILE``) names the certificate authority that signed a hospital's TLS proxy.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
+import ssl
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,22 +44,53 @@ class ConnectionLost(ServerError):
 def read_token(token_file: str | os.PathLike | None = None) -> str:
     """The token from ``token_file``, else from $NAPARI_VLSM_TOKEN; ServerError naming both when neither."""
     if token_file:
+        path = Path(token_file).expanduser()
         try:
-            return Path(token_file).expanduser().read_text(encoding="utf-8").strip()
+            token = path.read_text(encoding="utf-8").strip()
+            readable = os.name == "posix" and path.stat().st_mode & 0o077
         except OSError as err:
             raise ServerError(f"cannot read the token file {token_file}: {err.strerror or err}") from None
+        if readable:
+            warnings.warn(f"the token file {path} can be read by other users of this computer; run: chmod 600 {path}",
+                          stacklevel=2)
+        return token
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
         raise ServerError(f"no server token: pass --token-file FILE (the file the server printed) or set {TOKEN_ENV}")
     return token
 
 
+def is_loopback(url: str) -> bool:
+    host = httpx.URL(url).host
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_verify(ca_bundle: str | os.PathLike | None = None):
+    """What httpx verifies server certificates with: ``ca_bundle``, else $SSL_CERT_FILE, else the system's."""
+    cafile = ca_bundle or os.environ.get("SSL_CERT_FILE")
+    if not cafile:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(Path(cafile).expanduser()))
+    except (OSError, ssl.SSLError) as err:
+        raise ServerError(f"cannot read the CA bundle {cafile}: {getattr(err, 'strerror', None) or err}") from None
+
+
 class VLSMClient:
-    def __init__(self, url: str, token: str, timeout: float = 300.0, transport=None, busy_retries: int = 3):
+    def __init__(self, url: str, token: str, timeout: float = 300.0, transport=None, busy_retries: int = 3,
+                 ca_bundle: str | os.PathLike | None = None):
         self.url = url.rstrip("/")
         self.busy_retries = busy_retries  # a 503 (server busy) is retried after its Retry-After, this often
+        # trust_env=False: no proxy from the environment for a loopback URL (the token must not leave
+        # this machine); elsewhere HTTP(S)_PROXY and NO_PROXY apply as in any other program.
         self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"},
-                                  timeout=httpx.Timeout(timeout, connect=10.0), transport=transport)
+                                  timeout=httpx.Timeout(timeout, connect=10.0), transport=transport,
+                                  trust_env=not is_loopback(self.url), verify=tls_verify(ca_bundle))
 
     def close(self) -> None:
         self._http.close()
@@ -68,6 +107,9 @@ class VLSMClient:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as err:
+                if "CERTIFICATE_VERIFY_FAILED" in str(err):
+                    raise ConnectionLost(f"the certificate of {self.url} is not trusted ({err}); pass --ca-bundle "
+                                         "FILE (the certificate authority that signed it) or set SSL_CERT_FILE") from None
                 raise ConnectionLost(f"lost the connection to the napari-vlsm server at {self.url} "
                                      f"({type(err).__name__}: {err}); is it running? Corrections it acknowledged "
                                      "are kept on its disk") from None

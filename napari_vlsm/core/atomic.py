@@ -4,6 +4,7 @@ The one implementation for adapters, their metadata, masks written by the CLI an
 store. Every file is created with mode ``0o666`` and the process umask applied, as ``open()``
 would create it (0644 under the usual umask 022, 0600 under 077): a temporary file from
 ``tempfile.mkstemp`` would keep 0600 after the rename, and a teammate could not read the adapter.
+``mode=`` (e.g. 0o600 for the server's private files) sets the mode exactly, whatever the umask.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _create(path: Path) -> int:
-    """Create ``path``, which must not exist, with the umask's permissions; its descriptor."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), FILE_MODE)
+def _create(path: Path, mode: int | None = None) -> int:
+    """Create ``path``, which must not exist, with the umask's permissions (or exactly ``mode``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 FILE_MODE if mode is None else mode)
+    if mode is not None and hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)  # the umask may have removed bits that were asked for
+    return fd
 
 
-def write_durable(path: Path, data: bytes) -> None:
+def write_durable(path: Path, data: bytes, mode: int | None = None) -> None:
     """Create ``path`` (must not exist), write ``data``, fsync."""
-    fd = _create(path)
+    fd = _create(path, mode)
     try:
         view = memoryview(data)
         while view:
@@ -85,17 +90,20 @@ def atomic_path(target: str | os.PathLike):
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes,
-                       write: Callable[[Path, bytes], None] | None = None) -> None:
+                       write: Callable[[Path, bytes], None] | None = None, mode: int | None = None) -> None:
     """Replace ``target`` by ``data`` atomically: temp file + fsync + os.replace + fsync of the folder.
 
     ``write`` (default :func:`write_durable`) creates and fills the temp file: the store passes its
-    own, the single point where its bytes hit the disk.
+    own, the single point where its bytes hit the disk. ``mode``: exact permissions (default: the umask's).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(target)
     try:
-        (write or write_durable)(tmp, data)
+        if write is not None:
+            write(tmp, data)
+        else:
+            write_durable(tmp, data, mode)
         _commit(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

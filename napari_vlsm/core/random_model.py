@@ -75,7 +75,12 @@ def clipseg_config(arch: str, vocab_size: int):
 def write_random_clipseg(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Path:
     """Write a random-weight CLIPSeg (model, tokenizer, processor) into ``folder``; return it."""
     import torch
-    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer, ViTImageProcessor
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer
+
+    try:  # transformers 5: the PIL processor by its own name (the plain name asks for torchvision,
+        from transformers import ViTImageProcessorPil as ViTImageProcessor  # which must not be installed)
+    except ImportError:  # transformers 4: the plain name is the PIL one
+        from transformers import ViTImageProcessor
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

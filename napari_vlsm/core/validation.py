@@ -1,4 +1,5 @@
-"""The rules for what a user types: prompts, a threshold, an intensity window, a batch size.
+"""The rules for what a user types: prompts (and their length in the text model's tokens), a
+threshold, an intensity window, a slice index, a batch size.
 
 One rule each, used by the engine, the trainer and the correction store (and through them the CLI
 and the dock), so the same input never passes one and fails another. Each caller keeps its own
@@ -13,6 +14,9 @@ import math
 import numbers
 
 from .errors import ImageError, PromptError, SettingError
+
+MAX_PROMPT_CHARS = 1000  # refused before tokenizing: no tokenizer call on a megabyte of text
+MAX_BATCH_SIZE = 64  # slices or samples per model call (docs/server.md, docs/training.md)
 
 
 def clean_prompts(prompts, error: type[Exception] = PromptError, where: str = "") -> tuple[str, ...]:
@@ -69,3 +73,35 @@ def check_positive_int(value, name: str, error: type[Exception] = SettingError) 
         raise error(f"{name} must be a positive integer; got {value!r}")
     return int(value)
 
+
+
+def check_prompt_tokens(prompts, count_tokens, limit: int, error: type[Exception] = PromptError) -> tuple[str, ...]:
+    """Prompts the text model reads whole: ``count_tokens(prompt)`` (start and end tokens included)
+    at most ``limit`` (77 for CLIP). The engine cuts a longer prompt with a warning; a server, whose
+    user sees no warning, refuses it with this message instead."""
+    for i, prompt in enumerate(prompts):
+        n = None if len(prompt) > MAX_PROMPT_CHARS else count_tokens(prompt)
+        if n is None or n > limit:
+            size = f"{len(prompt)} characters" if n is None else f"{n} tokens"
+            raise error(f"prompt {i + 1} ({prompt[:40]!r}...) has {size}; the text model reads at most {limit} "
+                        "tokens (about 60 words); a short phrase such as 'left kidney' works best")
+    return tuple(prompts)
+
+
+def check_slice_index(value, error: type[Exception] = SettingError):
+    """Where a 2D correction sits in its volume: None, an index >= 0, or a list of them (bool refused)."""
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 0:
+            raise error(f"slice index must be an integer >= 0 (or a list of them); got {value!r}")
+    return list(value) if isinstance(value, (list, tuple)) else int(value)
+
+
+def check_batch_size(value, error: type[Exception] = SettingError) -> int:
+    """A batch size: an integer in 1..MAX_BATCH_SIZE (a huge one would only exhaust memory)."""
+    value = check_positive_int(value, "batch_size", error)
+    if value > MAX_BATCH_SIZE:
+        raise error(f"batch_size must be at most {MAX_BATCH_SIZE}; got {value}")
+    return value

@@ -1,31 +1,40 @@
-"""The FastAPI application: routes, auth, limits, error mapping, the idle-session reaper.
+"""The FastAPI application: routes, the guard, limits, error mapping, the idle-session reaper.
 
 ``create_app(config, host)`` builds it around an already loaded :class:`ModelHost`, so tests can
-serve a tiny model and ``napari-vlsm serve`` the real one. User errors become one-line JSON
-``{"detail": "..."}`` answers (401, 404, 409, 413, 422, 503); a bug is a 500 and the server goes on.
+serve a tiny model and ``napari-vlsm serve`` the real one. The token and the body limits are
+checked by ``guard.Guard``, a raw ASGI middleware, before routing and before any body is read.
+User errors become one-line JSON ``{"detail": "..."}`` answers (401, 404, 408, 409, 413, 422, 503);
+a bug is a 500 and the server goes on. Messages never show the server's absolute paths.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..client.wire import WireError
 from ..core.errors import StoreError, VLSMError
-from .auth import require_token
+from .guard import Guard, UploadSlots
 from .host import ModelHost, NotFound
 from .jobs import JobConflict, Jobs
-from .limits import RETRY_AFTER_S, BodyLimit, BodyTooLarge, Busy, Sessions
+from .limits import RETRY_AFTER_S, Busy, Sessions
+from .tokens import TokenBook
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    token: str
+    token: str | None  # the --token-file token (named "owner"); None: named tokens only
+    tokens_file: Path | None = None  # named tokens (napari-vlsm serve token add NAME)
+    read_timeout_s: float = 30.0  # longest wait for the next piece of an upload before 408
+    max_uploads_per_token: int = 8  # bodies in flight per token (separate from the model queue)
     max_upload_bytes: int = 512 * 2**20  # what arrives on the wire (compressed)
     max_array_bytes: int = 2 * 2**30  # one decoded array
     max_side: int = 16384  # any axis of an array
@@ -38,14 +47,17 @@ def _json(status: int, message: str, headers=None) -> JSONResponse:
     return JSONResponse({"detail": " ".join(str(message).split())}, status_code=status, headers=headers)
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def _add_error_handlers(app: FastAPI, host: ModelHost) -> None:
+    def quiet_disconnect(request, err):  # the guard logged it (one INFO line); nobody reads this answer
+        return Response(status_code=400)
+
+    app.add_exception_handler(ClientDisconnect, quiet_disconnect)
     app.add_exception_handler(WireError, lambda r, e: _json(e.status, str(e)))
-    app.add_exception_handler(BodyTooLarge, lambda r, e: _json(413, str(e)))
     app.add_exception_handler(Busy, lambda r, e: _json(503, str(e), {"Retry-After": str(RETRY_AFTER_S)}))
     app.add_exception_handler(NotFound, lambda r, e: _json(404, str(e)))
     app.add_exception_handler(JobConflict, lambda r, e: _json(409, str(e)))
-    app.add_exception_handler(StoreError, lambda r, e: _json(500, f"the server's store failed: {e}"))
-    app.add_exception_handler(VLSMError, lambda r, e: _json(422, str(e)))
+    app.add_exception_handler(StoreError, lambda r, e: _json(500, host.redact(f"the server's store failed: {e}")))
+    app.add_exception_handler(VLSMError, lambda r, e: _json(422, host.redact(str(e))))
 
 
 def create_app(config: ServerConfig, host: ModelHost) -> FastAPI:
@@ -71,23 +83,29 @@ def create_app(config: ServerConfig, host: ModelHost) -> FastAPI:
 
     app = FastAPI(title="napari-vlsm server", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)  # no unauthenticated API browser
-    app.state.config, app.state.token, app.state.host = config, config.token, host
+    app.state.config, app.state.host = config, host
+    app.state.book = TokenBook(config.tokens_file, config.token)
+    app.state.slots = UploadSlots(config.max_uploads_per_token)
     app.state.sessions, app.state.jobs = sessions, Jobs(host)
-    _add_error_handlers(app)
+    _add_error_handlers(app, host)
+    logging.getLogger("napari_vlsm.server").setLevel(logging.INFO)
 
     @app.get("/health")
     def health():
         return {"status": "ok", "version": __version__}
 
-    @app.get("/v1/info", dependencies=[Depends(require_token)])
+    @app.get("/v1/info")
     def info(request: Request):
-        engine_info = host.base.info()
-        return {**engine_info, "sessions": len(sessions), "max_sessions": config.max_sessions,
+        engine_info = host.public_info()
+        return {**engine_info, "user": request.state.user, "sessions": len(sessions), "max_sessions": config.max_sessions,
                 "jobs_running": [j.id for j in app.state.jobs.running()], "waiting": host.model_lock.waiting,
                 "limits": {"max_upload_bytes": config.max_upload_bytes, "max_array_bytes": config.max_array_bytes,
-                           "max_side": config.max_side, "session_idle_s": config.session_idle_s}}
+                           "max_side": config.max_side, "session_idle_s": config.session_idle_s,
+                           "read_timeout_s": config.read_timeout_s,
+                           "max_uploads_per_token": config.max_uploads_per_token}}
 
-    app.include_router(predict_router, dependencies=[Depends(require_token)])
-    app.include_router(project_router, dependencies=[Depends(require_token)])
-    app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    app.include_router(predict_router)
+    app.include_router(project_router)
+    app.add_middleware(Guard, book=app.state.book, max_body=config.max_upload_bytes,
+                       read_timeout_s=config.read_timeout_s, slots=app.state.slots, retry_after_s=RETRY_AFTER_S)
     return app

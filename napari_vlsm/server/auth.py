@@ -1,19 +1,16 @@
-"""The bearer token: read from ``--token-file`` or generated at first start into a 0600 file.
+"""The ``--token-file`` token (the one named ``owner``): read, or generated at first start into a 0600 file.
 
-Every endpoint but ``GET /health`` depends on :func:`require_token`; a missing or wrong token is a
-401 with ``WWW-Authenticate: Bearer``. Tokens are compared with ``hmac.compare_digest`` (constant
-time), so response timing tells an attacker nothing about how many characters matched.
+A ``--token-file`` that does not exist is an error (a mistyped path must not silently start a
+server with a token nobody has), unless ``--new-token`` asks for one. Without ``--token-file``, the
+first start generates one into the user config folder, as before. Checking a presented token is
+the guard's job (``guard.py``, before any body is read) with the names in ``tokens.py``.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 from pathlib import Path
-
-from fastapi import HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.errors import VLSMError
 
@@ -26,8 +23,10 @@ def default_token_file() -> Path:
     return Path(platformdirs.user_config_dir("napari-vlsm")) / "server-token"
 
 
-def load_or_create_token(path: str | os.PathLike | None) -> tuple[str, Path, bool]:
-    """-> (token, file, created). A new file is created 0600 (O_EXCL: never over another one)."""
+def load_or_create_token(path: str | os.PathLike | None, create: bool = False) -> tuple[str, Path, bool]:
+    """-> (token, file, created). A new file is created 0600 (O_EXCL: never over another one);
+    a named ``path`` is only created with ``create`` (``--new-token``)."""
+    named = path is not None
     path = Path(path).expanduser() if path else default_token_file()
     if path.exists():
         try:
@@ -40,6 +39,9 @@ def load_or_create_token(path: str | os.PathLike | None) -> tuple[str, Path, boo
         if os.name == "posix" and path.stat().st_mode & 0o077:
             raise VLSMError(f"the token file {path} is readable by other users; run: chmod 600 {path}")
         return token, path, False
+    if named and not create:
+        raise VLSMError(f"the token file {path} does not exist; check the path, or pass --new-token to "
+                        "generate a new token into it")
     token = secrets.token_urlsafe(32)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,16 +51,3 @@ def load_or_create_token(path: str | os.PathLike | None) -> tuple[str, Path, boo
     except OSError as err:
         raise VLSMError(f"cannot create the token file {path}: {err.strerror or err}; pass --token-file") from None
     return token, path, True
-
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-async def require_token(request: Request) -> None:
-    credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
-    expected: str = request.app.state.token
-    given = credentials.credentials if credentials is not None else ""
-    if credentials is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(status_code=401, detail="missing or wrong token; send 'Authorization: Bearer <token>' "
-                            "with the token from the server's token file",
-                            headers={"WWW-Authenticate": "Bearer"})

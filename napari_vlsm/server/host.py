@@ -3,7 +3,8 @@
 A project is a folder under ``--project-root``: ``corrections/`` (a :class:`CorrectionStore`, the
 same crash-safe store the dock uses; the server is its only writer), ``adapters/`` (finetuned
 adapter files, written atomically by the trainer) and ``jobs/`` (one JSON record per finetune, so a
-restart can tell a client that its job was interrupted).
+restart can tell a client that its job was interrupted), plus ``audit.jsonl`` (``audit.py``).
+``redact`` keeps the server's absolute paths out of every answer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..core.errors import VLSMError
 from ..core.project_names import check_project_name as check_project
+from .audit import AuditLog
 from .limits import ModelLock
 
 ADAPTER_RE = re.compile(r"^adapter-[A-Za-z0-9._-]{1,80}\.safetensors$")
@@ -35,11 +37,48 @@ class ModelHost:
         self.base = Segmenter(loaded=self.loaded, adapter=adapter)
         self.model_lock = ModelLock(max_waiting)
         self.project_root = Path(project_root).expanduser() if project_root else default_project_root()
-        self.project_root.mkdir(parents=True, exist_ok=True)
+        self.project_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.audit = AuditLog(self.project_root)
         self._engines: OrderedDict[tuple, object] = OrderedDict()
         self._stores: dict[str, object] = {}
         self._lock = threading.Lock()
         self.store_locks: dict[str, threading.Lock] = {}
+
+    # ------------------------------------------------------------------ what clients see
+    def redact(self, text: str) -> str:
+        """``text`` without the server's absolute paths (project root, model folder)."""
+        text = str(text)
+        for path, name in ((self.project_root, "<project-root>"), (self.loaded.folder, "<model>")):
+            for form in {str(path), str(Path(path).resolve())}:
+                if form and form != ".":
+                    text = text.replace(form, name)
+        return text
+
+    def public_info(self) -> dict:
+        """The engine's info with paths cut to names: a client needs no map of the server's disk."""
+        info = dict(self.base.info())
+        for key in ("source", "adapter_path"):
+            if info.get(key) and Path(str(info[key])).is_absolute():
+                info[key] = Path(str(info[key])).name
+        info.pop("folder", None)
+        return info
+
+    def public_provenance(self, engine) -> dict:
+        """An engine's provenance with the model folder and adapter path cut to their names."""
+        prov = dict(engine.provenance())
+        for key in ("model_source", "adapter_path"):
+            if prov.get(key) and Path(str(prov[key])).is_absolute():
+                prov[key] = Path(str(prov[key])).name
+        return prov
+
+    def check_prompts(self, prompts, error=VLSMError) -> tuple[str, ...]:
+        """The core's prompt rules with this model's tokenizer: a prompt the text model would cut is refused."""
+        from ..core.model_input import token_limit
+        from ..core.validation import check_prompt_tokens, clean_prompts
+
+        prompts = clean_prompts(prompts, error=error)
+        tokenizer = self.loaded.tokenizer
+        return check_prompt_tokens(prompts, lambda p: len(tokenizer(p).input_ids), token_limit(self.loaded), error)
 
     # -------------------------------------------------------------------------- projects
     def project_dir(self, project: str) -> Path:

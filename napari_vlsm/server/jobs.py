@@ -25,7 +25,8 @@ JOBS_KEPT = 32  # finished jobs kept in memory for status and replay
 
 
 class Job:
-    def __init__(self, project: str, settings: dict):
+    def __init__(self, project: str, settings: dict, who: str = "owner"):
+        self.who = who  # the token's name that started it (audit log)
         self.id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
         self.project, self.settings = project, settings
         self.state, self.error, self.result = "running", None, None
@@ -91,7 +92,7 @@ class Jobs:
         with self._lock:
             return [j for j in self._jobs.values() if j.state == "running"]
 
-    def start(self, project: str, settings: dict) -> Job:
+    def start(self, project: str, settings: dict, who: str = "owner") -> Job:
         from ..core.training import TrainConfig
 
         store = self.host.store(project)
@@ -105,10 +106,12 @@ class Jobs:
         with self._lock:
             if any(j.state == "running" for j in self._jobs.values()):
                 raise JobConflict("a finetune is already running on this server; wait for it or cancel it")
-            job = Job(project, settings)
+            job = Job(project, settings, who)
             self._jobs[job.id] = job
             self._forget_old()
         self._write_record(job)
+        self.host.audit.record(who, "finetune.started", project, job=job.id, settings=settings,
+                               train=store.counts()["train"])
         job.thread = threading.Thread(target=self._run, args=(job, store, config, init_path),
                                       name=f"finetune-{job.id}", daemon=True)
         job.thread.start()
@@ -148,10 +151,15 @@ class Jobs:
             job.result = _summary(result)
             job.state = "cancelled" if result is None or result.cancelled else "done"
         except VLSMError as err:
-            job.state, job.error = "failed", str(err)
+            job.state, job.error = "failed", host.redact(str(err))
         except Exception as err:  # noqa: BLE001 (a bug: the job fails, the server keeps serving)
-            job.state, job.error = "failed", f"{type(err).__name__}: {err}"
+            job.state, job.error = "failed", host.redact(f"{type(err).__name__}: {err}")
         finally:
+            try:
+                host.audit.record(job.who, f"finetune.{job.state}", job.project, job=job.id, error=job.error,
+                                  adapter=(job.result or {}).get("adapter"))
+            except OSError:
+                pass
             job.publish({"type": "end", **job.status()})
             try:
                 self._write_record(job)

@@ -1,13 +1,10 @@
-"""What keeps one server usable by many laptops: an upload cap, a session cap with idle reaping,
-and a cap on requests queued for the model.
-
-``BodyLimit`` is a plain ASGI middleware: a declared ``Content-Length`` over the cap is refused
-(413) before one byte is read, and a chunked body is counted while it streams in.
+"""What keeps one server usable by many laptops: a session cap with idle reaping and a cap on
+requests queued for the model. Body caps, read timeouts and upload slots are the guard's
+(``guard.py``), checked before any body is read.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -17,44 +14,8 @@ from dataclasses import dataclass, field
 RETRY_AFTER_S = 2
 
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int):
-        super().__init__(f"the request body is over the server's limit of {limit / 2**20:.0f} MiB; "
-                         "send a smaller image, fewer slices at a time, or start the server with a larger "
-                         "--max-upload-mb")
-
-
 class Busy(Exception):
     """Too many sessions or queued requests: answered 503 with Retry-After."""
-
-
-class BodyLimit:
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            body = json.dumps({"detail": str(BodyTooLarge(self.max_bytes))}).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return None
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        return await self.app(scope, counted, send)
 
 
 @dataclass

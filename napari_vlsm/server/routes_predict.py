@@ -9,39 +9,46 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..client.wire import MEDIA_TYPE, decode_array, encode_array
+from ..client.wire import MEDIA_TYPE, ArrayDecoder, encode_array
 from ..core import torch_threads
-from ..core.engine import check_threshold, clean_prompts
+from ..core.errors import VLSMError
+from ..core.validation import MAX_BATCH_SIZE, check_batch_size, check_threshold, check_window
 from .host import NotFound
 from .predicting import predict_array, window_for
 
 router = APIRouter()
 Output = Literal["mask", "probability"]
 Prompts = Annotated[list[str], Query(description="repeat for several structures (one image pass)")]
-Batch = Annotated[int, Query(ge=1, le=64)]
+Batch = Annotated[int, Query(ge=1, le=MAX_BATCH_SIZE)]
 
 
 async def _upload(request: Request):
+    """The body, decoded as it streams in: its header is checked before the array is allocated,
+    and the array is never larger than its header declares (client/wire.py ArrayDecoder)."""
     cfg = request.app.state.config
-    body = await request.body()
-    return await run_in_threadpool(decode_array, body, cfg.max_array_bytes, 4, cfg.max_side)
+    decoder = ArrayDecoder(cfg.max_array_bytes, 4, cfg.max_side)
+    async for chunk in request.stream():
+        if chunk:
+            await run_in_threadpool(decoder.feed, chunk)
+    return await run_in_threadpool(decoder.finish)
 
 
 def _window(lo: float | None, hi: float | None):
-    return None if lo is None and hi is None else (lo, hi)
+    return None if lo is None and hi is None else check_window((lo, hi), error=VLSMError)
 
 
 async def _predict(request, array, prompt, threshold, output, project, adapter, rgb, window, batch_size, index=None):
     host = request.app.state.host
-    prompts = clean_prompts(prompt)
-    threshold = check_threshold(threshold)
+    prompts = await run_in_threadpool(host.check_prompts, prompt)
+    threshold = check_threshold(threshold, error=VLSMError)
+    batch_size = check_batch_size(batch_size, error=VLSMError)
     # Model work on a thread that ends with it (core/torch_threads.py): starlette's pool threads
     # live on, and each would keep its own OpenMP team, which makes every later request slower.
     engine = await run_in_threadpool(torch_threads.call, host.engine, project, adapter)
     result = await run_in_threadpool(torch_threads.call, predict_array, host.model_lock.lock, engine, array, prompts,
                                      threshold, output, rgb, window, batch_size, index)
     data = await run_in_threadpool(encode_array, result)
-    provenance = {**engine.provenance(), "threshold": threshold, "prompts": prompts}
+    provenance = {**host.public_provenance(engine), "threshold": threshold, "prompts": list(prompts)}
     return Response(data, media_type=MEDIA_TYPE, headers={"X-VLSM-Provenance": json.dumps(provenance)})
 
 
@@ -50,10 +57,10 @@ async def predict(request: Request, prompt: Prompts, threshold: float = 0.5, out
                   project: str | None = None, adapter: str | None = None, rgb: bool | None = None,
                   batch_size: Batch = 8, window_lo: float | None = None,
                   window_hi: float | None = None):
+    window = _window(window_lo, window_hi)
+    array = await _upload(request)  # before the model queue: a slow upload holds no place in it
     with request.app.state.host.model_lock.queued():
-        array = await _upload(request)
-        return await _predict(request, array, prompt, threshold, output, project, adapter, rgb,
-                              _window(window_lo, window_hi), batch_size)
+        return await _predict(request, array, prompt, threshold, output, project, adapter, rgb, window, batch_size)
 
 
 @router.post("/v1/sessions", status_code=201, summary="upload an image or volume to segment many times")

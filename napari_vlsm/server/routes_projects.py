@@ -1,5 +1,9 @@
 """Project endpoints: corrections (add, list, remove), finetune jobs (start, progress stream, cancel)
-and adapters (list, download). The server is the only writer of its projects' stores."""
+and adapters (list, download). The server is the only writer of its projects' stores.
+
+Every value is checked with the core's rules (``core/validation.py``) before the store or the
+trainer sees it: a bad one is a 422 naming it, never a 500. Every change and every adapter
+download gets a line in the project's audit log (who: the token's name; never pixels)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..client.wire import WireError, decode_array
 from ..core.constants import DEFAULT_VARIANT
+from ..core.errors import VLSMError
+from ..core.validation import check_batch_size, check_slice_index, check_window
 from .host import NotFound, check_project
 from .jobs import FINISHED, Job
 
@@ -26,7 +32,7 @@ class CorrectionIn(BaseModel):
     mask: str = Field(description="base64 of a zstd .npy (H, W) binary mask")
     prompts: list[str] = Field(min_length=1, max_length=32)
     proposal: str | None = None
-    source: str = ""
+    source: str = Field("", max_length=1024)
     slice_index: int | list[int] | None = None
     window: tuple[float, float] | None = None
 
@@ -61,13 +67,19 @@ def _sample_info(sample) -> dict:
 @router.post("/v1/projects/{project}/corrections", status_code=201)
 def add_correction(request: Request, project: str, body: CorrectionIn):
     host = request.app.state.host
+    prompts = host.check_prompts(body.prompts)
+    slice_index = check_slice_index(body.slice_index, error=VLSMError)
+    window = check_window(body.window, error=VLSMError)
     store = host.store(check_project(project))
     image, mask = _array(request, body.image, "image"), _array(request, body.mask, "mask")
     proposal = None if body.proposal is None else _array(request, body.proposal, "proposal")
     with host.store_locks[project]:
-        sample = store.add(image, mask, body.prompts, proposal=proposal, source=body.source,
-                           slice_index=body.slice_index, window=body.window)
-    # 201 only after the store's commit rename: an acknowledged correction survives a crash.
+        sample = store.add(image, mask, list(prompts), proposal=proposal, source=body.source,
+                           slice_index=slice_index, window=window)
+        host.audit.record(request.state.user, "correction.added", project, id=sample.id, target=sample.target,
+                          prompts=list(sample.prompts), source=sample.source, slice_index=sample.slice_index,
+                          shape=list(sample.image.shape), split=sample.split)
+    # 201 only after the store's commit rename and the audit line: both survive a crash.
     return _sample_info(sample)
 
 
@@ -88,12 +100,15 @@ def remove_correction(request: Request, project: str, sample_id: str):
         raise NotFound(f"project {project} has no correction {sample_id}")
     with host.store_locks[project]:
         store.remove(sample_id)
+        host.audit.record(request.state.user, "correction.removed", project, id=sample_id)
     return Response(status_code=204)
 
 
 @router.post("/v1/projects/{project}/finetune", status_code=202)
 def start_finetune(request: Request, project: str, body: FinetuneIn):
-    job = request.app.state.jobs.start(check_project(project), body.model_dump())
+    settings = body.model_dump()
+    check_batch_size(settings["batch_size"], error=VLSMError)
+    job = request.app.state.jobs.start(check_project(project), settings, who=request.state.user)
     return job.status()
 
 
@@ -114,6 +129,9 @@ def job_status(request: Request, job_id: str):
 def cancel_job(request: Request, job_id: str):
     job = _job(request, job_id)
     if isinstance(job, Job):
+        if job.state not in FINISHED and not job.cancel.is_set():
+            request.app.state.host.audit.record(request.state.user, "finetune.cancel_requested", job.project,
+                                                job=job.id)
         job.cancel.set()
         return job.status()
     return job  # a record from before a restart: already over
@@ -137,6 +155,8 @@ async def job_events(request: Request, job_id: str, cancel_on_disconnect: bool =
                 await asyncio.sleep(0.1)  # cancellable: a client that leaves ends this loop at once
         finally:  # also reached when the client disconnects (the response task is cancelled)
             if cancel_on_disconnect and job.state not in FINISHED:
+                request.app.state.host.audit.record(request.state.user, "finetune.cancel_requested", job.project,
+                                                    job=job.id, why="the client left the progress stream")
                 job.cancel.set()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
@@ -163,5 +183,7 @@ def list_adapters(request: Request, project: str):
 
 @router.get("/v1/projects/{project}/adapters/{name}")
 def download_adapter(request: Request, project: str, name: str):
-    path = request.app.state.host.adapter_path(check_project(project), name)
+    host = request.app.state.host
+    path = host.adapter_path(check_project(project), name)
+    host.audit.record(request.state.user, "adapter.downloaded", project, adapter=name, bytes=path.stat().st_size)
     return FileResponse(path, media_type="application/octet-stream", filename=name)
