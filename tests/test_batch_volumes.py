@@ -185,3 +185,34 @@ def test_a_bad_volume_fails_alone_in_batch(inputs, tiny_model_dir, tmp_path, cap
     code, _, err = _run(capsys, "predict", *_model(tiny_model_dir), "--prompt", "x", broken, "--overwrite",
                         "--out", tmp_path / "out")
     assert code == 2 and "broken.nii.gz" in err  # nothing could be read: exit 2, as in-process
+
+
+def test_cleanup_and_statistics_on_a_cluster_equal_in_process(inputs, tiny_model_dir, cluster, tmp_path, capsys):
+    """--keep-largest/--fill-holes/--min-size-mm3 and --statistics reach the batch tasks: a NIfTI and a
+    TIFF stack split into slice-range tasks, a PNG in one task, and a --multilabel volume give the same
+    files (masks, label maps, statistics CSVs) and records as in-process predict."""
+    root, paths = inputs
+    finish = ["--keep-largest", "--fill-holes", "--min-size-mm3", "4", "--statistics", "--threshold", "0.3"]
+    multilabel = ["--prompt", "liver", "--prompt", "spleen", "--multilabel"]
+    for extra, files, where in ((PROMPTS, (paths[0], paths[2], paths[3]), ["--cluster", "local:1"]),
+                                (multilabel, (paths[0],), ["--scheduler", cluster.scheduler_address])):
+        base = ["predict", *_model(tiny_model_dir), *extra, *finish, *files, "--json"]
+        code, out, err = _run(capsys, *base, "--out", tmp_path / "here")
+        assert code == 0, err
+        want = json.loads(out)["outputs"]
+        code, out, err = _run(capsys, *base, "--out", tmp_path / "there", *where, "--slices-per-task", "2")
+        assert code == 0, err
+        got = {os.path.basename(r["path"]): r for r in json.loads(out)["outputs"]}
+        for record in want:
+            other = got[os.path.basename(record["path"])]
+            assert other["statistics"] == record["statistics"]
+            assert os.path.basename(other["statistics_path"]) == os.path.basename(record["statistics_path"])
+    here, there = _files(tmp_path / "here"), _files(tmp_path / "there")
+    assert {"permuted__statistics.csv", "photo__statistics.csv", "stack__statistics.csv"} <= set(here)
+    assert sorted(there) == sorted(here)
+    for name in here:
+        assert there[name] == here[name], name
+    from scipy import ndimage
+
+    mask = np.asarray(nib.load(tmp_path / "there" / "permuted__liver.nii.gz").dataobj)
+    assert ndimage.label(mask)[1] <= 1  # the largest part only, also on the cluster

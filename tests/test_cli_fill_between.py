@@ -4,6 +4,7 @@ checked against nibabel's own reading of the written NIfTI."""
 from __future__ import annotations
 
 import csv
+import json
 
 import nibabel as nib
 import numpy as np
@@ -117,3 +118,39 @@ def test_predict_statistics_and_cleanup_match_nibabel(capsys, tmp_path, tiny_mod
         assert sizes.min() >= 5
     code, _, err = run_main(capsys, *base, "--out", tmp_path / "bad", "--min-size-mm3", "-3")
     assert code == 2 and "mm³" in err
+
+
+def test_fill_between_guided_by_a_probability_map(capsys, tmp_path):
+    """--probability VALUE=PROB: label 1 bulges between its annotated slices; a probability map that
+    sees the bulge (and agrees on the annotated slices) guides its fill."""
+    truth = np.zeros((40, 36, 12), np.uint8)
+    for k in range(2, 9):
+        truth[..., k][disk((40, 36), 15, 15, 5 + 5 * np.sin(np.pi * (k - 2) / 6))] = 1
+    sparse = np.zeros_like(truth)
+    sparse[..., [2, 8]] = truth[..., [2, 8]]
+    nib.save(nib.Nifti1Image(sparse, AFFINE), tmp_path / "sparse.nii.gz")
+    nib.save(nib.Nifti1Image(np.where(truth == 1, 0.9, 0.1).astype(np.float32), AFFINE), tmp_path / "prob.nii.gz")
+    code, plain_out, err = run_main(capsys, "fill-between", tmp_path / "sparse.nii.gz", "--out", tmp_path / "plain.nii.gz")
+    assert code == 0, err
+    code, stdout, err = run_main(capsys, "fill-between", tmp_path / "sparse.nii.gz", "--out",
+                                 tmp_path / "guided.nii.gz", "--probability", f"1={tmp_path / 'prob.nii.gz'}", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["model_weight"] == {"1": 0.5}
+    plain, guided = (np.asarray(nib.load(tmp_path / f"{n}.nii.gz").dataobj) for n in ("plain", "guided"))
+    between = slice(3, 8)
+
+    def score(a):
+        return 2 * np.logical_and(a[..., between] == 1, truth[..., between] == 1).sum() / (
+            (a[..., between] == 1).sum() + (truth[..., between] == 1).sum())
+
+    assert score(guided) > score(plain) + 0.05
+    assert np.array_equal(guided[..., [2, 8]], sparse[..., [2, 8]])
+    # a map on another grid, values outside 0..1, a malformed option: one line each, nothing written
+    nib.save(nib.Nifti1Image(np.zeros((40, 36, 11), np.float32), AFFINE), tmp_path / "other.nii.gz")
+    nib.save(nib.Nifti1Image(np.full((40, 36, 12), 255, np.float32), AFFINE), tmp_path / "bytes.nii.gz")
+    for item, words in ((f"1={tmp_path / 'other.nii.gz'}", "voxel grid"), (f"1={tmp_path / 'bytes.nii.gz'}", "0..1"),
+                        ("liver", "VALUE=FILE")):
+        code, _, err = run_main(capsys, "fill-between", tmp_path / "sparse.nii.gz", "--out", tmp_path / "bad.nii.gz",
+                                "--probability", item)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bad.nii.gz").exists()

@@ -83,6 +83,7 @@ def build_jobs(args) -> list[dict]:
     window = getattr(args, "window", "auto")
     parse_window(window)
     multilabel = bool(getattr(args, "multilabel", False))
+    finish = _finish(args)
     if args.jobs:
         raw = _read_jobs_file(Path(args.jobs).expanduser())
     else:
@@ -97,7 +98,7 @@ def build_jobs(args) -> list[dict]:
         out = Path(job["out"]).expanduser() if job["out"] else default_out
         jobs.append({"input": job["input"], "prompts": prompts, "out": str(out), "threshold": threshold,
                      "slugs": unique_slugs(prompts), "window": window, "multilabel": multilabel,
-                     "volume": formats.is_volume_path(Path(job["input"]))})
+                     "volume": formats.is_volume_path(Path(job["input"])), "finish": finish})
     by_out: dict[str, list[dict]] = {}
     for job in jobs:  # output stems are unique per output folder, as predict makes them
         by_out.setdefault(job["out"], []).append(job)
@@ -105,6 +106,15 @@ def build_jobs(args) -> list[dict]:
         for job, stem in zip(group, unique_stems([Path(j["input"]) for j in group])):
             job["stem"] = stem
     return _one_per_series(jobs)
+
+
+def _finish(args) -> dict:
+    """predict's clean-up and --statistics flags, as each job carries them to its tasks (and its
+    resume records: other flags, other files)."""
+    return {"keep_largest": bool(getattr(args, "keep_largest", False)),
+            "fill_holes": bool(getattr(args, "fill_holes", False)),
+            "min_size_mm3": float(getattr(args, "min_size_mm3", 0.0) or 0.0),
+            "statistics": bool(getattr(args, "statistics", False))}
 
 
 def _one_per_series(jobs: list[dict]) -> list[dict]:

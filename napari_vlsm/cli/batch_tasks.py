@@ -139,9 +139,13 @@ def part_task(spec, path, prompts, threshold, window, start, stop, batch_size, m
 
 
 def _args(job: dict, batch_size: int = 1):
-    """The in-process predict's settings for one job (no probability maps in batch: refused there)."""
+    """The in-process predict's settings for one job (no probability maps in batch: refused there),
+    its clean-up and --statistics included (``batch.build_jobs``: ``job["finish"]``)."""
+    finish = job.get("finish") or {}
     return SimpleNamespace(threshold=job["threshold"], batch_size=batch_size, save_prob=False, out=job["out"],
-                           window=job.get("window", "auto"), multilabel=job.get("multilabel", False))
+                           window=job.get("window", "auto"), multilabel=job.get("multilabel", False),
+                           keep_largest=finish.get("keep_largest", False), fill_holes=finish.get("fill_holes", False),
+                           min_size_mm3=finish.get("min_size_mm3", 0.0), statistics=finish.get("statistics", False))
 
 
 def file_task(spec, job: dict, batch_size: int, provenance: dict) -> list[dict]:
@@ -159,31 +163,36 @@ def assemble_task(job: dict, provenance: dict, window, *parts) -> list[dict]:
     """Join a split stack's or volume's parts and write its outputs as ``predict`` writes them."""
     import numpy as np
 
-    from . import labelmap_output
+    from . import labelmap_output, statistics_output
     from .outputs import write_outputs
-    from .predict_volume import write_volume_outputs
+    from .predict_input import label_map_statistics
+    from .predict_volume import finish_label_map, write_volume_outputs
 
     path, args = Path(job["input"]), _args(job)
-    data = read_cached(job["input"]) if job.get("volume") else None
+    data = read_cached(job["input"]) if job.get("volume") or args.statistics else None
     if args.multilabel:
-        writer, suffix = None, None
-        if data is not None:
+        writer, suffix, finished = None, None, {}
+        if job.get("volume"):
             from ..core.medical import write_mask
 
-            def writer(array, target):
+            def writer(array, target):  # cleaned as predict_input's on-grid writer cleans it
+                array = finish_label_map(array, data, args, job["stem"], finished)
                 write_mask(target, array, data.geometry, description="napari-vlsm label map")
             suffix = ".nii.gz"
         info = {"input": str(path), "threshold": args.threshold, "provenance": provenance}
         records = [labelmap_output.write_labelmap(Path(args.out).expanduser(), job["stem"], np.concatenate(parts),
                                                   job["prompts"], True, info, writer=writer, suffix=suffix)]
+        records = label_map_statistics(records, path, job["stem"], data, job["prompts"], args,
+                                       finished.get("labels"))
     else:
         masks = np.concatenate(parts, axis=1)
         results = {p: (masks[k], None) for k, p in enumerate(job["prompts"])}
-        if data is not None:
+        if job.get("volume"):
             records = write_volume_outputs(path, job["stem"], job["slugs"], data, results, tuple(window), args,
                                            provenance)
         else:
             records = write_outputs(path, job["stem"], job["slugs"], True, results, args, provenance)
+            records = statistics_output.of_masks(records, path, job["stem"], results, args, image=data)
     write_records(job, records, provenance)
     return records
 
@@ -201,7 +210,8 @@ def record_key(job: dict, provenance: dict, prompt) -> dict:
     stat = path.stat()
     return {"input": str(path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
             "prompt": prompt, "threshold": job["threshold"], "window": job.get("window", "auto"),
-            "multilabel": job.get("multilabel", False), "model_fingerprint": provenance.get("model_fingerprint"),
+            "multilabel": job.get("multilabel", False), "finish": job.get("finish") or {},
+            "model_fingerprint": provenance.get("model_fingerprint"),
             "adapter_sha256": provenance.get("adapter_sha256"), "precision": provenance.get("precision")}
 
 

@@ -2,7 +2,8 @@
 
 Every output file is named here, once: ``<stem>__<slug><suffix>`` for a prompt's mask,
 ``<stem>__<slug>__prob<suffix>`` for its probability map, ``<stem>__labels<suffix>`` and
-``<stem>__labels.json`` for a ``--multilabel`` label map and its legend. ``predict`` (in process,
+``<stem>__labels.json`` for a ``--multilabel`` label map and its legend, ``<stem>__statistics.csv``
+for ``--statistics``. ``predict`` (in process,
 ``predict_input.py``) and the batch runner (``batch.py``: which outputs exist; ``batch_tasks.py``:
 writing them) both take the names from here, so a resumed batch finds what ``predict`` wrote.
 Writers go through ``core.atomic``: an interrupted run never leaves half a file under a final name.
@@ -58,6 +59,11 @@ def output_path(out, stem: str, name: str, suffix: str) -> Path:
 def probability_path(out, stem: str, name: str, suffix: str) -> Path:
     """``out/<stem>__<slug>__prob<suffix>``: a prompt's float32 probability map (``--save-prob``)."""
     return output_path(out, stem, f"{name}__prob", suffix)
+
+
+def statistics_path(out, stem: str) -> Path:
+    """``out/<stem>__statistics.csv``: ``--statistics``' per-structure table of one input."""
+    return output_path(out, stem, "statistics", ".csv")
 
 
 def legend_path(out, stem: str) -> Path:

@@ -8,7 +8,7 @@ for the whole stack), a medical volume NIfTI masks on its grid (``predict_volume
 from __future__ import annotations
 
 from ..core.errors import ImageError
-from . import labelmap_output
+from . import labelmap_output, statistics_output
 from .outputs import write_outputs
 from .predict_volume import finish_label_map, segment_volume, write_volume_outputs
 
@@ -47,18 +47,40 @@ def _segment(seg, data, prompts, args, bar):
 def _predict_labelmap(seg, path, stem, data, prompts, args, provenance, bar) -> list[dict]:
     """--multilabel: a medical volume's label map goes on its own grid as NIfTI, others as PNG/TIFF."""
     if not hasattr(data, "geometry"):
-        return labelmap_output.predict_file(seg, path, stem, data, prompts, args, provenance, bar,
-                                            window=_window(args, data))
+        records = labelmap_output.predict_file(seg, path, stem, data, prompts, args, provenance, bar,
+                                               window=_window(args, data))
+        return label_map_statistics(records, path, stem, data, prompts, args)
     from ..core.medical import write_mask
     from .predict_volume import window_of
 
+    finished: dict = {}
+
     def on_grid(array, target):  # the label map, and with --save-prob each structure's float32 probability
         kind = "probability" if array.dtype.kind == "f" else "label map"
-        array = finish_label_map(array, data, args, stem)  # clean-up and statistics (predict_volume.py)
+        array = finish_label_map(array, data, args, stem, finished)  # clean-up (predict_volume.py)
         write_mask(target, array, data.geometry, description=f"napari-vlsm {kind}")
 
-    return labelmap_output.predict_file(seg, path, stem, data.array, prompts, args, provenance, bar,
-                                        writer=on_grid, suffix=".nii.gz", window=window_of(args, data), rgb=False)
+    records = labelmap_output.predict_file(seg, path, stem, data.array, prompts, args, provenance, bar,
+                                           writer=on_grid, suffix=".nii.gz", window=window_of(args, data), rgb=False)
+    return label_map_statistics(records, path, stem, data, prompts, args, finished.get("labels"))
+
+
+def label_map_statistics(records, path, stem, data, prompts, args, labels=None) -> list[dict]:
+    """--statistics of a --multilabel label map: its CSV, and its rows in its record. ``labels``: the
+    volume's label map as written (canonical grid); a 2D/stack label map is read back from its file.
+    The batch runner's write task calls this too."""
+    if not getattr(args, "statistics", False):
+        return records
+    from ..core.image_files import read_image
+    from .statistics_output import attach, image_spacing, label_map_rows
+
+    if hasattr(data, "geometry"):
+        spacing, image = data.spacing, data.array
+    else:
+        spacing, image = image_spacing(path), data
+        labels = read_image(records[0]["path"])
+    attach(records, label_map_rows(labels, spacing, image, prompts), args.out, stem, label_map=True)
+    return records
 
 
 def predict_input(seg, path, stem, data, prompts, slugs, args, provenance, bar) -> list[dict]:
@@ -72,4 +94,5 @@ def predict_input(seg, path, stem, data, prompts, slugs, args, provenance, bar) 
         results, window = segment_volume(seg, data, prompts, args, bar)
         return write_volume_outputs(path, stem, slugs, data, results, window, args, provenance)
     is_stack, results = _segment(seg, data, prompts, args, bar)
-    return write_outputs(path, stem, slugs, is_stack, results, args, provenance)
+    records = write_outputs(path, stem, slugs, is_stack, results, args, provenance)
+    return statistics_output.of_masks(records, path, stem, results, args, image=data)

@@ -38,9 +38,9 @@ def write_volume_outputs(path, stem, slugs, volume, results, window, args, prove
     import numpy as np
 
     from ..core.medical import write_mask
+    from .statistics_output import attach, statistics_row, wanted
 
-    out, records = Path(args.out).expanduser(), []
-    stats = [] if getattr(args, "statistics", False) else None
+    out, records, stats = Path(args.out).expanduser(), [], []
     for (prompt, (mask, prob)), name in zip(results.items(), slugs):
         target = output_path(out, stem, name, ".nii.gz")
         mask = clean_volume(mask, volume, args, f"{stem}: {prompt}")
@@ -53,15 +53,11 @@ def write_volume_outputs(path, stem, slugs, volume, results, window, args, prove
             prob_path = probability_path(out, stem, name, ".nii.gz")
             write_mask(prob_path, prob, volume.geometry, description=f"napari-vlsm probability: {prompt}")
             record["probability_path"] = str(prob_path)
-        if stats is not None:  # each prompt's mask on its own (masks may overlap): one row each
-            row = statistics_row(mask, volume, prompt)
-            stats.append(row)
-            record["statistics"] = {k: v for k, v in row.items() if v is not None and k != "value"}
+        if wanted(args):  # each prompt's mask on its own (masks may overlap): one row each
+            stats.append(statistics_row(mask, volume.spacing, volume.array, prompt))
         records.append(record)
-    if stats:
-        csv_path = write_statistics(out, stem, stats)
-        for record in records:
-            record["statistics_path"] = csv_path
+    if wanted(args):
+        attach(records, stats, out, stem)
     return records
 
 
@@ -75,8 +71,9 @@ def add_volume_args(p) -> None:
     g.add_argument("--min-size-mm3", type=_mm3, default=0.0, metavar="V",
                    help="remove islands smaller than V mm³ (from the voxel spacing; default 0: off)")
     g.add_argument("--statistics", action="store_true",
-                   help="write <stem>__statistics.csv: per structure volume (mL), voxels, mean and std "
-                        "of the image inside (HU for CT), slice range")
+                   help="write <stem>__statistics.csv (any input): per structure voxels, volume (mL) or "
+                        "area (mm² when the spacing is known, else pixels), mean and std of the image "
+                        "inside (HU for CT), slice range")
 
 
 def _mm3(text: str) -> float:
@@ -117,38 +114,12 @@ def clean_volume(labels, volume, args, what: str):
     return out
 
 
-def statistics_row(mask, volume, prompt: str) -> dict:
-    """One structure's row (an empty mask: 0 voxels, 0 mL)."""
-    import numpy as np
-
-    from ..core.volume_edit.statistics import COLUMNS, structure_statistics
-
-    rows = structure_statistics((np.asarray(mask) != 0).astype(np.uint8), volume.spacing, image=volume.array,
-                                names={1: prompt})
-    return rows[0] if rows else {**dict.fromkeys(COLUMNS), "value": 1, "name": prompt, "voxels": 0,
-                                 "volume_ml": 0.0}
-
-
-def write_statistics(out_dir, stem, rows) -> str:
-    """``<stem>__statistics.csv`` beside the masks (atomic); returns its path."""
-    from ..core.atomic import write_bytes_atomic
-    from ..core.volume_edit.statistics import to_csv
-    from .outputs import output_path
-
-    target = output_path(Path(out_dir).expanduser(), stem, "statistics", ".csv")
-    write_bytes_atomic(target, to_csv(rows).encode())
-    return str(target)
-
-
-def finish_label_map(array, volume, args, stem):
-    """predict --multilabel's label map of a volume: cleaned, and its statistics written (the
-    structures are named by the prompts in order: value i + 1 = prompt i)."""
+def finish_label_map(array, volume, args, stem, finished: dict | None = None):
+    """predict --multilabel's label map of a volume, cleaned as the options ask; ``finished`` (a dict)
+    keeps it under "labels" for its statistics (``statistics_output.attach_label_map``)."""
     if array.dtype.kind == "f":  # a probability map: written as it is
         return array
     array = clean_volume(array, volume, args, stem)
-    if getattr(args, "statistics", False):
-        from ..core.volume_edit.statistics import structure_statistics
-
-        names = {i + 1: p for i, p in enumerate(args.prompt)}
-        write_statistics(args.out, stem, structure_statistics(array, volume.spacing, volume.array, names))
+    if finished is not None:
+        finished["labels"] = array
     return array

@@ -64,3 +64,48 @@ def read_input(path):
 
         return read_volume(path)
     return read_image(path)
+
+
+# TIFF resolution units in mm per unit (ResolutionUnit tag; tifffile's 4/5 are non-standard but written)
+_MM_PER_RESUNIT = {2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}
+# ImageJ's ``unit`` (its XResolution is then pixels per that unit, ResolutionUnit NONE)
+_MM_PER_IMAGEJ_UNIT = {"m": 1e3, "cm": 10.0, "mm": 1.0, "micron": 1e-3, "um": 1e-3, "\u00b5m": 1e-3,
+                       "\\u00B5m": 1e-3, "nm": 1e-6}
+# Image editors write 72 or 96 dpi when nothing was measured: those say "unknown", not a size.
+_SCREEN_DPI = (72.0, 96.0)
+
+
+def pixel_spacing(path) -> tuple[float, ...] | None:
+    """A TIFF's pixel size in mm from its resolution tags: ``(y, x)``, or ``(z, y, x)`` when an
+    ImageJ stack also gives its slice spacing. None when unknown: not a TIFF, no resolution or
+    ResolutionUnit NONE without an ImageJ unit, or 72/96 dpi (an image editor's default).
+    (PNG/JPEG carry no trustworthy spacing; a DICOM slice is a medical volume with its PixelSpacing.)"""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tags, imagej = tif.pages[0].tags, tif.imagej_metadata or {}
+            res = [tags.get(name) for name in ("YResolution", "XResolution")]
+            unit = tags.get("ResolutionUnit")
+            unit = int(unit.value) if unit is not None else 2  # TIFF's default unit is the inch
+            per_px = [r.value[0] / r.value[1] if r is not None and r.value[1] else 0.0 for r in res]
+    except Exception:  # noqa: BLE001 - an unreadable header: the reader reports the file itself
+        return None
+    if not all(p > 0 for p in per_px):
+        return None
+    if unit == 1:  # no unit: only ImageJ's own metadata says what a pixel is
+        mm = _MM_PER_IMAGEJ_UNIT.get(str(imagej.get("unit", "")).strip().lower())
+    else:
+        mm = _MM_PER_RESUNIT.get(unit)
+        if unit == 2 and all(round(p, 3) in _SCREEN_DPI for p in per_px):
+            return None
+    if mm is None:
+        return None
+    spacing = tuple(mm / p for p in per_px)
+    z = imagej.get("spacing")
+    if unit == 1 and isinstance(z, (int, float)) and z > 0:
+        return (float(z) * mm, *spacing)
+    return spacing

@@ -72,15 +72,16 @@ def _blend(sdf_a, sdf_b, t: float) -> np.ndarray:
 
 
 def _pair(a: np.ndarray, b: np.ndarray, ts: Sequence[float], sampling, align: bool) -> list[np.ndarray]:
-    """Masks at fractions ``ts`` between key shapes ``a`` (t=0) and ``b`` (t=1), same-shape crops."""
+    """Blended signed distances (inside > 0, mm) at fractions ``ts`` between key shapes ``a`` (t=0)
+    and ``b`` (t=1), same-shape crops."""
     sdf_a, sdf_b = signed_distance(a, sampling), signed_distance(b, sampling)
     if not (align and a.any() and b.any()):
-        return [_blend(sdf_a, sdf_b, t) > 0 for t in ts]
+        return [_blend(sdf_a, sdf_b, t) for t in ts]
     ca, cb = _centroid(a), _centroid(b)
     out = []
     for t in ts:
         c = (1 - t) * ca + t * cb  # where the structure's centre is at this slice
-        out.append(_blend(_shifted(sdf_a, c - ca), _shifted(sdf_b, c - cb), t) > 0)
+        out.append(_blend(_shifted(sdf_a, c - ca), _shifted(sdf_b, c - cb), t))
     return out
 
 
@@ -122,24 +123,32 @@ def _groups(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]
 def interpolate_pair(a: np.ndarray, b: np.ndarray, ts: Sequence[float], sampling=(1.0, 1.0),
                      method: str = DEFAULT_METHOD) -> list[np.ndarray]:
     """Masks at fractions ``ts`` (0 < t < 1) between two key slices ``a`` and ``b`` (bool, (H, W))."""
+    return [field > 0 for field in interpolated_distance(a, b, ts, sampling, method)]
+
+
+def interpolated_distance(a: np.ndarray, b: np.ndarray, ts: Sequence[float], sampling=(1.0, 1.0),
+                          method: str = DEFAULT_METHOD) -> list[np.ndarray]:
+    """The interpolated signed distance (mm, inside > 0; float32, (H, W)) at each of ``ts``: the mask
+    is where it is positive. -inf outside the working crop (far from both keys), and everywhere
+    when both keys are empty. (What a blend with other evidence thresholds; docs/volumes.md.)"""
     if method not in METHODS:
         raise ValueError(f"unknown fill method {method!r}; use one of {', '.join(METHODS)}")
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     ts = list(ts)
     if not (a.any() or b.any()):
-        return [np.zeros(a.shape, bool) for _ in ts]
+        return [np.full(a.shape, -np.inf, np.float32) for _ in ts]
     box = _crop(a, b)
     ca, cb = a[box], b[box]
-    if method == "components":
-        crops = [np.zeros(ca.shape, bool) for _ in ts]
+    if method == "components":  # the union of the groups: the largest of their distances
+        crops = [np.full(ca.shape, -np.inf, np.float32) for _ in ts]
         for part_a, part_b in _groups(ca, cb):
-            for crop, m in zip(crops, _pair(part_a, part_b, ts, sampling, align=True)):
-                crop |= m
+            for crop, field in zip(crops, _pair(part_a, part_b, ts, sampling, align=True)):
+                np.maximum(crop, field, out=crop)
     else:
         crops = _pair(ca, cb, ts, sampling, align=method == "aligned")
     out = []
     for crop in crops:
-        full = np.zeros(a.shape, bool)
+        full = np.full(a.shape, -np.inf, np.float32)
         full[box] = crop
         out.append(full)
     return out
@@ -179,13 +188,15 @@ def fill_between(mask: np.ndarray, keys: Sequence[int], axis: int = 0, spacing=N
 
 
 def fill_label_map(labels: np.ndarray, keys: Sequence[int] | None = None, axis: int = 0, spacing=None,
-                   method: str = DEFAULT_METHOD) -> np.ndarray:
+                   method: str = DEFAULT_METHOD, fill_structure=None) -> np.ndarray:
     """Every non-zero label of ``labels`` filled on its own between the key slices.
 
     ``keys`` None: every slice holding any label is a key for every label (a slice someone
     annotated is annotated for all structures; a structure absent there ends before it).
     Between keys a label's fill is written only where no other label was filled first (labels
-    in ascending order), so structures never overwrite one another.
+    in ascending order), so structures never overwrite one another. ``fill_structure(mask, value,
+    keys)``, when given, fills one structure instead of ``fill_between`` (e.g. guided by the model's
+    probability: ``fill_guided.py``).
     """
     labels = np.asarray(labels)
     axis = axis % 3
@@ -199,7 +210,10 @@ def fill_label_map(labels: np.ndarray, keys: Sequence[int] | None = None, axis: 
         if keys else np.zeros(moved.shape[0], bool)
     moved[between] = 0
     for value in np.unique(labels[labels != 0]):
-        filled = np.moveaxis(fill_between(labels == value, keys, axis, spacing, method), axis, 0)
+        mask = labels == value
+        filled = fill_between(mask, keys, axis, spacing, method) if fill_structure is None else \
+            fill_structure(mask, int(value), keys)
+        filled = np.moveaxis(filled, axis, 0)
         moved[between] = np.where(filled[between] & (moved[between] == 0), value, moved[between])
     return out
 
