@@ -129,3 +129,12 @@ def test_the_key_follows_the_adapter(loaded):
     assert scoring.score_key(seg, ["polyp"]) == plain != scoring.score_key(seg, ["polyp"], threshold=0.4)
     seg.set_adapters(build_adapters(AdapterConfig.from_variant("shallow-v", loaded.config)))
     assert scoring.score_key(seg, ["polyp"]) != plain
+
+
+def test_large_images_are_scored_at_the_model_scale():
+    big = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    small = scoring.model_scale(big, 352)
+    assert small.shape == (360, 640, 3) and small.dtype == np.uint8
+    assert abs(float(small.mean()) - float(big.mean())) < 1.0
+    same = big[:500, :600]
+    assert scoring.model_scale(same, 352) is same  # under twice the input size: kept as it is
