@@ -71,30 +71,30 @@ def _check_holder(worklist, item_id: int, holder: str) -> None:
 
 @router.get("/v1/projects/{project}/worklist")
 def worklist_status(request: Request, project: str):
-    worklist = _worklist(request, project)
-    worklist.refresh_missing()
-    return _listing(worklist)
+    with _worklist(request, project) as worklist:
+        worklist.refresh_missing()
+        return _listing(worklist)
 
 
 @router.post("/v1/projects/{project}/next")
 def next_item(request: Request, project: str, body: NextIn):
-    worklist = _worklist(request, project)
-    if body.previous_id is not None and body.previous_status is not None:
-        _check_holder(worklist, body.previous_id, body.holder)
-        worklist.set_status(body.previous_id, body.previous_status)
-    item = worklist.lease(body.holder, body.lease_s, order=body.order)
-    return {"item": None if item is None else item.as_json(),
-            "lease_s": body.lease_s if item is not None else None, "counts": worklist.counts()}
+    with _worklist(request, project) as worklist:
+        if body.previous_id is not None and body.previous_status is not None:
+            _check_holder(worklist, body.previous_id, body.holder)
+            worklist.set_status(body.previous_id, body.previous_status)
+        item = worklist.lease(body.holder, body.lease_s, order=body.order)
+        return {"item": None if item is None else item.as_json(),
+                "lease_s": body.lease_s if item is not None else None, "counts": worklist.counts()}
 
 
 @router.post("/v1/projects/{project}/items/{item_id}/status")
 def set_status(request: Request, project: str, item_id: int, body: StatusIn):
-    worklist = _worklist(request, project)
-    _check_holder(worklist, item_id, body.holder)
-    item = worklist.set_status(item_id, body.status)
-    if body.status in ("done", "skipped", "unseen"):
-        worklist.release(item_id, body.holder)
-    return item.as_json()
+    with _worklist(request, project) as worklist:
+        _check_holder(worklist, item_id, body.holder)
+        item = worklist.set_status(item_id, body.status)
+        if body.status in ("done", "skipped", "unseen"):
+            worklist.release(item_id, body.holder)
+        return item.as_json()
 
 
 @router.get("/v1/projects/{project}/items/{item_id}/image")
@@ -104,8 +104,8 @@ def item_image(request: Request, project: str, item_id: int):
 
     from ..core.worklist import read_item
 
-    worklist = _worklist(request, project)
-    item = worklist.get(item_id)
+    with _worklist(request, project) as worklist:
+        item = worklist.get(item_id)
     data = read_item(item)
     array = np.asarray(getattr(data, "array", data))
     cfg = request.app.state.config
@@ -121,9 +121,8 @@ def rank(request: Request, project: str, body: RankIn):
     from ..core.worklist.scoring import rank as rank_items
 
     host = request.app.state.host
-    worklist = _worklist(request, project)
     prompts, threshold = clean_prompts(body.prompts), check_threshold(body.threshold)
-    with host.model_lock.queued():
+    with _worklist(request, project) as worklist, host.model_lock.queued():
         engine = torch_threads.call(host.engine, project, body.adapter)
 
         def scored():
