@@ -49,16 +49,17 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(autouse=True)
-def _private_dock_settings(tmp_path, monkeypatch):
+def _private_dock_settings(tmp_path_factory, monkeypatch):
     # Each test its own dock settings (the session's fake home holds the rest; isolation.py). After a
     # monkeypatch.undo() the session's fake config folder is back, never the user's.
-    monkeypatch.setenv("NAPARI_VLSM_CONFIG_DIR", str(tmp_path / "user-config"))
+    # (beside the test's tmp_path, not in it: tests list what they wrote there)
+    config = tmp_path_factory.mktemp("user-config")
+    monkeypatch.setenv("NAPARI_VLSM_CONFIG_DIR", str(config))
     # a returning user: napari's reader preference was set before (tests/test_reader_preference.py
     # removes this to see the first time), so no first-run notice mixes with what a test counts
     from napari_vlsm._napari.reader_preference import MARKER
 
-    (tmp_path / "user-config").mkdir(exist_ok=True)
-    (tmp_path / "user-config" / MARKER).write_text('{"set": []}\n')
+    (config / MARKER).write_text('{"set": []}\n')
 
 
 @pytest.fixture(scope="session")

@@ -152,13 +152,16 @@ def test_fetch_adapter_and_a_hostile_latest_json(tmp_path, loaded, force_dice):
     assert project.latest_adapter() is None
 
 
-def test_worklist_hook_says_clearly_when_absent(tmp_path):
-    import importlib.util
+def test_the_project_owns_its_worklist(tmp_path):
+    import imageio.v3 as iio
 
-    if importlib.util.find_spec("napari_vlsm.core.worklist") is not None:
-        pytest.skip("the worklist module is present")
-    with pytest.raises(NotImplementedError, match="worklist"):
-        _ = Project(tmp_path / "p").worklist
+    iio.imwrite(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
+    project = Project(tmp_path / "p")
+    with project.worklist as worklist:
+        assert worklist.root == project.root.resolve()
+        worklist.add([tmp_path / "a.png"])
+    with Project(tmp_path / "p").worklist as again:  # the same file: worklist.sqlite in the project folder
+        assert [i.name for i in again.items()] == ["a.png"]
 
 
 def test_result_wire_form_round_trips():

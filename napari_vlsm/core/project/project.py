@@ -109,11 +109,8 @@ class Project:
     @property
     def worklist(self):
         """The series worklist of this project (``core/worklist``)."""
-        try:
-            from napari_vlsm.core.worklist import Worklist
-        except ImportError as err:
-            raise NotImplementedError("this napari-vlsm has no series worklist (napari_vlsm.core.worklist "
-                                      f"is missing: {err})") from None
+        from ..worklist import Worklist
+
         return Worklist(self.root)
 
     # ------------------------------------------------------------------------------ training
