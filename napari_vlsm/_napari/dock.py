@@ -16,6 +16,7 @@ from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
 from .segment_panel import SegmentPanel
+from .series_panel import SeriesPanel
 from .session import Session
 
 
@@ -37,11 +38,13 @@ class VLSMDock(QWidget):
         self.finetune = FinetunePanel(self.session)
         self.model = ModelPanel(self.session)
         self.advanced = AdvancedPanel(self.session)
+        self.series = SeriesPanel(self.session, self.segment, self.corrections, self.finetune)
 
         content = QWidget()
         box = QVBoxLayout(content)
         self.notice = self._make_notice()
         box.addWidget(self.notice)
+        box.addWidget(_group("Series", self.series))
         box.addWidget(_group("Segment", self.segment))
         box.addWidget(_group("Corrections", self.corrections))
         box.addWidget(_group("Finetune", self.finetune))
@@ -71,6 +74,7 @@ class VLSMDock(QWidget):
         self.session.model_changed.connect(workers.guarded(self.check_model_source, "checking the model"))
         self.check_model_source()
         self.segment._context_changed()
+        workers.guarded(self.series.restore, "opening the series")()  # lands on the item left last time
 
     def _fit_width(self, *_) -> None:
         """Wide enough for the content beside a vertical scroll bar: nothing is ever cut off.
@@ -226,6 +230,7 @@ class VLSMDock(QWidget):
         self.session.closed = True
         if not self._closed:
             self.corrections.watcher.flush()  # edits still waiting for auto-save are stored, not dropped
+            self.series.close()  # the mask on screen is saved
             self.finetune.detach()
             if self._save_timer.isActive():
                 workers.guarded(self.save_settings, "saving the settings")()

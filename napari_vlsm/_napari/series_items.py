@@ -1,0 +1,152 @@
+"""What the Series section does with one worklist item off the GUI thread (no Qt, no layers here).
+
+* :func:`read_layer` reads an item the way File > Open would: a 2D image or TIFF stack as an array,
+  a scan (NIfTI, NRRD, MHA, DICOM series) through the napari-vlsm reader's layer data, so the layer
+  carries the scan's geometry (scale = spacing, translate = origin, the grid for saving).
+* :func:`prefetch` is that read plus the image pass of the slice the item will open on, run while
+  the user corrects the current item: the engine keeps the image features in its cache, so Next
+  only runs the text side and the small decoder.
+* :func:`read_saved` reads back the mask an item was saved with (the worked-on item comes back with
+  it, not with a new proposal); :func:`mask_target` says which file that is.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MASKS_FOLDER = "masks"  # <project>/masks: the masks of the series' items (and their legends)
+
+
+@dataclass
+class ItemData:
+    """An item read for napari: ``viewer.add_image(data, **kwargs)``; ``start`` = the slice to open on."""
+
+    item_id: int
+    data: object
+    kwargs: dict
+    start: int | None  # volumes: the first slice shown (the most uncertain one, else the middle)
+    medical: bool
+
+    @property
+    def ndim(self) -> int:
+        rgb = self.kwargs.get("rgb", _looks_rgb(self.data))
+        return self.data.ndim - (1 if rgb else 0)
+
+
+def _looks_rgb(data) -> bool:
+    return data.ndim == 3 and data.shape[-1] in (3, 4)
+
+
+def read_layer(item) -> ItemData:
+    """Worker: the item's pixels and layer keywords (ImageError, with the file named, when it fails)."""
+    from napari_vlsm.core.worklist import read_item
+
+    from .reader import volume_layer
+
+    found = read_item(item)
+    if hasattr(found, "geometry"):  # a MedicalVolume: the reader's own layer, geometry included
+        data, kwargs, _ = volume_layer(found)
+        kwargs["name"] = item.name
+        medical = True
+    else:
+        data, kwargs, medical = found, {"name": item.name}, False
+        if data.ndim == 3 and not _looks_rgb(data):
+            kwargs["rgb"] = False
+    start = None
+    ndim = data.ndim - (1 if kwargs.get("rgb", _looks_rgb(data)) else 0)
+    if ndim == 3:
+        worst = [z for z in (item.worst_slices or ()) if 0 <= z < data.shape[0]]
+        start = worst[0] if worst else data.shape[0] // 2
+    return ItemData(item.id, data, kwargs, start, medical)
+
+
+def window_of(preset, found: ItemData):
+    """The intensity window the dock's Segment will use for this item (Session.window_for's rule:
+    2D images under 'auto' need none; a volume gets one window for all its slices)."""
+    if found.ndim < 3 and preset == "auto":
+        return None
+    from napari_vlsm.core.medical.windows import resolve_window
+
+    meta = found.kwargs.get("metadata", {}).get("napari_vlsm_volume") or {}
+    return resolve_window(preset, found.data, meta.get("modality", ""), rgb=bool(found.kwargs.get("rgb")))
+
+
+def start_plane(found: ItemData) -> np.ndarray:
+    """The pixels of the slice the item opens on (the whole image in 2D)."""
+    return np.asarray(found.data if found.start is None else found.data[found.start])
+
+
+def lower_priority() -> None:
+    """This thread (and the OpenMP helpers it will start) yields the CPU to everything else: a
+    prefetch never slows the brush. Linux sets niceness per thread; elsewhere nothing happens."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+
+
+def prefetch(segmenter, item, prompts: list[str], preset, cancel: threading.Event):
+    """Worker (a torch thread of its own, niced): read the item, then, unless cancelled meanwhile,
+    run its image pass for ``prompts`` so the engine caches the features. Returns the ItemData."""
+    lower_priority()
+    found = read_layer(item)
+    if segmenter is not None and prompts and not cancel.is_set():
+        segmenter.predict(start_plane(found), list(prompts), window=window_of(preset, found))
+    return found
+
+
+# ----------------------------------------------------------------------------- saved masks
+def mask_target(worklist, item, project: Path, ndim: int, medical: bool) -> tuple[Path, Path]:
+    """The mask file of an item and its JSON legend (export.py's naming: NIfTI for a scan, PNG in 2D)."""
+    from .export import export_paths
+
+    return export_paths(worklist.output_path(item, Path(project) / MASKS_FOLDER), ndim, medical=medical)
+
+
+def read_saved(target: Path, legend: Path) -> tuple[np.ndarray, list[str]] | None:
+    """Worker: (label map, prompts) of a saved mask, or None when there is none."""
+    if not target.is_file():
+        return None
+    import json
+
+    from napari_vlsm.core import labelmap as LM
+    from napari_vlsm.core.errors import ImageError
+
+    name = target.name.lower()
+    try:
+        if name.endswith((".nii.gz", ".nii")):
+            from napari_vlsm.core.medical import read_volume
+
+            data = np.asarray(read_volume(target).array)
+        else:
+            from napari_vlsm.core.image_files import read_image
+
+            data = np.asarray(read_image(target))
+        structures = LM.read_legend(json.loads(legend.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as err:
+        raise ImageError(f"cannot read the saved mask {target}: {err}") from None
+    return data, [s.prompt for s in structures]
+
+
+def set_aside(target: Path, legend: Path) -> Path:
+    """Keep a saved mask that no longer fits its image (the file changed shape) under another name:
+    nothing is lost, and the item gets a new mask. Returns where it went."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = None
+    for path in (target, legend):
+        if path.exists():
+            name = path.name
+            for suffix in (".nii.gz", ".nii", ".png", ".tif", ".json"):
+                if name.lower().endswith(suffix):
+                    name = f"{name[: -len(suffix)]}.old-{stamp}{name[-len(suffix):]}"
+                    break
+            os.replace(path, path.with_name(name))
+            moved = moved or path.with_name(name)
+    return moved
