@@ -39,3 +39,7 @@ class TrainingError(VLSMError):
 
 class SettingError(VLSMError, ValueError):
     """A setting is out of range (threshold, batch size); the message names the allowed range."""
+
+
+class WorklistError(VLSMError):
+    """The series worklist cannot be read or written (read-only folder, busy, unknown item)."""

@@ -1,0 +1,52 @@
+"""Leases: several annotators on one worklist (the server's ``POST /v1/projects/{p}/next``).
+
+An item handed out is held by its annotator until the lease expires (as in MONAI Label), so two
+people never correct the same image at once; an annotator who walks away frees it by doing
+nothing. Choosing and taking happen in one write transaction: two requests at the same moment
+cannot get the same item, even from two processes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import WorklistError
+from . import ordering
+from .items import COLUMNS, OPEN_STATUSES, item_from_row
+
+MAX_LEASE_S = 24 * 3600.0
+
+
+def check_holder(holder: str) -> str:
+    holder = str(holder or "").strip()
+    if not holder or len(holder) > 128:
+        raise WorklistError("a lease needs an annotator name of 1-128 characters")
+    return holder
+
+
+def take(worklist, holder: str, seconds: float, order: str, seed: int | None = None):
+    """The next open item nobody else holds, now leased to ``holder`` (None when none is left)."""
+    holder = check_holder(holder)
+    ordering.check_order(order)
+    if not 0 < float(seconds) <= MAX_LEASE_S:
+        raise WorklistError(f"a lease lasts 0-{MAX_LEASE_S:.0f} s; got {seconds}")
+    now = time.time()
+    marks = ", ".join("?" * len(OPEN_STATUSES))
+    with worklist._db.transaction() as cur:
+        mine = cur.execute("SELECT id FROM items WHERE lease_holder = ? AND lease_until > ? ORDER BY id DESC",
+                           (holder, now)).fetchone()
+        rows = cur.execute(f"SELECT {', '.join(COLUMNS)}, last_handed FROM items WHERE status IN ({marks}) "
+                           "AND NOT (lease_until > ? AND lease_holder != ?) ORDER BY id",
+                           (*OPEN_STATUSES, now, holder)).fetchall()
+        pool = [item_from_row(r[:-1]) for r in rows]
+        handed = {r[0]: r[-1] for r in rows if r[-1] is not None}
+        # Asking again means "the next one": pick skips ``after`` unless it is the only item left.
+        after = mine[0] if mine else None
+        chosen = ordering.pick(pool, order, after, handed, now, seed)
+        cur.execute("UPDATE items SET lease_holder = '', lease_until = 0 WHERE lease_holder = ?", (holder,))
+        if chosen is None:
+            return None
+        cur.execute("UPDATE items SET lease_holder = ?, lease_until = ?, last_handed = ?, last_opened = ?, "
+                    "status = CASE status WHEN 'unseen' THEN 'in-progress' ELSE status END WHERE id = ?",
+                    (holder, now + float(seconds), now, now, chosen.id))
+        return worklist._get(cur, chosen.id)
