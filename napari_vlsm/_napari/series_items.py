@@ -23,6 +23,23 @@ MASKS_FOLDER = "masks"  # <project>/masks: the masks of the series' items (and t
 
 
 @dataclass
+class Failed:
+    """A worker's answer for an item that cannot be read (superqt raises a returned exception)."""
+
+    error: Exception
+
+
+def read_or_fail(read, *args):
+    """Worker: ``read(*args)``, or Failed(the user-caused error) for the panel to word."""
+    from napari_vlsm.core.errors import VLSMError
+
+    try:
+        return read(*args)
+    except VLSMError as err:
+        return Failed(err)
+
+
+@dataclass
 class ItemData:
     """An item read for napari: ``viewer.add_image(data, **kwargs)``; ``start`` = the slice to open on."""
 

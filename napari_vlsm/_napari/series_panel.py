@@ -43,7 +43,7 @@ from napari_vlsm.core.errors import VLSMError, WorklistError
 from . import layers as L
 from . import series_texts as T
 from . import workers
-from .series_items import ItemData, mask_target, read_layer, read_saved, set_aside
+from .series_items import Failed, ItemData, mask_target, read_layer, read_or_fail, read_saved, set_aside
 from .series_learning import Learning
 from .series_prefetch import Prefetcher
 from .series_table import SeriesTable
@@ -53,14 +53,6 @@ ORDERS = {"in-order": "In order", "random": "Random", "most-uncertain": "Most un
 NEXT_KEY = "Shift-N"  # free in napari's viewer and in every layer's keymap (napari/utils/shortcuts.py)
 LEASE_S = 30 * 60.0  # an item on screen is held this long for this window (renewed by each Next)
 DB_NAME = "worklist.sqlite"
-
-
-def _read(item):
-    """Worker: the item's layer data, or the error to show (never raised: the panel words it)."""
-    try:
-        return read_layer(item)
-    except VLSMError as err:
-        return err
 
 
 class SeriesPanel(QWidget):
@@ -301,7 +293,7 @@ class SeriesPanel(QWidget):
         if ready is not None:
             return self._show(item, advance, ready)
         self.status.setText(f"Opening '{item.name}'…")
-        workers.start(_read, item, what="opening the item", on_return=partial(self._show, item, advance),
+        workers.start(read_or_fail, read_layer, item, what="opening the item", on_return=partial(self._show, item, advance),
                       on_error=lambda *_: self._opened_failed(), group=self.session.workers)
 
     def _opened_failed(self) -> None:
@@ -311,8 +303,8 @@ class SeriesPanel(QWidget):
     def _show(self, item, advance: bool, found) -> None:
         self.opening = False
         wl = self._need_worklist()
-        if isinstance(found, VLSMError):
-            return self._unopenable(wl, item, found, advance)
+        if isinstance(found, Failed):
+            return self._unopenable(wl, item, found.error, advance)
         self._remove_layers()
         from napari.layers._source import layer_source
 

@@ -16,19 +16,11 @@ import random
 import threading
 
 from napari_vlsm.core import labelmap as LM
-from napari_vlsm.core.errors import VLSMError
 
 from . import workers
-from .series_items import ItemData, prefetch
+from .series_items import ItemData, prefetch, read_or_fail
 
 DEPTH = 2  # items read ahead (a volume's pixels are kept until Next takes them)
-
-
-def _prefetch(*args):
-    try:
-        return prefetch(*args)
-    except VLSMError as err:  # the item's own problem: Next will say it when the user gets there
-        return err
 
 
 class Prefetcher:
@@ -125,12 +117,13 @@ class Prefetcher:
         prompts = LM.split_structures(self.panel.segment.prompt.currentText())
         self._cancel = cancel = threading.Event()
         self._worker = workers.start(
-            _prefetch, segmenter, item, prompts, s.window_preset, cancel, what="reading ahead",
+            read_or_fail, prefetch, segmenter, item, prompts, s.window_preset, cancel, what="reading ahead",
             on_return=lambda found: self._done(item.id, cancel, found), on_finish=self._finished,
             group=s.workers, torch_job=True,
         )
 
     def _done(self, item_id: int, cancel, found) -> None:
+        # An item that cannot be read is left for Next, which says so when the user gets there.
         if isinstance(found, ItemData) and item_id in self._plan and not cancel.is_set():
             self._ready[item_id] = found
 
