@@ -50,9 +50,12 @@ class ItemData:
     medical: bool
 
     @property
+    def rgb(self) -> bool:
+        return bool(self.kwargs.get("rgb", _looks_rgb(self.data)))  # napari's own guess when not said
+
+    @property
     def ndim(self) -> int:
-        rgb = self.kwargs.get("rgb", _looks_rgb(self.data))
-        return self.data.ndim - (1 if rgb else 0)
+        return self.data.ndim - (1 if self.rgb else 0)
 
 
 def _looks_rgb(data) -> bool:

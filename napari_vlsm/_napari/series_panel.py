@@ -41,6 +41,7 @@ from napari_vlsm.core import labelmap as LM
 from napari_vlsm.core.errors import VLSMError, WorklistError
 
 from . import layers as L
+from . import series_layers as SL
 from . import series_texts as T
 from . import workers
 from .series_items import Failed, ItemData, mask_target, read_layer, read_or_fail, read_saved, set_aside
@@ -305,21 +306,29 @@ class SeriesPanel(QWidget):
         wl = self._need_worklist()
         if isinstance(found, Failed):
             return self._unopenable(wl, item, found.error, advance)
-        self._remove_layers()
-        from napari.layers._source import layer_source
-
-        with layer_source(path=str(item.path)):  # corrections name the file they came from
-            image = self.viewer.add_image(found.data, **found.kwargs)
-        self.image = image
+        saved = self._saved_mask(item, found)
+        prompts = saved[1] if saved else LM.split_structures(self.segment.prompt.currentText())
+        if SL.can_reuse(self.viewer, self.image, found):
+            SL.reuse_image(self.viewer, self.session, self.image, item, found, L.target_key(LM.join_structures(prompts)))
+        else:
+            if self.image is not None:
+                SL.remove(self.viewer, self.session, self.image)
+            self.image = SL.add_image(self.viewer, item, found)
         if found.start is not None:
             self.viewer.dims.set_current_step(0, found.start)
-        self.segment.image.value = image
+        self.segment.image.reset_choices()
+        self.segment.image.value = self.image
         self.item = wl.mark_opened(item.id)
         wl.set_current(item.id)
         self.refresh()
         self.item_shown.emit(item.id)
-        if not self._restore_mask(found):
+        if saved:
+            SL.show_saved(self.viewer, self.image, *saved)
+            self.segment.prompt.setCurrentText(LM.join_structures(saved[1]))
+            self.status.setText(f"'{item.name}': its saved mask.")
+        else:
             self._propose()
+        self.segment._context_changed()  # noqa: SLF001 - the legend and the corrections follow the item
         self.prefetch.replan()
         self._enable()
 
@@ -336,27 +345,15 @@ class SeriesPanel(QWidget):
         if advance:
             self.next()
 
-    def _restore_mask(self, found: ItemData) -> bool:
-        """The item's saved mask, if it has one (it comes back as it was left, no new proposal)."""
-        target, legend = mask_target(self.worklist, self.item, self.session.project, found.ndim, found.medical)
+    def _saved_mask(self, item, found: ItemData):
+        """(label map, prompts) the item was saved with, or None (a saved mask that no longer fits
+        the image is kept aside under another name, and the item gets a new proposal)."""
+        target, legend = mask_target(self.worklist, item, self.session.project, found.ndim, found.medical)
         saved = read_saved(target, legend)
-        if saved is None:
-            return False
-        data, prompts = saved
-        if data.shape != L.spatial_shape(self.image):
-            show_warning(T.stale_mask(self.item.name, set_aside(target, legend)))
-            return False
-        from .outputs import model_write
-
-        labels = L.create_output(self.viewer, self.image, prompts)
-        with model_write(labels):
-            labels.data[...] = data.astype(labels.data.dtype, copy=False)
-        labels.refresh()
-        self.segment.prompt.setCurrentText(LM.join_structures(prompts))
-        self.viewer.layers.selection.active = labels
-        labels.mode = "paint"
-        self.status.setText(f"'{self.item.name}': its saved mask.")
-        return True
+        if saved is not None and saved[0].shape != tuple(found.data.shape[: found.ndim]):
+            show_warning(T.stale_mask(item.name, set_aside(target, legend)))
+            return None
+        return saved
 
     def _propose(self) -> None:
         if not LM.split_structures(self.segment.prompt.currentText()):
@@ -472,16 +469,8 @@ class SeriesPanel(QWidget):
             self._write_mask(labels)
 
     def _remove_layers(self) -> None:
-        """Take the item's image and everything made for it (masks, probability maps) out."""
-        if self.image is None:
-            return
-        uid = str(self.image.unique_id)
-        masks = {str(layer.unique_id) for layer in self.viewer.layers if (L.output_meta(layer) or {}).get("image_id") == uid}
-        for layer in list(self.viewer.layers):
-            meta = layer.metadata.get(L.TAG) if isinstance(layer.metadata, dict) else None
-            meta = meta if isinstance(meta, dict) else {}
-            if layer is self.image or str(layer.unique_id) in masks or meta.get("probability_of") in masks:
-                self.viewer.layers.remove(layer)
+        if self.image is not None:
+            SL.remove(self.viewer, self.session, self.image)
         self.image = None
 
     def close(self) -> None:
