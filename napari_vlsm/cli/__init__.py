@@ -21,7 +21,7 @@ from ..core.errors import VLSMError
 from .common import PROG, error
 
 # finetune and evaluate come from the trainer's modules, registered when they are present.
-SUBCOMMANDS = ("info", "predict", "finetune", "evaluate", "serve")
+SUBCOMMANDS = ("info", "predict", "finetune", "evaluate", "serve", "worklist")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,6 +51,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 def create_app(config: ServerConfig, host: ModelHost) -> FastAPI:
     from .routes_predict import router as predict_router
     from .routes_projects import router as project_router
+    from .routes_worklist import router as worklist_router
 
     sessions = Sessions(config.max_sessions, config.session_idle_s)
 
@@ -89,5 +90,6 @@ def create_app(config: ServerConfig, host: ModelHost) -> FastAPI:
 
     app.include_router(predict_router, dependencies=[Depends(require_token)])
     app.include_router(project_router, dependencies=[Depends(require_token)])
+    app.include_router(worklist_router, dependencies=[Depends(require_token)])
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
     return app

@@ -32,6 +32,12 @@ class Worklist:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> Worklist:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # ------------------------------------------------------------------------------ adding
     def add(self, paths: Iterable) -> AddReport:
         """Add files and folders (recursive). Unreadable files become ``unreadable`` items with their
