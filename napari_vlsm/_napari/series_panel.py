@@ -140,6 +140,8 @@ class SeriesPanel(QWidget):
         self.table.opened.connect(guarded(self.open_id, "opening the item"))
         self.order.activated.connect(lambda *_: self._order_picked())
         self.session.busy_changed.connect(guarded(self._busy_changed, "the series"))
+        self.session.finetune_changed.connect(guarded(lambda on: self._busy_changed("finetuning" if on else ""),
+                                                      "the series"))
         self.session.store_changed.connect(guarded(self._project_maybe_changed, "opening the series"))
         self.session.model_changed.connect(guarded(self._model_changed, "the series"))
         self.viewer.bind_key(NEXT_KEY, self._next_key, overwrite=True)
@@ -191,6 +193,8 @@ class SeriesPanel(QWidget):
 
     def _order_picked(self) -> None:
         self._order_chosen = True
+        if self.order_key() == "most-uncertain":
+            self.learning.want_rank()
         self.prefetch.replan()
 
     def _model_changed(self) -> None:
@@ -369,6 +373,7 @@ class SeriesPanel(QWidget):
     def _busy_changed(self, job: str) -> None:
         if job:
             self.prefetch.pause()
+            self.learning.pause_rank()
             return
         # A model load is followed at once by the segmentation it was for: look once that has begun.
         QTimer.singleShot(0, guarded(self._maybe_idle, "the series"))
@@ -384,6 +389,7 @@ class SeriesPanel(QWidget):
                 self.status.setText(f"'{self.item.name}': the model's proposal.")
         self.learning.idle()
         self.prefetch.resume()
+        self.learning.kick_rank()  # after the read-ahead (it starts only when that is idle)
         self._enable()
 
     # ---------------------------------------------------------------------------- statuses
@@ -461,6 +467,7 @@ class SeriesPanel(QWidget):
     def _leave(self) -> None:
         """Before the item on screen goes: auto-saved edits are stored, its mask is saved."""
         self.prefetch.pause()
+        self.learning.pause_rank()
         if self.item is None or self.image is None or self.worklist is None:
             return
         self.corrections.watcher.flush()
@@ -476,6 +483,7 @@ class SeriesPanel(QWidget):
     def close(self) -> None:
         """The dock is closing: the mask on screen is saved now; background reads stop."""
         self.prefetch.stop()
+        self.learning.pause_rank()
         try:
             self.viewer.bind_key(NEXT_KEY, None)
         except (KeyError, ValueError):

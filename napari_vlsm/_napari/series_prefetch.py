@@ -96,11 +96,13 @@ class Prefetcher:
     def _mouse(self, _viewer, event):
         """A press on the canvas (a brush stroke, a pan): give way until the button is released."""
         self.pause()
+        self.panel.learning.pause_rank()
         yield
         while event.type == "mouse_move":
             yield
         if not self.panel.session.job:
             self.resume()
+            self.panel.learning.kick_rank()
 
     def _kick(self) -> None:
         s = self.panel.session
@@ -130,3 +132,5 @@ class Prefetcher:
     def _finished(self) -> None:
         self._worker = self._cancel = None
         self._kick()
+        if self._worker is None:
+            self.panel.learning.kick_rank()  # the read-ahead is done: the ranking may use the CPU
