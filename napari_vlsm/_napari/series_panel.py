@@ -133,11 +133,11 @@ class SeriesPanel(QWidget):
     def _connect(self) -> None:
         self.act_folder.triggered.connect(guarded(self.choose_folder, "opening the series"))
         self.act_files.triggered.connect(guarded(self.choose_files, "opening the series"))
-        on_click(self.btn_next, self.next, "opening the next item")
-        on_click(self.btn_done, self.mark_done, "marking the item done")
-        on_click(self.btn_skip, self.skip, "skipping the item")
-        on_click(self.btn_worst, self.go_to_worst_slice, "going to the slice")
-        self.table.opened.connect(guarded(self.open_id, "opening the item"))
+        on_click(self.btn_next, self._action(self.next, "Cannot open the next item"), "opening the next item")
+        on_click(self.btn_done, self._action(self.mark_done, "Cannot mark it done"), "marking the item done")
+        on_click(self.btn_skip, self._action(self.skip, "Cannot skip it"), "skipping the item")
+        on_click(self.btn_worst, self._action(self.go_to_worst_slice, "No uncertain slice known"), "going to the slice")
+        self.table.opened.connect(guarded(self._action(self.open_id, "Cannot open this item"), "opening the item"))
         self.order.activated.connect(lambda *_: self._order_picked())
         self.session.busy_changed.connect(guarded(self._busy_changed, "the series"))
         self.session.finetune_changed.connect(guarded(lambda on: self._busy_changed("finetuning" if on else ""),
@@ -147,7 +147,20 @@ class SeriesPanel(QWidget):
         self.viewer.bind_key(NEXT_KEY, self._next_key, overwrite=True)
 
     def _next_key(self, _viewer=None) -> None:
-        guarded(self.next, "opening the next item")()
+        guarded(self._action(self.next, "Cannot open the next item"), "opening the next item")()
+
+    def _action(self, fn, head: str):
+        """A user's action: a problem they can fix becomes a short notification (``head``, then the
+        reason and the fix) and the section's status line, never a traceback."""
+        def run(*args):
+            try:
+                return fn(*args)
+            except VLSMError as err:
+                reason = " ".join(str(err).split())
+                self.status.setText(reason)
+                show_warning(T.note(head, reason))
+        run.__name__ = getattr(fn, "__name__", "action")
+        return run
 
     # ---------------------------------------------------------------------------- worklist
     def _open_worklist(self):
@@ -457,12 +470,16 @@ class SeriesPanel(QWidget):
             write_export(item, target)
             return
 
-        def saved(paths):
-            if on_saved is not None:
-                on_saved(paths[0])
+        def saved_or_not(result):
+            if isinstance(result, Failed):  # a full disk, a read-only folder: say so, keep the layer
+                reason = " ".join(str(result.error).split())
+                self.status.setText(reason)
+                show_warning(T.note("Mask not saved", reason))
+            elif on_saved is not None:
+                on_saved(result[0])
 
         # Not in the dock's cancellable group: a write is never stopped half-way.
-        workers.start(write_export, item, target, what="saving the mask", on_return=saved)
+        workers.start(read_or_fail, write_export, item, target, what="saving the mask", on_return=saved_or_not)
 
     def _leave(self) -> None:
         """Before the item on screen goes: auto-saved edits are stored, its mask is saved."""
