@@ -232,3 +232,15 @@ def test_an_unwritable_project_gets_a_message_not_a_traceback(qtbot, make_dock, 
     problem = next(n for n in notes if n.startswith("Series unavailable"))
     assert "Traceback" not in problem and str(project.name) in problem
     assert dock.series.status.text()  # the reason stays in the section
+
+
+def test_every_series_notification_starts_with_a_short_line(tmp_path):
+    from pathlib import Path
+
+    long = "x" * 300
+    messages = [T.added(3, 2, [(Path("/a/b.png"), long)] * 5), T.missing(long, Path(long)), T.unreadable(long, long),
+                T.finished(), T.saved_mask(long), T.stale_mask(long, long), T.worklist_problem(long),
+                T.finetune_started(12), T.note(long, long)]
+    for message in messages:
+        head = message.splitlines()[0]
+        assert 0 < len(head) <= T.HEAD, head

@@ -22,24 +22,38 @@ def prefetched(dock) -> bool:
     return bool(p.planned()) and p.planned()[0] in p.ready() and not p.busy()
 
 
-def test_the_next_item_is_read_and_encoded_ahead(qtbot, make_dock, tmp_path, monkeypatch):
+def test_the_next_item_is_read_and_proposed_ahead(qtbot, make_dock, tmp_path, monkeypatch):
+    from napari_vlsm._napari import layers as L
+
     viewer, dock = make_dock()
     write_images(tmp_path / "series")
     open_series(qtbot, dock, [tmp_path / "series"])
     qtbot.waitUntil(lambda: prefetched(dock), timeout=WAIT_MS)
     series, seg = dock.series, dock.session.segmenter
     planned = series.prefetch.planned()[0]
-    stats = seg.cache_stats()["image"]
     import napari_vlsm._napari.series_panel as panel_module
 
-    def no_read(*args):
-        raise AssertionError("Next read the file again although it was read ahead")
+    def not_again(*args, **kwargs):
+        raise AssertionError("Next read or segmented the item again although it was done ahead")
 
-    monkeypatch.setattr(panel_module, "read_layer", no_read)
-    next_item(qtbot, dock)
+    with monkeypatch.context() as m:
+        m.setattr(panel_module, "read_layer", not_again)
+        m.setattr(seg, "predict", not_again)
+        next_item(qtbot, dock)
     assert series.item.id == planned
+    labels = series.mask_layer()
+    entry = dock.session.proposals.get(labels, L.Plane((0, 1)))
+    assert entry is not None  # kept like any proposal: the threshold slider and Revert work on it
+    np.testing.assert_array_equal(labels.data, entry.values)
+    assert L.output_meta(labels)["model_fingerprint"] == seg.loaded.fingerprint
+    # another prompt than the one read ahead for: Next segments again, with the new prompt
+    qtbot.waitUntil(lambda: prefetched(dock), timeout=WAIT_MS)
+    dock.segment.prompt.setCurrentText("lesion")
+    stats = seg.cache_stats()["image"]
+    next_item(qtbot, dock)
+    assert L.output_meta(series.mask_layer())["target"] == "lesion"
     after = seg.cache_stats()["image"]
-    assert after["misses"] == stats["misses"] and after["hits"] > stats["hits"]  # no new image pass
+    assert after["misses"] == stats["misses"] and after["hits"] > stats["hits"]  # the image pass was cached
 
 
 def test_shift_n_in_the_viewer_is_next(qtbot, make_dock, tmp_path):

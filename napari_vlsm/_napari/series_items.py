@@ -40,6 +40,22 @@ def read_or_fail(read, *args):
 
 
 @dataclass
+class ReadyProposal:
+    """The model's proposal for an item's first slice, computed while the user corrected the item
+    before. Next shows it as it is when the same model, adapter, prompts and window still hold."""
+
+    prompts: tuple[str, ...]
+    segmenter: object
+    adapter_version: int
+    window: object
+    probability: np.ndarray  # (H, W), or (N, H, W) for N structures
+
+    def fits(self, segmenter, prompts, window) -> bool:
+        return (self.segmenter is segmenter and segmenter.adapter_version == self.adapter_version
+                and self.prompts == tuple(prompts) and self.window == window)
+
+
+@dataclass
 class ItemData:
     """An item read for napari: ``viewer.add_image(data, **kwargs)``; ``start`` = the slice to open on."""
 
@@ -48,6 +64,14 @@ class ItemData:
     kwargs: dict
     start: int | None  # volumes: the first slice shown (the most uncertain one, else the middle)
     medical: bool
+    proposal: ReadyProposal | None = None  # computed ahead (prefetch), for the slice ``start``
+
+    @property
+    def plane(self):
+        """The slice the item opens on (axes: the last two spatial axes, as napari shows it first)."""
+        from .planes import Plane
+
+        return Plane((self.ndim - 2, self.ndim - 1), () if self.start is None else (self.start,))
 
     @property
     def rgb(self) -> bool:
@@ -112,11 +136,17 @@ def lower_priority() -> None:
 
 def prefetch(segmenter, item, prompts: list[str], preset, cancel: threading.Event):
     """Worker (a torch thread of its own, niced): read the item, then, unless cancelled meanwhile,
-    run its image pass for ``prompts`` so the engine caches the features. Returns the ItemData."""
+    compute its proposal for ``prompts`` (the engine also keeps the image features in its cache, so
+    a proposal asked for again with another prompt needs the decoder only). Returns the ItemData."""
+    from .segment_jobs import probabilities
+
     lower_priority()
     found = read_layer(item)
     if segmenter is not None and prompts and not cancel.is_set():
-        segmenter.predict(start_plane(found), list(prompts), window=window_of(preset, found))
+        window = window_of(preset, found)
+        version = segmenter.adapter_version
+        probability = probabilities(segmenter.predict(start_plane(found), list(prompts), window=window))
+        found.proposal = ReadyProposal(tuple(prompts), segmenter, version, window, probability)
     return found
 
 

@@ -344,7 +344,7 @@ class SeriesPanel(QWidget):
             self.segment.prompt.setCurrentText(LM.join_structures(saved[1]))
             self.status.setText(f"'{item.name}': its saved mask.")
         else:
-            self._propose()
+            self._propose(found)
         self.segment._context_changed()  # noqa: SLF001 - the legend and the corrections follow the item
         self.prefetch.replan()
         self._enable()
@@ -372,9 +372,18 @@ class SeriesPanel(QWidget):
             return None
         return saved
 
-    def _propose(self) -> None:
-        if not LM.split_structures(self.segment.prompt.currentText()):
+    def _propose(self, found: ItemData) -> None:
+        """The model's proposal for the item just opened: the one computed ahead when it still
+        holds (same model, adapter, prompts, window and slice), else a Segment slice now."""
+        prompts = LM.split_structures(self.segment.prompt.currentText())
+        if not prompts:
             self.status.setText(T.no_prompt())
+            return
+        ready = found.proposal
+        if ready is not None and self._still_holds(ready, prompts, found):
+            self.segment._apply(self.image, prompts, [(found.plane, ready.probability)])  # noqa: SLF001
+            self.segment._remember(LM.join_structures(prompts))  # noqa: SLF001
+            self._proposed()
             return
         self.proposing = True
         try:
@@ -382,6 +391,24 @@ class SeriesPanel(QWidget):
         except VLSMError as err:
             self.proposing = False
             self.status.setText(" ".join(str(err).split()))
+
+    def _still_holds(self, ready, prompts, found: ItemData) -> bool:
+        s = self.session
+        if s.job or s.remote is not None or L.current_plane(self.image, self.viewer.dims) != found.plane:
+            return False
+        try:  # the model and adapter the next Segment would use are the ones that made it
+            wanted = s.wanted_adapter()
+        except VLSMError:
+            return False
+        loaded = s._loaded_key == s.model_key() and s._adapter_key == wanted  # noqa: SLF001
+        return loaded and ready.fits(s.segmenter, prompts, s.window_for(self.image))
+
+    def _proposed(self) -> None:
+        """A proposal for the item on screen is in its mask layer: note which adapter made it."""
+        if self.item is not None and self.worklist is not None:
+            adapter = self.session._adapter_key  # noqa: SLF001 - the adapter file the engine holds
+            self.item = self.worklist.set_adapter(self.item.id, Path(adapter).name if adapter else "")
+            self.status.setText(f"'{self.item.name}': the model's proposal.")
 
     def _busy_changed(self, job: str) -> None:
         if job:
@@ -396,10 +423,7 @@ class SeriesPanel(QWidget):
             return
         if self.proposing:
             self.proposing = False
-            if self.item is not None and self.worklist is not None:
-                adapter = self.session._adapter_key  # noqa: SLF001 - the adapter file the engine holds
-                self.item = self.worklist.set_adapter(self.item.id, Path(adapter).name if adapter else "")
-                self.status.setText(f"'{self.item.name}': the model's proposal.")
+            self._proposed()
         self.learning.idle()
         self.prefetch.resume()
         self.learning.kick_rank()  # after the read-ahead (it starts only when that is idle)
