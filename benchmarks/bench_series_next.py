@@ -85,6 +85,7 @@ def run(args) -> dict:
     for i in range(args.nexts):
         mode = "prefetch" if i % 2 == 0 else "cold"
         series.prefetch.enabled = mode == "prefetch"
+        waited = time.perf_counter()
         if mode == "prefetch":
             series.prefetch.resume()
             series.prefetch.replan()
@@ -94,13 +95,14 @@ def run(args) -> dict:
             series.prefetch.replan()  # disabled: forgets what it read
             s.segmenter._features.clear()  # noqa: SLF001 - nothing of the next image may be cached
             wait_until(lambda: not series.prefetch.busy())
+        waited = time.perf_counter() - waited
         time.sleep(0.5)  # a quiet moment, as when the user looks at the mask before clicking
         before = series.item.id
         start = time.perf_counter()
         series.btn_next.click()
         wait_until(lambda before=before: series.item.id != before and series.settled() and series.mask_layer() is not None
                    and bool(series.mask_layer().metadata["napari_vlsm"].get("time")))
-        runs.append({"mode": mode, "seconds": time.perf_counter() - start, "item": series.item.name,
+        runs.append({"mode": mode, "seconds": time.perf_counter() - start, "ahead_s": waited, "item": series.item.name,
                      "shape": list(series.image.data.shape)})
         print(f"{mode:8s} {runs[-1]['seconds']:.3f} s  {series.item.name}", file=sys.stderr)
     viewer.close()
