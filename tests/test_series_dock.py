@@ -72,7 +72,7 @@ def test_next_replaces_the_layers_and_proposes(qtbot, make_dock, tmp_path):
         images, masks = item_layers(viewer)
         assert len(images) == 1 and len(masks) == 1  # one image and its mask: no pile-up
         assert images[0] is series.image and L.image_of(viewer, masks[0]) is images[0]
-        assert str(images[0].source.path) == str(series.item.path)  # corrections name the file
+        assert L.source_id(images[0], (0, 1)) == str(series.item.path)  # corrections name the file
         assert L.output_meta(masks[0])["target"] == "polyp"  # proposed at once with the prompt in use
     assert [series.worklist.get(i).name for i in seen] == [p.name for p in paths]
     assert series.counts.text() == "0 / 3 done · 3 in progress"
@@ -244,3 +244,18 @@ def test_every_series_notification_starts_with_a_short_line(tmp_path):
     for message in messages:
         head = message.splitlines()[0]
         assert 0 < len(head) <= T.HEAD, head
+
+
+def test_through_the_manifest_nothing_private_is_touched(qtbot, make_napari_viewer, tiny_model_dir, tmp_path, notes):
+    """napari hands a plugin's dock a proxy of the viewer that warns on private attributes."""
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-vlsm", "Text segmentation")
+    dock.set_model_source(str(tiny_model_dir))
+    dock.session.set_project(tmp_path / "project")
+    write_images(tmp_path / "series")
+    open_series(qtbot, dock, [tmp_path / "series"])
+    next_item(qtbot, dock)
+    next_item(qtbot, dock)
+    images, masks = item_layers(viewer)
+    assert len(images) == 1 and len(masks) == 1
+    assert not [n for n in notes if "Private attribute" in n or "private" in n.lower()]

@@ -9,10 +9,11 @@ import pytest
 
 pytest.importorskip("napari")
 
-from dock_helpers import WAIT_MS, add_correction  # noqa: E402
 from test_series_dock import next_item, open_series, settle, write_images  # noqa: E402
 
 from napari_vlsm._napari import series_texts as T  # noqa: E402
+
+from dock_helpers import WAIT_MS, add_correction  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

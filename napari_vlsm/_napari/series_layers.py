@@ -16,6 +16,7 @@ import gc
 import numpy as np
 
 from . import layers as L
+from .planes import SOURCE_KEY
 from .reader import METADATA_KEY, volume_metadata
 
 _FROZEN = [False]  # gc.freeze() done (once per process, see freeze_once)
@@ -52,11 +53,13 @@ def remove(viewer, session, image) -> None:
             viewer.layers.remove(layer)
 
 
-def add_image(viewer, item, found):
-    from napari.layers._source import layer_source
+def image_metadata(item, found) -> dict:
+    """The layer's metadata: the reader's (a scan's grid) and the file, which corrections name."""
+    return {**found.kwargs.get("metadata", {}), SOURCE_KEY: str(item.path)}
 
-    with layer_source(path=str(item.path)):  # corrections name the file they came from
-        return viewer.add_image(found.data, **found.kwargs)
+
+def add_image(viewer, item, found):
+    return viewer.add_image(found.data, **{**found.kwargs, "metadata": image_metadata(item, found)})
 
 
 def can_reuse(viewer, image, found) -> bool:
@@ -67,23 +70,18 @@ def can_reuse(viewer, image, found) -> bool:
 def reuse_image(viewer, session, image, item, found, keep_target: str) -> None:
     """Give the layer on screen the next item's pixels; its mask for ``keep_target`` is blanked for
     the new item, any other mask made for it goes."""
-    from napari.layers._source import Source
-
     masks = masks_of(viewer, image)
     session.forget_layer(image)  # its intensity window belonged to the old pixels
     kwargs = found.kwargs
     image.data = found.data
     image.scale = kwargs.get("scale", (1.0,) * found.ndim)
     image.translate = kwargs.get("translate", (0.0,) * found.ndim)
-    image.metadata = dict(kwargs.get("metadata", {}))
+    image.metadata = image_metadata(item, found)
     if "contrast_limits" in kwargs:
         image.contrast_limits = kwargs["contrast_limits"]
     elif not image.rgb:
         image.reset_contrast_limits()
     image.name = kwargs["name"]
-    # napari refuses to change a layer's source once set; the source names the file that the
-    # corrections of this layer come from, so it must follow the pixels.
-    image._source = Source(path=str(item.path))  # noqa: SLF001
     keep = next((m for m in masks if (L.output_meta(m) or {}).get("target") == keep_target), None)
     for layer in masks:
         if layer is not keep:
