@@ -11,6 +11,7 @@ as ``docs/images/series.png``. Runs under Xvfb when there is no display (as scri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -45,6 +46,7 @@ def main() -> int:
     import napari
 
     work = Path(tempfile.mkdtemp(prefix="napari-vlsm-series-shot-"))
+    os.environ["NAPARI_VLSM_CONFIG_DIR"] = str(work / "config")  # never the user's own dock settings
     model = args.model
     if model is None:
         from napari_vlsm.core.random_model import write_random_clipseg
@@ -69,6 +71,7 @@ def main() -> int:
     series.btn_skip.click()
     wait(lambda: series.item is not None and series.item.name == "fundus-04.png" and series.settled())
     viewer.layers.selection.active = series.mask_layer()
+    wait(lambda: not series.prefetch.busy())  # the read-ahead has finished: nothing runs at exit
     from PIL import Image
 
     out = Path(args.out)
@@ -78,7 +81,6 @@ def main() -> int:
     palette = Image.fromarray(pixels).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     palette.save(out / "series.png", optimize=True)
     print("wrote", out / "series.png")
-    viewer.close()
     return 0
 
 

@@ -56,6 +56,21 @@ LEASE_S = 30 * 60.0  # an item on screen is held this long for this window (rene
 DB_NAME = "worklist.sqlite"
 
 
+def _gone(holder: str) -> bool:
+    """True when ``holder`` is a dock of a napari on this machine that has ended (closed or
+    crashed without giving its item back): its lease is stale, the item may be taken over."""
+    parts = holder.split(":")
+    if len(parts) < 3 or parts[0] != "dock" or parts[1] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, OSError):
+        return False
+    return False
+
+
 class SeriesPanel(QWidget):
     item_shown = Signal(int)  # an item is on screen (its proposal may still be running)
 
@@ -292,7 +307,7 @@ class SeriesPanel(QWidget):
             return
         item = wl.get(item_id)
         held = wl.holder(item.id)
-        if held and held != self._holder:
+        if held and held != self._holder and not _gone(held):
             self.status.setText(f"'{item.name}' is open in another window.")
             show_warning(T.note("Item open in another window", f"'{item.name}' is being corrected elsewhere; "
                                 "pick another row or press Next."))

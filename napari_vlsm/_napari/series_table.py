@@ -38,6 +38,7 @@ class SeriesTable(QTableWidget):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.setMinimumHeight(140)
         self.setSortingEnabled(True)
+        self.sortItems(0, Qt.SortOrder.AscendingOrder)  # by name, A first, until the user clicks a header
         self.cellDoubleClicked.connect(lambda row, _col: self.opened.emit(self.item_id(row)))
 
     def item_id(self, row: int) -> int:
