@@ -20,6 +20,16 @@ from pathlib import Path
 import numpy as np
 
 MASKS_FOLDER = "masks"  # <project>/masks: the masks of the series' items (and their legends)
+_RUNNING: set = set()  # background workers of the series, held until they end (see keep_alive)
+
+
+def keep_alive(worker):
+    """Hold a worker until it has ended, even if its dock is gone: a worker whose Python object is
+    collected while its thread still runs (a read-ahead when napari closes) aborts the process when
+    it signals its end. Returns the worker."""
+    _RUNNING.add(worker)
+    worker.finished.connect(lambda: _RUNNING.discard(worker))
+    return worker
 
 
 @dataclass

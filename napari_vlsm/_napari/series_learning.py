@@ -22,6 +22,7 @@ from napari_vlsm.core import labelmap as LM
 
 from . import series_texts as T
 from . import workers
+from .series_items import keep_alive
 from .workers import guarded
 
 
@@ -106,10 +107,10 @@ class Learning:
             return
         self._rank_cancel = cancel = threading.Event()
         panel.status.setText("Ranking the series in the background…")
-        self._ranker = workers.start(
+        self._ranker = keep_alive(workers.start(
             rank_job, panel.worklist.root, s.segmenter, prompts, float(panel.segment.threshold.value()), cancel,
             what="ranking the series", on_return=self._ranked, on_finish=self._rank_finished,
-            group=s.workers, torch_job=True)
+            group=s.workers, torch_job=True))
 
     def _ranked(self, complete: bool) -> None:
         if complete:

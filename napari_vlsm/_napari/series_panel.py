@@ -44,7 +44,7 @@ from . import layers as L
 from . import series_layers as SL
 from . import series_texts as T
 from . import workers
-from .series_items import Failed, ItemData, mask_target, read_layer, read_or_fail, read_saved, set_aside
+from .series_items import Failed, ItemData, keep_alive, mask_target, read_layer, read_or_fail, read_saved, set_aside
 from .series_learning import Learning
 from .series_prefetch import Prefetcher
 from .series_table import SeriesTable
@@ -262,7 +262,7 @@ class SeriesPanel(QWidget):
             finally:
                 wl.close()
 
-        workers.start(add, list(paths), what="adding to the series", on_return=self._added)
+        keep_alive(workers.start(add, list(paths), what="adding to the series", on_return=self._added))
 
     def _added(self, report) -> None:
         if isinstance(report, VLSMError):
@@ -326,8 +326,9 @@ class SeriesPanel(QWidget):
         if ready is not None:
             return self._show(item, advance, ready)
         self.status.setText(f"Opening '{item.name}'…")
-        workers.start(read_or_fail, read_layer, item, what="opening the item", on_return=partial(self._show, item, advance),
-                      on_error=lambda *_: self._opened_failed(), group=self.session.workers)
+        keep_alive(workers.start(read_or_fail, read_layer, item, what="opening the item",
+                                 on_return=partial(self._show, item, advance),
+                                 on_error=lambda *_: self._opened_failed(), group=self.session.workers))
 
     def _opened_failed(self) -> None:
         self.opening = False
@@ -518,7 +519,8 @@ class SeriesPanel(QWidget):
                 on_saved(result[0])
 
         # Not in the dock's cancellable group: a write is never stopped half-way.
-        workers.start(read_or_fail, write_export, item, target, what="saving the mask", on_return=saved_or_not)
+        keep_alive(workers.start(read_or_fail, write_export, item, target, what="saving the mask",
+                                 on_return=saved_or_not))
 
     def _leave(self) -> None:
         """Before the item on screen goes: auto-saved edits are stored, its mask is saved."""

@@ -18,7 +18,7 @@ import threading
 from napari_vlsm.core import labelmap as LM
 
 from . import workers
-from .series_items import ItemData, prefetch, read_or_fail
+from .series_items import ItemData, keep_alive, prefetch, read_or_fail
 
 DEPTH = 2  # items read ahead (a volume's pixels are kept until Next takes them)
 
@@ -118,11 +118,11 @@ class Prefetcher:
         segmenter = s.segmenter if local else None  # finetuning: read only, the CPU is the training's
         prompts = LM.split_structures(self.panel.segment.prompt.currentText())
         self._cancel = cancel = threading.Event()
-        self._worker = workers.start(
+        self._worker = keep_alive(workers.start(
             read_or_fail, prefetch, segmenter, item, prompts, s.window_preset, cancel, what="reading ahead",
             on_return=lambda found: self._done(item.id, cancel, found), on_finish=self._finished,
             group=s.workers, torch_job=True,
-        )
+        ))
 
     def _done(self, item_id: int, cancel, found) -> None:
         # An item that cannot be read is left for Next, which says so when the user gets there.
