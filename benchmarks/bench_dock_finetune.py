@@ -64,9 +64,9 @@ def write_project(args, folder: Path) -> dict:
     """Store ``n`` corrections (image, mask, prompt) in a project folder; both sides train on it."""
     import numpy as np
 
-    from napari_vlsm.core.store import CorrectionStore
+    from napari_vlsm.core.project import Project
 
-    store = CorrectionStore(folder)
+    store = Project(folder).store  # the project's layout, as the dock reads it
     data = Path(args.data) if args.data else Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "kvasir"
     if (data / "images").is_dir():
         from napari_vlsm.core.datasets import read_folder
@@ -183,11 +183,11 @@ def config(args):
 
 def side_cli(args) -> dict:
     from napari_vlsm.core.loading import load_model
-    from napari_vlsm.core.store import CorrectionStore
+    from napari_vlsm.core.project import Project
     from napari_vlsm.core.training import finetune, run_to_end
 
     common.setup_torch()
-    store = CorrectionStore(args.project)
+    store = Project(args.project).store
     loaded = load_model(args.model, device="cpu", precision=args.precision)
     clock = StepClock()
     run_to_end(finetune(loaded, store.samples(split="train"), store.samples(split="val"), config(args)), clock)

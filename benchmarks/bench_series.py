@@ -230,6 +230,13 @@ def ranking_cost(loaded, data, prompt, n: int, root: Path) -> dict:
             "flip_extra_ratio": round(statistics.mean(t_flip) / statistics.mean(t_plain[: len(t_flip)]), 2)}
 
 
+def plot_saved(results: Path, path: Path = PLOT) -> Path:
+    """Redraw the PNG from a saved results file (benchmarks/results/series-*.json)."""
+    import json
+
+    return plot(json.loads(Path(results).read_text())["runs"], path)
+
+
 def plot(runs: list[dict], path: Path) -> Path:
     def name(run):
         return f"{run['order']}" + ("" if run["learn"] else " (no learning)")
@@ -241,7 +248,7 @@ def plot(runs: list[dict], path: Path) -> Path:
     return line_chart(path, [
         {"title": "Proposals of each round", "xlabel": "round (8 frames each)", "ylabel": "Dice", "lines": proposal},
         {"title": "Frames outside the series", "xlabel": "corrections so far", "ylabel": "Dice", "lines": held},
-    ], dashed=lambda n: "no learning" in n)
+    ], dashed=lambda n: "no learning" in n, group=lambda n: n.replace(" (no learning)", ""))
 
 
 def main() -> None:

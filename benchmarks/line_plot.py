@@ -63,11 +63,13 @@ def _panel(draw, ox: int, panel, styles) -> None:
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
 
 
-def line_chart(path, panels: list[dict], dashed=lambda name: False) -> Path:
+def line_chart(path, panels: list[dict], dashed=lambda name: False, group=lambda name: name) -> Path:
+    """``group(name)``: lines of one group share a colour (e.g. one order, with and without learning)."""
     from PIL import Image, ImageDraw
 
     names = list(dict.fromkeys(n for p in panels for n in p["lines"]))
-    styles = {n: (COLOURS[i % len(COLOURS)], dashed(n)) for i, n in enumerate(names)}
+    groups = list(dict.fromkeys(group(n) for n in names))
+    styles = {n: (COLOURS[groups.index(group(n)) % len(COLOURS)], dashed(n)) for n in names}
     legend_rows = (len(names) + 2) // 3
     image = Image.new("RGB", (PANEL_W * len(panels), PANEL_H + 22 * legend_rows + 10), "white")
     draw = ImageDraw.Draw(image)
@@ -75,7 +77,8 @@ def line_chart(path, panels: list[dict], dashed=lambda name: False) -> Path:
         _panel(draw, i * PANEL_W, panel, styles)
     for i, name in enumerate(names):
         x, y = 20 + (i % 3) * (PANEL_W * len(panels) // 3), PANEL_H + 8 + (i // 3) * 22
-        draw.line([x, y + 7, x + 28, y + 7], fill=styles[name][0], width=3)
+        for t in range(0, 28, 8 if styles[name][1] else 28):
+            draw.line([x + t, y + 7, x + min(28, t + (5 if styles[name][1] else 28)), y + 7], fill=styles[name][0], width=3)
         draw.text((x + 36, y), name, fill=(0, 0, 0), font=_font(13))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,5 +50,5 @@ def corrected_image(qtbot, viewer, dock, n=2):
         viewer.dims.set_current_step(0, z)
         add_correction(qtbot, dock)
     viewer.dims.set_current_step(0, n)
-    assert dock.session.store.counts() == {"train": 1, "val": 1}
+    assert dock.session.project.store.counts() == {"train": 1, "val": 1}
     return stack, labels

@@ -174,12 +174,12 @@ def test_help_is_fast_no_torch_import():
 
 
 def test_keyboard_interrupt_exits_130(capsys, monkeypatch, tiny_model_dir, inputs, tmp_path):
-    from napari_vlsm.cli import common
+    from napari_vlsm.cli import segmenters
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, "make_segmenter", interrupted)
+    monkeypatch.setattr(segmenters, "make_segmenter", interrupted)
     monkeypatch.setattr("napari_vlsm.cli.predict.make_segmenter", interrupted)
     code, _, err = run_main(capsys, "predict", "--prompt", "x", inputs / "photo.png", "--out", tmp_path)
     assert code == 130 and "Traceback" not in err

@@ -11,8 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from napari_vlsm.cli import finetune as finetune_cli
-from napari_vlsm.cli import main
+from napari_vlsm.cli import main, training_report
 from napari_vlsm.core.adapters.checkpoint import read_metadata
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,14 +91,14 @@ def test_annotation_file_and_text_output(tiny_model_dir, data_dir, tmp_path, cap
 
 
 def test_ctrl_c_stops_and_keeps_the_best_so_far(tiny_model_dir, data_dir, tmp_path, capsys, monkeypatch):
-    real = finetune_cli._Bar.__call__
+    real = training_report.Bar.__call__
 
     def press_ctrl_c_at_step_3(self, event):
         real(self, event)
         if event.kind == "step" and event.step == 3:
             os.kill(os.getpid(), signal.SIGINT)  # the handler only sets the cancel event
 
-    monkeypatch.setattr(finetune_cli._Bar, "__call__", press_ctrl_c_at_step_3)
+    monkeypatch.setattr(training_report.Bar, "__call__", press_ctrl_c_at_step_3)
     out = tmp_path / "a.safetensors"
     code, report = run_json(capsys, ["finetune", *base_args(tiny_model_dir), "--data", str(data_dir), "--prompt",
                                      "disk", "--out", str(out), "--steps", "500", "--batch-size", "2", "--json"])
@@ -152,3 +151,24 @@ def test_evaluate_reports_a_bad_mask_and_goes_on(tiny_model_dir, data_dir, tmp_p
     captured = capsys.readouterr()
     assert code == 1 and "case0" in captured.out and "case1" not in captured.out
     assert "napari-vlsm: error: case1:" in captured.err and "(5, 5)" in captured.err
+
+
+def test_finetune_in_a_local_project_uses_its_corrections_and_latest(tiny_model_dir, data_dir, tmp_path, capsys):
+    """--project DIR: the folder's samples become the project's corrections (twice: replaced, not
+    duplicated), the project trains on its persisted split, the adapter is copied to --out."""
+    from napari_vlsm.core.project import Project
+
+    project = tmp_path / "proj"
+    out = tmp_path / "a.safetensors"
+    argv = ["finetune", *base_args(tiny_model_dir), "--data", str(data_dir), "--prompt", "disk", "--out", str(out),
+            "--steps", "2", "--batch-size", "2", "--variant", "shallow-v", "--project", str(project), "--json"]
+    code, report = run_json(capsys, argv)
+    assert code == 0 and report["steps"] == 2 and report["adapter"] == str(out)
+    owner = Project(project)
+    assert owner.counts() == {"train": 6, "val": 2}  # the store's persisted split, not the folder run's hash
+    (listed,) = owner.adapters()
+    assert listed["name"] == report["project_adapter"] and out.read_bytes() == owner.adapter_path(listed["name"]).read_bytes()
+    assert report["latest"] == listed["latest"] == (report["after"]["dice"] > report["before"]["dice"])
+    assert owner.latest_adapter() == (listed["name"] if report["latest"] else None)
+    code, _ = run_json(capsys, argv)
+    assert code == 0 and owner.counts() == {"train": 6, "val": 2} and len(owner.adapters()) == 2

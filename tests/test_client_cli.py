@@ -97,6 +97,23 @@ def test_finetune_on_the_server_downloads_the_adapter(server, data_dir, tmp_path
     assert len(VLSMClient(server.url, server.token).corrections("cli")["samples"]) == 6
 
 
+def test_finetune_without_project_names_it_after_a_non_ascii_folder(server, data_dir, tmp_path, capsys, monkeypatch):
+    """Before: --data ./Lebér made the project 'lebér', which the server refuses (422)."""
+    import shutil
+
+    monkeypatch.setenv("NAPARI_VLSM_TOKEN", server.token)
+    folder = tmp_path / "Lebér"
+    shutil.copytree(data_dir / "images", folder / "images")
+    shutil.copytree(data_dir / "masks", folder / "masks")
+    code, stdout, err = run(capsys, "finetune", "--data", folder, "--prompt", "liver", "--steps", "1", "--batch-size",
+                            "2", "--out", tmp_path / "a.safetensors", "--server", server.url, "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["project"] == "leber"
+    from napari_vlsm.client import VLSMClient
+
+    assert len(VLSMClient(server.url, server.token).corrections("leber")["samples"]) == 6
+
+
 @pytest.mark.parametrize("token", [None, "a-wrong-token-0123456789"])
 def test_no_or_wrong_token_is_one_line_and_exit_2(server, data_dir, tmp_path, capsys, monkeypatch, token):
     monkeypatch.delenv("NAPARI_VLSM_TOKEN", raising=False)

@@ -10,7 +10,7 @@ pytest.importorskip("napari")
 
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm._napari.dock import VLSMDock  # noqa: E402
-from napari_vlsm._napari.remote import RemoteEngine, connect_session  # noqa: E402
+from napari_vlsm._napari.server_client import RemoteEngine, connect_session  # noqa: E402
 from napari_vlsm.client import VLSMClient  # noqa: E402
 from napari_vlsm.core.store import normalize_target  # noqa: E402
 from napari_vlsm.server.process import ServerProcess  # noqa: E402

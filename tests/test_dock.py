@@ -119,7 +119,7 @@ def test_add_correction_stores_slice_mask_and_proposal(qtbot, make_dock):
     proposal = labels.data != 0
     labels.data_setitem((np.arange(10, 20), np.arange(10, 20)), 1)
     add_correction(qtbot, dock)
-    (sample,) = dock.session.store.samples("polyp")
+    (sample,) = dock.session.project.store.samples("polyp")
     np.testing.assert_array_equal(sample.image, image.data)
     np.testing.assert_array_equal(sample.mask, labels.data != 0)
     np.testing.assert_array_equal(sample.proposal, proposal)
@@ -127,8 +127,8 @@ def test_add_correction_stores_slice_mask_and_proposal(qtbot, make_dock):
     qtbot.waitUntil(lambda: dock.corrections.list.count() == 1, timeout=WAIT_MS)
     assert "1 for training" in dock.corrections.counts.text()
     dock.corrections.list.item(0).setSelected(True)
-    dock.corrections.btn_remove.click()
-    assert dock.session.store.samples() == []
+    dock.corrections.btn_remove.click()  # in a worker: a server project's delete is a request
+    qtbot.waitUntil(lambda: dock.session.project.store.samples() == [], timeout=WAIT_MS)
     qtbot.waitUntil(lambda: dock.corrections.list.count() == 0, timeout=WAIT_MS)
 
 
@@ -166,14 +166,14 @@ def test_auto_save_stores_exactly_the_edited_slices(qtbot, make_dock):
     rng = np.random.default_rng(3)
     viewer.add_image(rng.integers(0, 255, (4, 32, 32), dtype=np.uint8), name="stack")
     labels = segment(qtbot, dock, "lesion", all_slices=True)
-    assert dock.session.store.samples() == []  # the model's own writes are not corrections
+    assert dock.session.project.store.samples() == []  # the model's own writes are not corrections
     dock.corrections.autosave.setChecked(True)
     labels.data_setitem((np.array([2, 2]), np.array([5, 6]), np.array([5, 5])), 1)
     labels.brush_size = 3
     labels.n_edit_dimensions = 2
     labels.paint((1, 10, 10), 1)
-    qtbot.waitUntil(lambda: len(dock.session.store.samples()) == 2, timeout=WAIT_MS)
-    samples = dock.session.store.samples("lesion")
+    qtbot.waitUntil(lambda: len(dock.session.project.store.samples()) == 2, timeout=WAIT_MS)
+    samples = dock.session.project.store.samples("lesion")
     assert sorted(s.slice_index for s in samples) == [(1,), (2,)]
     for s in samples:
         np.testing.assert_array_equal(s.mask, labels.data[s.slice_index[0]] != 0)

@@ -158,7 +158,7 @@ def test_finetune_without_corrections_explains(qtbot, make_dock, notes):
 def test_closing_napari_during_training_leaves_only_whole_files(qtbot, make_dock):
     viewer, dock = make_dock()
     corrected_image(qtbot, viewer, dock)
-    store = dock.session.store
+    store = dock.session.project.store
     adapters = dock.session.adapters_dir
     dock.advanced.steps.setValue(100_000)
     dock.finetune.btn_train.click()

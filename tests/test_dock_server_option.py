@@ -14,8 +14,9 @@ pytest.importorskip("napari")
 
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm._napari.dock import VLSMDock  # noqa: E402
-from napari_vlsm._napari.remote import RemoteEngine, RemoteStore  # noqa: E402
+from napari_vlsm._napari.server_client import RemoteEngine  # noqa: E402
 from napari_vlsm.client import VLSMClient  # noqa: E402
+from napari_vlsm.client.project import RemoteProject  # noqa: E402
 from napari_vlsm.server.process import ServerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
@@ -55,11 +56,11 @@ def connected_dock(make_napari_viewer, qtbot, server, tmp_path):
     box.project.setText(PROJECT)
     box.btn_connect.click()
     qtbot.waitUntil(lambda: dock.session.remote is not None, timeout=WAIT_MS)
-    assert isinstance(dock.session.segmenter, RemoteEngine) and isinstance(dock.session.store, RemoteStore)
+    assert isinstance(dock.session.segmenter, RemoteEngine) and isinstance(dock.session.project, RemoteProject)
     assert not dock.model.adapter.isEnabled() and not dock.model.source.isEnabled()  # the server's are used
     assert server.url in dock.model.info.text()
     dock.session.set_project(tmp_path / "other")  # connected: corrections keep going to the server
-    assert isinstance(dock.session.store, RemoteStore)
+    assert isinstance(dock.session.project, RemoteProject)
     return viewer, dock
 
 
@@ -85,7 +86,7 @@ def test_dock_works_through_the_server_option(make_napari_viewer, qtbot, server,
         segment_and_correct(qtbot, viewer, dock, seed)
     stored = client.corrections(PROJECT)["samples"]
     assert len(stored) == 4 and {s["target"] for s in stored} == {"polyp"} and not errors
-    assert dock.session.store.pending() == 0
+    assert dock.session.project.pending() == 0
     # Finetune through the server: progress events, the curve, the result, its adapter in use
     dock.advanced.steps.setValue(3)
     dock.advanced.batch.setValue(2)
@@ -99,8 +100,11 @@ def test_dock_works_through_the_server_option(make_napari_viewer, qtbot, server,
     names = [a["name"] for a in client.adapters(PROJECT)]
     engine = dock.session.remote
     assert "Dice on" in panel.result.text()  # before -> after, as locally
+    box = dock.model.server  # the list is fetched in a worker: no network on the GUI thread
+    qtbot.waitUntil(lambda: box.adapter.count() == len(names) + 1, timeout=WAIT_MS)
     if "is now in use" in panel.result.text():
-        assert engine.adapter in names and dock.model.server.adapter.currentData() == engine.adapter
+        assert engine.adapter in names
+        qtbot.waitUntil(lambda: box.adapter.currentData() == engine.adapter, timeout=WAIT_MS)
     else:  # the held-out Dice did not improve: the plain model stays in use, the new adapter is listed
         assert "did not beat" in panel.result.text() and engine.adapter is None
         assert any(name in panel.result.text() for name in names)
@@ -149,12 +153,12 @@ def test_dock_works_through_the_server_option(make_napari_viewer, qtbot, server,
     dock.corrections.btn_add.click()
     qtbot.waitUntil(lambda: not dock.corrections.saving and len(errors) > before, timeout=WAIT_MS)
     assert "kept on this computer" in errors[-1]
-    assert dock.session.store.pending() == 1
+    assert dock.session.project.pending() == 1
     qtbot.waitUntil(lambda: "wait on this computer" in dock.model.server.status.text(), timeout=WAIT_MS)
     # back again: "Send waiting corrections" delivers it
     server.start(same_port=True)
     dock.model.server.btn_retry.click()
-    qtbot.waitUntil(lambda: dock.session.store.pending() == 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: dock.session.project.pending() == 0, timeout=WAIT_MS)
     again = VLSMClient(server.url, server.token)
     rows = [s for s in again.corrections(PROJECT)["samples"] if s["source"] == "layer:scan0"]
     again.close()
@@ -200,8 +204,8 @@ def test_several_structures_and_all_slices_through_the_server(make_napari_viewer
         np.testing.assert_array_equal(np.asarray(labels.data[z]), expected)
     assert np.asarray(labels.data).any()
     # Disconnect: back to this computer's project store; the server's model is no longer used
-    from napari_vlsm.core.store import CorrectionStore
+    from napari_vlsm.core.project import Project
 
     dock.model.server.btn_disconnect.click()
     assert dock.session.remote is None and dock.session.segmenter is None
-    assert isinstance(dock.session.store, CorrectionStore) and dock.model.adapter.isEnabled()
+    assert isinstance(dock.session.project, Project) and dock.model.adapter.isEnabled()

@@ -76,7 +76,7 @@ def reopen(viewer, dock):
 @pytest.mark.gui
 def test_settings_come_back_when_the_dock_is_reopened(qtbot, make_dock, tmp_path):
     viewer, dock = make_dock()
-    assert dock.session.store is not None  # the project folder exists once used
+    assert dock.session.project.store is not None  # the project folder exists once used
     dock.model.variant.setCurrentText("dense-vl")
     dock.model.device.setCurrentText("cpu")
     dock.model.precision.setCurrentText("fp32")
@@ -85,10 +85,10 @@ def test_settings_come_back_when_the_dock_is_reopened(qtbot, make_dock, tmp_path
     dock.advanced.steps.setValue(25)
     dock.segment.threshold.setValue(0.3)
     dock.session.adapter = "latest"
-    source, project = dock.session.model_source, dock.session.project
+    source, project = dock.session.model_source, dock.session.folder
     again = reopen(viewer, dock)
     s = again.session
-    assert (s.model_source, s.project) == (source, project)
+    assert (s.model_source, s.folder) == (source, project)
     assert (s.variant, s.device, s.precision) == ("dense-vl", "cpu", "fp32")
     assert (s.budget_s, s.max_steps, s.adapter) == (40.0, 25, "latest")
     assert not again.corrections.autosave.isChecked()
@@ -119,7 +119,7 @@ def test_a_damaged_settings_file_opens_the_dock_with_defaults_and_a_warning(qtbo
 @pytest.mark.gui
 def test_another_project_does_not_inherit_the_adapter(qtbot, make_dock, tmp_path):
     viewer, dock = make_dock()
-    assert dock.session.store is not None
+    assert dock.session.project.store is not None
     dock.session.adapter = "latest"
     dock.save_settings()
     dock.session.set_project(tmp_path / "other")

@@ -131,14 +131,14 @@ def test_writer_without_a_scan_says_why(make_napari_viewer, tmp_path):
 
 
 def test_window_choice_refuses_hounsfield_on_mr(make_napari_viewer, tmp_path):
-    from napari_vlsm._napari.session import Session
+    from napari_vlsm._napari.session import DockSession
     from napari_vlsm._napari.window_choice import WindowChoice
     from napari_vlsm.core.errors import ImageError
 
     viewer = make_napari_viewer()
     image = viewer.add_image(np.random.default_rng(0).integers(0, 900, (4, 16, 16)).astype(np.int16),
                              metadata={METADATA_KEY: {"modality": "MR"}})
-    session = Session(viewer)
+    session = DockSession(viewer)
     choice = WindowChoice(session)
     choice.set_preset("p1-99")
     lo, hi = session.window_for(image)
@@ -194,7 +194,7 @@ def test_a_correction_of_the_ct_stores_the_window_prediction_used(qtbot, make_na
     assert L.find_output(viewer, image, "lung") is not None
     dock.corrections.btn_add.click()
     qtbot.waitUntil(lambda: not dock.corrections.saving, timeout=WAIT_MS)
-    (sample,) = dock.session.store.samples()
+    (sample,) = dock.session.project.store.samples()
     assert tuple(sample.window) == (-1350.0, 150.0) == dock.session.window_for(image)
     # and its image is the slice prediction saw, in HU (not normalised): with the stored window
     # the trainer makes the same model input

@@ -140,7 +140,7 @@ def test_add_correction_stores_one_sample_per_structure(qtbot, make_dock):
     labels.data_setitem((np.arange(10, 20), np.arange(10, 20)), 1)  # draw liver
     labels.data_setitem((np.arange(40, 50), np.arange(30, 40)), 2)  # draw spleen
     add_correction(qtbot, dock)
-    store = dock.session.store
+    store = dock.session.project.store
     assert store.targets() == ["liver", "spleen"]
     for value, name in ((1, "liver"), (2, "spleen")):
         (sample,) = store.samples(name)
@@ -161,9 +161,9 @@ def test_auto_save_stores_each_structure_of_each_edited_slice(qtbot, make_dock):
     labels = segment_many(qtbot, dock, "liver; spleen", all_slices=True)
     dock.corrections.autosave.setChecked(True)
     labels.data_setitem((np.array([2, 2]), np.array([5, 6]), np.array([5, 5])), 2)
-    qtbot.waitUntil(lambda: len(dock.session.store.samples()) == 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(dock.session.project.store.samples()) == 2, timeout=WAIT_MS)
     for value, name in ((1, "liver"), (2, "spleen")):
-        (sample,) = dock.session.store.samples(name)
+        (sample,) = dock.session.project.store.samples(name)
         assert sample.slice_index == (2,)
         np.testing.assert_array_equal(sample.mask, labels.data[2] == value)
 
@@ -215,7 +215,7 @@ def test_one_finetune_in_the_dock_learns_every_structure(qtbot, make_dock):
     for z in range(2):
         viewer.dims.set_current_step(0, z)
         add_correction(qtbot, dock)
-    store = dock.session.store
+    store = dock.session.project.store
     assert store.targets() == ["liver", "spleen"] and len(store.samples()) == 4
     dock.advanced.steps.setValue(3)
     dock.finetune.btn_train.click()

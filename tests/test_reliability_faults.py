@@ -297,9 +297,9 @@ def test_the_adapter_pointer_is_only_ever_a_name_inside_the_project(tmp_path):
     """latest.json is written atomically and read as a bare file name inside adapters/: a damaged or
     edited pointer means "no adapter yet", never a file elsewhere."""
     pytest.importorskip("qtpy")
-    from napari_vlsm._napari.session import Session
+    from napari_vlsm._napari.session import DockSession
 
-    session = Session(None)
+    session = DockSession(None)
     session.set_project(tmp_path / "project")
     adapters = session.adapters_dir
     adapters.mkdir(parents=True)

@@ -216,7 +216,7 @@ def _two_corrections(qtbot, viewer, dock):
         viewer.dims.set_current_step(0, z)
         add_correction(qtbot, dock)
     viewer.dims.set_current_step(0, 2)
-    assert dock.session.store.counts() == {"train": 1, "val": 1}
+    assert dock.session.project.store.counts() == {"train": 1, "val": 1}
     return labels
 
 
@@ -265,7 +265,7 @@ def test_add_correction_on_a_full_disk_is_notified_and_nothing_is_damaged(qtbot,
     viewer.add_image(np.random.default_rng(4).integers(0, 255, (32, 32), dtype=np.uint8), name="scan")
     labels = segment(qtbot, dock, "polyp")
     add_correction(qtbot, dock)
-    (first,) = dock.session.store.samples()
+    (first,) = dock.session.project.store.samples()
 
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
@@ -275,11 +275,11 @@ def test_add_correction_on_a_full_disk_is_notified_and_nothing_is_damaged(qtbot,
     add_correction(qtbot, dock)
     qtbot.waitUntil(lambda: any("disk is full" in n for n in notes), timeout=WAIT_MS)
     monkeypatch.undo()
-    (still,) = dock.session.store.samples()
+    (still,) = dock.session.project.store.samples()
     assert still.id == first.id and np.array_equal(still.mask, first.mask)
     assert dock.corrections.btn_add.isEnabled() and usable(dock)
     add_correction(qtbot, dock)  # space again: the correction on the layer is saved now
-    (latest,) = dock.session.store.samples()  # same slice: it replaced the first
+    (latest,) = dock.session.project.store.samples()  # same slice: it replaced the first
     np.testing.assert_array_equal(latest.mask, labels.data != 0)
 
 
@@ -355,7 +355,7 @@ def test_edits_during_a_finetune_are_kept_for_the_next_round(qtbot, make_dock, m
     settle(qtbot, dock)
     (adapter,) = dock.session.adapters_dir.glob("adapter-*.safetensors")
     assert read_metadata(adapter)["data"] == {"n_train": 1, "n_val": 1}  # the snapshot at the start
-    store = dock.session.store
+    store = dock.session.project.store
     assert store.counts() == {"train": 2, "val": 1}  # ... and the next round has three
     by_slice = {s.slice_index: s for s in store.samples()}
     np.testing.assert_array_equal(by_slice[(2,)].mask, new_mask.astype(bool))
@@ -412,7 +412,7 @@ def test_closing_the_dock_with_corrections_queued_loses_none(qtbot, make_dock, m
     gate.set()
     qtbot.waitUntil(lambda: not getattr(dock.corrections, "saving", False), timeout=WAIT_MS)
     wait_for_jobs(qtbot, dock)
-    stored = dock.session.store.samples()
+    stored = dock.session.project.store.samples()
     assert sorted(s.slice_index for s in stored) == [(0,), (1,), (2,), (3,)]
 
 
@@ -426,5 +426,5 @@ def test_closing_the_dock_right_after_a_stroke_still_auto_saves_it(qtbot, make_d
     wait_for_jobs(qtbot, dock)
     qtbot.waitUntil(lambda: not getattr(dock.corrections, "saving", False), timeout=WAIT_MS)
     wait_for_jobs(qtbot, dock)
-    stored = dock.session.store.samples()
+    stored = dock.session.project.store.samples()
     assert [s.slice_index for s in stored] == [(1,)] and stored[0].mask[:4, :4].diagonal().all()

@@ -216,6 +216,15 @@ def test_corrections_add_list_remove(client):
         client.corrections("bad name!")
 
 
+def test_listing_corrections_reads_their_records_only(client, server):
+    """Before: the list endpoint decoded every image (a sample whose image no longer decodes vanished
+    from the list, and listing a large project read every pixel)."""
+    ids = _add_corrections(client, "listing", 2)
+    (server.project_root / "listing" / "corrections" / "samples" / ids[0] / "image.tif").write_bytes(b"garbage")
+    listed = client.corrections("listing")["samples"]
+    assert [s["id"] for s in listed] == ids and listed[0]["shape"] == [40, 52]
+
+
 # --------------------------------------------------------------------------------- finetune
 def test_finetune_streams_progress_and_gives_a_downloadable_adapter(client, loaded, tmp_path):
     from napari_vlsm.core.adapters.checkpoint import load_adapter
@@ -235,8 +244,39 @@ def test_finetune_streams_progress_and_gives_a_downloadable_adapter(client, load
     path = client.download_adapter("ft", result["adapter"], tmp_path / "a.safetensors")
     adapters, meta = load_adapter(path, loaded)
     assert adapters.variant == "shallow-v" and meta["server_job"] == job["id"]
-    assert client.predict(_image(), ["liver"], project="ft", adapter="latest").shape == (1, 40, 52)
+    # "latest" is the last run that beat its starting point on held-out Dice (the dock's rule too)
+    assert result["latest"] == result["improved"]
+    assert [a["latest"] for a in listed] == [result["improved"]]
+    if result["improved"]:
+        assert client.predict(_image(), ["liver"], project="ft", adapter="latest").shape == (1, 40, 52)
+    else:
+        with pytest.raises(ServerError, match="404"):
+            client.predict(_image(), ["liver"], project="ft", adapter="latest")
     assert client.job(job["id"])["state"] == "done"
+
+
+def test_latest_is_what_latest_json_names_not_the_newest_file(client, server):
+    """Before: the server's 'latest' was the newest adapter file, improved or not."""
+    import shutil
+
+    _add_corrections(client, "lat", 4)
+    names = []
+    for _ in range(2):
+        job = client.finetune("lat", max_steps=1, batch_size=2, variant="shallow-v")
+        names.append(client.wait(job["id"], timeout=300)["result"]["adapter"])
+    adapters = server.project_root / "lat" / "adapters"
+    # the project's latest is the OLDER file, as after a second run that did not improve
+    shutil.copy(adapters / names[0], adapters / "adapter-older.safetensors")
+    (adapters / "latest.json").write_text(json.dumps({"path": "adapter-older.safetensors"}))
+    listed = {a["name"]: a["latest"] for a in client.adapters("lat")}
+    assert listed["adapter-older.safetensors"] and not listed[names[1]]
+    (adapters / "adapter-older.safetensors").write_bytes(b"not an adapter")  # a damaged latest: seen as such
+    with pytest.raises(ServerError, match="422"):
+        client.predict(_image(), ["liver"], project="lat", adapter="latest")
+    assert client.predict(_image(), ["liver"], project="lat", adapter=names[1]).shape == (1, 40, 52)
+    (adapters / "latest.json").unlink()
+    with pytest.raises(ServerError, match="404"):  # no run improved: no latest, whatever files exist
+        client.predict(_image(), ["liver"], project="lat", adapter="latest")
 
 
 def test_cancel_a_running_finetune_and_predict_meanwhile(client):

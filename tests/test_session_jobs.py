@@ -29,7 +29,7 @@ def session(qtbot, monkeypatch):
         jobs.append(SimpleNamespace(what=what, on_return=on_return, on_error=on_error, on_finish=on_finish))
 
     monkeypatch.setattr(session_module.workers, "start", start)
-    s = session_module.Session(None)
+    s = session_module.DockSession(None)
     s.jobs = jobs
     return s
 

@@ -147,7 +147,7 @@ def test_dock_segments_the_ct_volume_learns_from_one_corrected_slice(qtbot, requ
 
     dock.corrections.btn_add.click()
     qtbot.waitUntil(lambda: not dock.corrections.saving and idle(dock), timeout=WAIT_MS)
-    (sample,) = dock.session.store.samples()
+    (sample,) = dock.session.project.store.samples()
     assert sample.slice_index == (12,) and sample.target == "liver"
     np.testing.assert_array_equal(sample.mask, liver[12])
     np.testing.assert_array_equal(sample.image, image[12])

@@ -273,3 +273,34 @@ def test_killed_mid_transaction_loses_nothing_stored(tmp_path):
     after = Worklist(tmp_path / "project")
     assert [(i.name, i.status) for i in after.items()] == [("first.png", "done")]  # all of the add or none
     assert len(after.add([folder]).added) == 6  # and the worklist works on
+
+
+def test_export_of_a_stack_and_a_dicom_series(tmp_path):
+    import nibabel as nib
+    import tifffile
+
+    from napari_vlsm.core.store import CorrectionStore
+    from napari_vlsm.core.worklist.export import export_done
+
+    stack = np.random.default_rng(0).integers(0, 4000, (3, 16, 20)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    series = dicom_series(tmp_path / "series", [0.0, 2.0, 4.0])
+    wl = Worklist(tmp_path / "p")
+    items = {i.name: i for i in wl.add([tmp_path / "stack.tif", series]).added}
+    store = CorrectionStore(tmp_path / "p" / "corrections")
+    mask = np.zeros((16, 20), bool)
+    mask[2:6, 3:9] = True
+    store.add(stack[1], mask, ["cyst"], source=str(items["stack.tif"].path), slice_index=1)
+    volume = read_item(items["series"])
+    z_mask = np.zeros(volume.shape[1:], bool)
+    z_mask[10:20, 30:40] = True
+    store.add(np.asarray(volume.array[2]), z_mask, ["liver"], source=str(items["series"].path), slice_index=2)
+    for item in items.values():
+        wl.set_status(item.id, "done")
+    written = export_done(wl, store, tmp_path / "out")
+    labels = tifffile.imread(wl.output_path(items["stack.tif"], tmp_path / "out"))
+    assert labels.shape == stack.shape and np.array_equal(labels[1] == 1, mask) and not labels[[0, 2]].any()
+    nifti = nib.load(wl.output_path(items["series"], tmp_path / "out"))
+    assert int((np.asarray(nifti.dataobj) == 2).sum()) == int(z_mask.sum())
+    assert nifti.shape == tuple(reversed(volume.shape))  # (x, y, z) on the series' own grid
+    assert written[-1].name == "labels.json"

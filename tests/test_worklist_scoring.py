@@ -138,3 +138,14 @@ def test_large_images_are_scored_at_the_model_scale():
     assert abs(float(small.mean()) - float(big.mean())) < 1.0
     same = big[:500, :600]
     assert scoring.model_scale(same, 352) is same  # under twice the input size: kept as it is
+
+
+def test_rank_stops_when_cancelled(tmp_path, segmenter, encoded):
+    import threading
+
+    wl = Worklist(tmp_path / "p")
+    wl.add([_image(tmp_path / f"{n}.png", seed=n) for n in range(3)])
+    cancel = threading.Event()
+    cancel.set()
+    ranked = scoring.rank(wl, segmenter, ["polyp"], cancel=cancel)
+    assert encoded == [] and all(i.score is None for i in ranked)

@@ -27,6 +27,7 @@ from . import layers as L
 from . import texts, workers
 from .autosave import PaintWatcher
 from .corrections import plane_sample, write_samples
+from .dock_values import bind
 from .workers import guarded, on_click
 
 
@@ -46,7 +47,8 @@ class CorrectionPanel(QWidget):
         self.btn_add.setToolTip(texts.TIP_ADD)
         self.autosave = QCheckBox("Auto-save corrections")
         self.autosave.setToolTip(texts.TIP_AUTOSAVE)
-        self.autosave.setChecked(True)  # a correction is stored ~1 s after the last stroke, by default
+        self.autosave.setChecked(session.autosave)  # by default a correction is stored ~1 s after the last stroke
+        bind(session.values, "autosave", self.autosave.toggled, self.autosave.setChecked)
         self.counts = QLabel()
         self.status = QLabel()
         self.list = QListWidget()
@@ -91,7 +93,7 @@ class CorrectionPanel(QWidget):
     # -------------------------------------------------------------------------- actions
     def choose_project(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Project folder (corrections and adapters)",
-                                                  str(self.session.project))
+                                                  str(self.session.folder))
         if folder:
             self.session.set_project(folder)
 
@@ -108,7 +110,7 @@ class CorrectionPanel(QWidget):
         self.save([plane_sample(self.session, labels, image, plane, prompt)], auto=False)
 
     def _auto_save(self, pending: dict) -> None:
-        if not self.autosave.isChecked():
+        if not self.session.autosave:
             return
         items = []
         for labels, planes in pending.values():
@@ -141,7 +143,7 @@ class CorrectionPanel(QWidget):
         # Not in the dock's cancellable group: closing the dock must not stop a write between two
         # acknowledged corrections (each write takes a fraction of a second).
         self._writer = workers.start(
-            write_and_count, self.session.store, batch, what="saving the correction",
+            write_and_count, self.session.project, batch, what="saving the correction",
             on_yield=lambda landed: self._saved(*landed, True in auto), on_finish=self._write_next,
         )
 
@@ -159,18 +161,20 @@ class CorrectionPanel(QWidget):
         self.stored.emit(sample)
         self.session.store_changed.emit()  # the list is re-read in the background
 
-    def remove_selected(self) -> None:
-        items = self.list.selectedItems()
-        for item in items:
-            self.session.store.remove(item.data(Qt.ItemDataRole.UserRole))
-        if items:
-            self.session.store_changed.emit()
+    def remove_selected(self):
+        """Remove the selected corrections in a worker (on a server project that is a request each:
+        never on the GUI thread); the list is re-read afterwards. Returns the worker."""
+        ids = [item.data(Qt.ItemDataRole.UserRole) for item in self.list.selectedItems()]
+        if not ids:
+            return None
+        return workers.start(remove_corrections, self.session.project, ids, what="removing the correction",
+                             on_finish=self.session.store_changed.emit)
 
     # -------------------------------------------------------------------------- view
     def refresh(self) -> None:
         """Re-read counts and the list of stored corrections (in a worker, coalesced)."""
-        self.project.setText(str(self.session.project))
-        self.project.setToolTip(str(self.session.project))
+        self.project.setText(str(self.session.folder))
+        self.project.setToolTip(str(self.session.folder))
         self._dirty = True
         if self._reader is None:
             self._read_next()
@@ -182,7 +186,7 @@ class CorrectionPanel(QWidget):
         self._dirty = False
         target = normalize_target(self.session.prompt) if self.session.prompt else ""
         self._reader = workers.start(
-            list_corrections, self.session.store, target, what="reading the corrections",
+            list_corrections, self.session.project, target, what="reading the corrections",
             on_return=lambda listing: self._show(target, *listing), on_finish=self._read_next,
             group=self.session.workers,
         )
@@ -196,21 +200,28 @@ class CorrectionPanel(QWidget):
             self.list.addItem(item)
 
 
-def list_corrections(store, target: str):
-    """Worker: counts and one line per stored correction of ``target`` (reads the store)."""
+def list_corrections(project, target: str):
+    """Worker: counts and one line per stored correction of ``target`` (their records only: no
+    image is decoded, or sent by a server)."""
     if not target:
         return {"train": 0, "val": 0}, []
     rows = []
-    for sample in store.samples(target):
+    for sample in project.corrections(target):
         where = f"slice {','.join(map(str, sample.slice_index))}" if sample.slice_index else "2D"
         source = Path(sample.source.removeprefix("layer:")).name or "?"
         # time first: the part a user scans for, never the one elided
         rows.append((sample.id, f"{sample.created[11:19]} · {sample.split} · {where} · {source}"))
-    return store.counts(target), rows
+    return project.counts(target), rows
 
 
-def write_and_count(store, items: list[dict]):
+def remove_corrections(project, sample_ids: list[str]) -> None:
+    """Worker: remove stored corrections by id."""
+    for sample_id in sample_ids:
+        project.remove_correction(sample_id)
+
+
+def write_and_count(project, items: list[dict]):
     """Worker: ``write_samples``, each stored correction with its target's counts read at once,
     so the panel's counts change the moment the save lands."""
-    for sample in write_samples(store, items):
-        yield sample, store.counts(sample.target)
+    for sample in write_samples(project, items):
+        yield sample, project.counts(sample.target)

@@ -43,14 +43,14 @@ def plane_sample(session, labels, image, plane, prompt: str) -> dict:
 
 
 def expand(item: dict) -> list[dict]:
-    """A queued slice item -> the ``store.add`` keyword sets it holds."""
+    """A queued slice item -> the ``add_correction`` keyword sets it holds."""
     if MANY in item:
         return list(item[MANY])
     return [{k: v for k, v in item.items() if not k.startswith("_")}]
 
 
-def write_samples(store, items: list[dict]):
-    """Worker: store the corrections in order; each is durable on disk when it is yielded."""
+def write_samples(project, items: list[dict]):
+    """Worker: store the corrections in order; each is durable (acknowledged) when it is yielded."""
     for item in items:
         for sample in expand(item):
-            yield store.add(**sample)
+            yield project.add_correction(**sample)

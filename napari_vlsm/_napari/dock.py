@@ -1,7 +1,7 @@
 """VLSMDock: the "Text segmentation" dock widget (a thin assembly of the panels).
 
 prompt -> Segment -> correct with napari's Labels tools -> Add correction -> Finetune adapter ->
-the next Segment uses the adapter. State lives in :class:`Session`; each panel is one section.
+the next Segment uses the adapter. State lives in :class:`DockSession`; each panel is one section.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
 from .segment_panel import SegmentPanel
 from .series_panel import SeriesPanel
-from .session import Session
+from .session import DockSession
 
 
 def _group(title: str, widget: QWidget) -> QGroupBox:
@@ -32,7 +32,7 @@ class VLSMDock(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self._closed = False
-        self.session = Session(napari_viewer, parent=self)
+        self.session = DockSession(napari_viewer, parent=self)
         self.segment = SegmentPanel(self.session)
         self.corrections = CorrectionPanel(self.session)
         self.finetune = FinetunePanel(self.session)
@@ -147,18 +147,14 @@ class VLSMDock(QWidget):
         for key, combo in (("device", self.model.device), ("precision", self.model.precision)):
             if key in values and combo.findText(values[key]) >= 0:
                 combo.setCurrentText(values[key])
-        if "autosave" in values:
-            self.corrections.autosave.setChecked(values["autosave"])
-        for key, spin in (("batch_size", self.advanced.batch), ("max_steps", self.advanced.steps)):
+        for key in ("autosave", "batch_size", "max_steps", "budget_s"):  # the controls follow (dock_values.py)
             if key in values:
-                spin.setValue(values[key])
-        if "budget_s" in values:
-            self.advanced.budget.setValue(values["budget_s"] or 0)
+                setattr(s, key, values[key])
         self.model.server.restore(values)
         self._load_project_settings()
 
     def _load_project_settings(self) -> None:
-        project = self.session.project
+        project = self.session.folder
         if project == self._settings_project:
             return
         self._settings_project = project
@@ -172,38 +168,33 @@ class VLSMDock(QWidget):
         self.session.adapter = adapter
         self.model.sync()
         if "threshold" in values:
-            self.segment.threshold.setValue(min(0.99, max(0.01, float(values["threshold"]))))
+            self.session.threshold = min(0.99, max(0.01, float(values["threshold"])))
 
     def _watch_settings(self) -> None:
         later = self._save_timer.start
         s = self.session
         s.model_changed.connect(later)
+        s.values.events.connect(lambda *_: later())  # any of the dock's values (dock_values.py)
         s.store_changed.connect(self._project_maybe_changed)
-        for combo in (self.model.device, self.model.precision, self.model.variant):
-            combo.currentTextChanged.connect(later)
-        self.model.adapter.currentIndexChanged.connect(later)
-        self.corrections.autosave.toggled.connect(later)
-        for spin in (self.advanced.batch, self.advanced.steps, self.advanced.budget, self.segment.threshold):
-            spin.valueChanged.connect(later)
         for field in (self.model.server.url, self.model.server.token_file, self.model.server.project):
             field.editingFinished.connect(later)
 
     def _project_maybe_changed(self) -> None:
-        if self.session.project != self._settings_project:
+        if self.session.folder != self._settings_project:
             self._load_project_settings()
             self._save_timer.start()
 
     def save_settings(self) -> None:
         s = self.session
-        user = {"project": str(s.project), "model_source": s.model_source, "device": s.device,
-                "precision": s.precision, "autosave": self.corrections.autosave.isChecked(),
+        user = {"project": str(s.folder), "model_source": s.model_source, "device": s.device,
+                "precision": s.precision, "autosave": s.autosave,
                 "batch_size": s.batch_size, "max_steps": s.max_steps or 0, "budget_s": s.budget_s,
                 **self.model.server.remembered()}
         settings.warn(settings.write(settings.user_path(), user, settings.USER_KEYS))
-        if s.project.is_dir():  # never create a project folder just to hold settings
+        if s.folder.is_dir():  # never create a project folder just to hold settings
             project = {"adapter": str(s.adapter), "variant": s.variant,
-                       "threshold": float(self.segment.threshold.value())}
-            settings.warn(settings.write(settings.project_path(s.project), project, settings.PROJECT_KEYS))
+                       "threshold": float(s.threshold)}
+            settings.warn(settings.write(settings.project_path(s.folder), project, settings.PROJECT_KEYS))
 
     def set_model_source(self, source: str) -> None:
         """Use this model (hub id or local CLIPSeg folder); it is loaded at the next Segment."""

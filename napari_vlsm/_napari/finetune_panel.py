@@ -1,11 +1,11 @@
-"""The "Finetune" section: train an adapter on the stored corrections in the background.
+"""The "Finetune" section: a view of the project's finetune (``core/project``), run in the background.
 
-The run trains on a SNAPSHOT of the store taken when the worker starts (corrections added during
-training wait for the next round), reports every ProgressEvent to the GUI thread (curve, status,
-napari's activity panel). By default it is bounded by a time budget (``auto_budget``), and ends
-keeping the best adapter it evaluated. A finished run saves
-``<project>/adapters/adapter-<time>.safetensors``, points ``latest.json`` at it (when it beat the
-starting point), switches the engine to it and segments the current slice again.
+The project trains on a SNAPSHOT of its corrections (corrections added during training wait for the
+next round), saves the adapter and makes it "latest" when it beat the starting point; this panel
+starts the run in a worker with the values it needs, shows every ProgressEvent (curve, status,
+napari's activity panel) and, when the run became latest, switches the engine to it and segments
+the current slice again. The same for a folder here and a server project (nothing here asks
+which). By default a run is bounded by a time budget (``auto_budget``).
 
 Two ways to stop early:
 
@@ -18,10 +18,8 @@ Two ways to stop early:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from pathlib import Path
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -42,38 +40,14 @@ def auto_budget(device: str) -> float:
     return BUDGET_CPU_S if str(device).startswith("cpu") else BUDGET_GPU_S
 
 
-def train_job(loaded, store, config, init_adapters, out_path, cancel, keep=None):
-    """Worker side: snapshot the store, then run ``finetune``; returns its TrainResult (or None
-    when cancelled before training began). When ``keep`` is set (the dock or napari was closed),
-    a stopped run still saves its best adapter and points ``latest.json`` at it if it improved:
-    the GUI that would do so may be gone by then."""
-    from napari_vlsm.core.training import finetune
-
-    train, val = store.samples(split="train"), store.samples(split="val")  # the snapshot
-    gen = finetune(loaded, train, val, config, init_adapters=init_adapters, out_path=out_path, cancel=cancel)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return keep_best_on_close(stop.value, out_path, keep)
-        yield event
-        if cancel.is_set() and event.kind in ("start", "prepare"):  # the loop checks only between steps
-            gen.close()
-            return None
-
-
-def keep_best_on_close(result, out_path, keep):
-    if result is None or not result.cancelled or keep is None or not keep.is_set() or result.adapters is None:
-        return result
-    from napari_vlsm.core.adapters.checkpoint import save_adapter
-    from napari_vlsm.core.atomic import write_bytes_atomic
-
-    result.adapter_path = save_adapter(Path(out_path), result.adapters, result.metadata)
-    result.stopped = "closed"
-    if result.improved:
-        doc = json.dumps({"path": result.adapter_path.name}).encode()
-        write_bytes_atomic(result.adapter_path.parent / "latest.json", doc)
-    return result
+def continued_adapter(segmenter, variant: str) -> str | None:
+    """The adapter a run continues from: the one in use, when it has the variant asked for (a
+    server adapter is continued whatever its variant: the server's own rule, its variant wins)."""
+    adapters = segmenter.adapters
+    if adapters is not None and adapters.variant != variant:
+        return None
+    path = segmenter.adapter_path
+    return None if path is None else str(path)
 
 
 def announce_closed(result) -> None:
@@ -144,33 +118,26 @@ class FinetunePanel(QWidget):
             return
         if FINISHING:
             raise TrainingError(texts.FINISHING_ELSEWHERE)
-        if s.store.counts()["train"] == 0:
-            raise TrainingError(texts.NO_CORRECTIONS.format(root=s.project))
+        if s.project.counts()["train"] == 0:
+            raise TrainingError(texts.NO_CORRECTIONS.format(root=s.project.name))
         s.with_model("finetuning", self._run)
 
     def _run(self, segmenter) -> None:
-        if self.session.remote is not None:  # the dock works through a server: train there
-            from .remote_finetune import start_remote
-
-            start_remote(self, segmenter)
-            return
-        from napari_vlsm.core.training import TrainConfig  # torch comes with it: import when needed
+        from napari_vlsm.core.project import FinetuneRequest
 
         s = self.session
-        budget = s.budget_s or auto_budget(segmenter.info().get("device", "cpu"))
-        config = TrainConfig(variant=s.variant, max_steps=s.max_steps or None, budget_s=budget,
-                             batch_size=s.train_batch_size)
-        current = segmenter.adapters
-        init = current if current is not None and current.variant == s.variant else None
-        out = s.adapters_dir / f"adapter-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
-        self.begin_run(budget, config.max_steps, "Starting…")
-        total = int(config.max_steps or budget)
+        project = s.project
+        budget = s.budget_s or auto_budget(str(segmenter.info().get("device", "cpu")))
+        request = FinetuneRequest(variant=s.variant, max_steps=s.max_steps or None, budget_s=budget,
+                                  batch_size=s.train_batch_size, init_adapter=continued_adapter(segmenter, s.variant))
+        request.config()  # a bad setting is one message now, not a failed worker
+        self.begin_run(budget, request.max_steps, "Starting…" if project.runs_here else f"Starting on {project.name}…")
         open_ = self._open
         self.worker = workers.start(
-            train_job, segmenter.loaded, s.store, config, init, out, self._cancel, self._keep, what="finetuning",
+            project.train, request, self._cancel, self._keep, what="finetuning",
             on_yield=self._event, on_return=self._done, on_finish=lambda: self._set_running(False),
-            progress={"total": total, "desc": "Finetuning adapter"}, cancel_event=self._cancel,
-            group=s.workers, torch_job=True,
+            progress={"total": int(request.max_steps or budget), "desc": "Finetuning adapter"},
+            cancel_event=self._cancel, group=s.workers, torch_job=project.runs_here,
         )
         self.worker.on_quit = self._keep.set
         self.worker.returned.connect(lambda result: None if open_["dock"] else announce_closed(result))
@@ -250,14 +217,13 @@ class FinetunePanel(QWidget):
 
     def _done(self, result) -> None:
         self.plot.update()  # the last steps' points (repaints were spaced out, see _event)
-        if result is not None and result.stopped == "closed":
-            self._finish(result)  # napari is closing: keep what the run made
+        if result.cancelled and result.adapter is not None:  # only a closing dock's stopped run is kept
+            result.stopped = "closed"  # the dock or napari is closing: show what the kept run made
+            self._finish(result)
             return
-        if result is None or result.cancelled or result.adapters is None:
-            before = (result.before or {}).get("dice") if result is not None else None
-            after = (result.after or {}).get("dice") if result is not None else None
-            heldout = result.heldout if result is not None else True
-            self.result.setText(texts.dice_result(before, after, heldout, cancelled=True))
+        if result.cancelled or result.adapter is None:
+            self.result.setText(texts.dice_result(result.before.get("dice"), result.after.get("dice"),
+                                                  result.heldout, cancelled=True))
             self.status.setText("Cancelled.")
             self._result_prompt = self.session.prompt
             return
@@ -266,14 +232,14 @@ class FinetunePanel(QWidget):
     def _finish(self, result) -> None:
         self._result_prompt = self.session.prompt
         text = texts.dice_result(result.before.get("dice"), result.after.get("dice"), result.heldout, False)
-        name = result.adapter_path.name if result.adapter_path else "(not saved)"
+        on_server = not self.session.project.runs_here
         self.status.setText(texts.done_status(result))
-        if result.before and not result.improved:
+        if not result.latest:
             # Never make the user's results worse behind their back: keep what was in use.
-            self.result.setText(f"{text}\n{texts.NOT_IMPROVED.format(name=name)}")
+            self.result.setText(f"{text}\n{texts.not_improved(result.adapter, on_server)}")
             return
         self.session.adapter_trained(result)
-        self.result.setText(f"{text}\nAdapter {name} is now in use.")
+        self.result.setText(f"{text}\n{texts.in_use(result.adapter, on_server)}")
         self.session.resegment_requested.emit()
 
     def _set_running(self, on: bool) -> None:

@@ -21,6 +21,7 @@ from superqt import QCollapsible
 from napari_vlsm.core.constants import TRAINABLE
 
 from . import texts
+from .dock_values import bind
 from .session import ADAPTER_LATEST, ADAPTER_NONE
 from .workers import guarded, on_click
 
@@ -75,9 +76,9 @@ class ModelPanel(QCollapsible):
         self.source.editingFinished.connect(lambda: s.set_model_source(self.source.text()))
         on_click(self.btn_folder, self.choose_folder, "choosing the model")
         self.adapter.activated.connect(guarded(self._adapter_chosen, "choosing the adapter"))
-        self.variant.currentTextChanged.connect(lambda v: setattr(s, "variant", v))
-        self.device.currentTextChanged.connect(lambda v: setattr(s, "device", v))
-        self.precision.currentTextChanged.connect(lambda v: setattr(s, "precision", v))
+        for name in ("variant", "device", "precision"):  # the controls and the dock's values, both ways
+            combo = getattr(self, name)
+            bind(s.values, name, combo.currentTextChanged, combo.setCurrentText)
         on_click(self.btn_load, lambda: s.with_model("loading", lambda seg: None), "loading the model")
         s.model_changed.connect(self.sync)
         s.busy_changed.connect(self._busy)
@@ -163,6 +164,8 @@ class AdvancedPanel(QCollapsible):
         form.addRow("Finetune steps", self.steps)
         form.addRow("Finetune time limit", self.budget)
         self.addWidget(body)
-        self.batch.valueChanged.connect(lambda v: setattr(session, "batch_size", int(v)))
-        self.steps.valueChanged.connect(lambda v: setattr(session, "max_steps", int(v)))  # 0: no limit
-        self.budget.valueChanged.connect(lambda v: setattr(session, "budget_s", float(v) or None))
+        values = session.values  # the controls and the dock's values, both ways
+        bind(values, "batch_size", self.batch.valueChanged, self.batch.setValue, int)
+        bind(values, "max_steps", self.steps.valueChanged, lambda v: self.steps.setValue(v or 0), int)  # 0: no limit
+        bind(values, "budget_s", self.budget.valueChanged, lambda v: self.budget.setValue(v or 0),
+             lambda v: float(v) or None)

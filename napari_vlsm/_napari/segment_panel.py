@@ -34,6 +34,7 @@ from napari_vlsm.core.errors import PromptError
 
 from . import layers as L
 from . import outputs, texts
+from .dock_values import bind
 from .legend import Legend, PresetBox, working_prompt
 from .segment_jobs import predict_plane, predict_planes
 from .window_choice import WindowChoice
@@ -122,7 +123,8 @@ class SegmentPanel(QWidget):
         on_click(self.btn_cancel, self.cancel, "cancelling")
         self.threshold.valueChanged.connect(lambda _: self._threshold_timer.start())
         self._threshold_timer.timeout.connect(guarded(self.rethreshold, "re-thresholding"))
-        self.show_prob.toggled.connect(lambda on: setattr(s, "show_probability", on))
+        bind(s.values, "threshold", self.threshold.valueChanged, self.threshold.setValue, float)
+        bind(s.values, "show_probability", self.show_prob.toggled, self.show_prob.setChecked)
         self.image.changed.connect(self._context_changed)
         self.prompt.currentTextChanged.connect(self._context_changed)
         self.legend.picked.connect(guarded(self._context_changed, "choosing a structure"))

@@ -180,16 +180,14 @@ class SeriesPanel(QWidget):
     # ---------------------------------------------------------------------------- worklist
     def _open_worklist(self):
         """The project's worklist (made on first use); WorklistError, shown by the caller, if unusable."""
-        root = self.session.project
+        root = self.session.folder
         if self.worklist is None or self._worklist_root != root:
-            from napari_vlsm.core.worklist import Worklist
-
             self.worklist, self._worklist_root = None, root
-            self.worklist = Worklist(root)
+            self.worklist = self.session.local_project.worklist  # the project owns it (core/project)
         return self.worklist
 
     def _project_maybe_changed(self) -> None:
-        if self._worklist_root is not None and self._worklist_root == self.session.project:
+        if self._worklist_root is not None and self._worklist_root == self.session.folder:
             return
         if self.worklist is not None:
             self._leave()
@@ -203,7 +201,7 @@ class SeriesPanel(QWidget):
         """A project with a series: show it and reopen the item the user was on (after a restart)."""
         if self.item is not None or self.opening:
             return self.refresh()
-        if not (self.session.project / DB_NAME).is_file():
+        if not (self.session.folder / DB_NAME).is_file():
             self.refresh()
             return
         try:
@@ -251,7 +249,7 @@ class SeriesPanel(QWidget):
         from napari_vlsm.core.worklist import Worklist
 
         self.status.setText("Adding to the series…")
-        root = self.session.project
+        root = self.session.folder
 
         def add(paths):
             wl = Worklist(root)  # its own connection: the GUI keeps using the panel's
@@ -381,7 +379,7 @@ class SeriesPanel(QWidget):
     def _saved_mask(self, item, found: ItemData):
         """(label map, prompts) the item was saved with, or None (a saved mask that no longer fits
         the image is kept aside under another name, and the item gets a new proposal)."""
-        target, legend = mask_target(self.worklist, item, self.session.project, found.ndim, found.medical)
+        target, legend = mask_target(self.worklist, item, self.session.folder, found.ndim, found.medical)
         saved = read_saved(target, legend)
         if saved is not None and saved[0].shape != tuple(found.data.shape[: found.ndim]):
             show_warning(T.stale_mask(item.name, set_aside(target, legend)))
@@ -504,7 +502,7 @@ class SeriesPanel(QWidget):
         from .reader import volume_metadata
 
         medical = volume_metadata(self.image) is not None
-        target, _ = mask_target(self.worklist, self.item, self.session.project, labels.ndim, medical)
+        target, _ = mask_target(self.worklist, self.item, self.session.folder, labels.ndim, medical)
         item = snapshot(labels, self.image)
         if wait:  # the dock is closing: write now, the app may be gone in a moment
             write_export(item, target)
@@ -555,7 +553,7 @@ class SeriesPanel(QWidget):
     # ---------------------------------------------------------------------------- view
     def _need_worklist(self):
         if self.worklist is None:
-            if not (self.session.project / DB_NAME).is_file():
+            if not (self.session.folder / DB_NAME).is_file():
                 raise VLSMError("no series in this project yet: press 'Open series…' and choose a folder or files")
             return self._open_worklist()
         return self.worklist

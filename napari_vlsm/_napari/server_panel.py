@@ -2,16 +2,15 @@
 
 URL, the token (typed, or read from a token file), and the server's project; Connect tries the
 server in a worker (one clear line on a wrong URL or token), then swaps the session's engine and
-store for the remote ones (``remote.attach_engine``): Segment, several structures, corrections,
-finetune (``remote_finetune.py``) and adapters then go to the server. Corrections are first kept in
-a local outbox (``<project>/server-outbox/<server project>``) and leave it once the server
-acknowledged them; "Send waiting" retries after a dropped connection. The dock remembers the URL,
+project for the server's (``server_client.attach_engine``): Segment, several structures,
+corrections, finetune and adapters then go to the server. Corrections are first kept in a local
+outbox (``<project>/server-outbox/<server project>``, ``core/project/layout.py``) and leave it once
+the server acknowledged them; "Send waiting" retries after a dropped connection. The dock remembers the URL,
 the token FILE and the project, never the token itself.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from qtpy.QtCore import QTimer
@@ -39,7 +38,7 @@ def read_token(token: str, token_file: str) -> str:
 
 
 def outbox_root(session, project: str) -> Path:
-    return session.project / "server-outbox" / (re.sub(r"[^A-Za-z0-9._-]", "_", project) or "project")
+    return session.local_project.layout.outbox(project)
 
 
 class ServerBox(QWidget):
@@ -83,7 +82,7 @@ class ServerBox(QWidget):
     # ---------------------------------------------------------------------------- actions
     def connect(self):
         """Try the server in a worker; on success the session works through it. Returns the worker."""
-        from .remote import open_engine
+        from .server_client import open_engine
 
         if self.session.job or self.session.finetuning:
             raise VLSMError("wait for the running job to end before connecting to a server")
@@ -97,30 +96,39 @@ class ServerBox(QWidget):
                              on_return=self._connected, on_finish=self.show_state)
 
     def _connected(self, engine) -> None:
-        from .remote import attach_engine
+        from .server_client import attach_engine
 
         attach_engine(self.session, engine, outbox_root(self.session, engine.project))
         self.refresh_adapters()
 
     def disconnect(self) -> None:
-        from .remote import detach_engine
+        from .server_client import detach_engine
 
         if self.session.remote is not None:
             detach_engine(self.session)
         self.show_state()
 
     def send_waiting(self):
-        store = self.session.store
-        if not hasattr(store, "flush"):
+        if self.session.remote is None:
             return None
-        return workers.start(store.flush, what="sending the waiting corrections", on_finish=self.show_state)
+        return workers.start(self.session.project.flush, what="sending the waiting corrections",
+                             on_finish=self.show_state)
 
-    def refresh_adapters(self, select: str | None = None) -> None:
-        """The server project's adapters in the combo (``select``: make that one current)."""
+    def refresh_adapters(self, select: str | None = None):
+        """Ask the server for the project's adapters in a worker (no network on the GUI thread); the
+        combo is filled when they arrive (``select``: make that one current). Returns the worker."""
+        engine = self.session.remote
+        if engine is None:
+            self._fill([], None)
+            return None
+        return workers.start(engine.server_adapters, what="listing the server adapters",
+                             on_return=guarded(lambda rows: self._fill(rows, select), "listing the server adapters"))
+
+    def _fill(self, rows: list[dict], select: str | None) -> None:
         engine = self.session.remote
         self.adapter.clear()
         self.adapter.addItem(NO_SERVER_ADAPTER, None)
-        for row in engine.server_adapters() if engine is not None else []:
+        for row in rows if engine is not None else []:
             self.adapter.addItem(row["name"], row["name"])
         current = select or (engine.adapter if engine is not None else None)
         index = self.adapter.findData(current) if current else 0
@@ -135,7 +143,8 @@ class ServerBox(QWidget):
         if engine is None or engine.adapter == self.adapter.currentData():
             return
         if self.adapter.findData(engine.adapter) < 0:  # e.g. the one a finetune just made
-            self.refresh_adapters()
+            self.refresh_adapters(select=engine.adapter)
+            return
         self.adapter.setCurrentIndex(max(self.adapter.findData(engine.adapter), 0))
 
     def _adapter_chosen(self, index: int) -> None:
@@ -157,7 +166,7 @@ class ServerBox(QWidget):
         self.adapter.setEnabled(on)
         for field in (self.url, self.token_file, self.token, self.project):
             field.setEnabled(not on)
-        pending = self.session.store.pending() if on else 0
+        pending = self.session.project.pending()  # the outbox's meta.json files: no image decoded
         self.btn_retry.setVisible(bool(pending))
         if not on:
             self.status.setText("Not connected: the model runs on this computer.")

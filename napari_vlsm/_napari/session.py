@@ -1,22 +1,27 @@
-"""State shared by the dock's panels: the engine, the project (store + adapters), kept proposals.
+"""State shared by the dock's panels: the engine, the project, kept proposals.
+
+The project is a :class:`~napari_vlsm.core.project.Project` (the folder chosen under Corrections)
+or, while connected to a server, a :class:`~napari_vlsm.client.project.RemoteProject`; the panels
+call it the same way (``core/project/protocol.py``). The layout of the folder, "latest" and what a
+finetune saves are the project's, not the dock's.
 
 The panels are views: they read and change this object and listen to its signals. Model work
-(loading, segmenting) runs through :meth:`Session.with_model`, which loads the model in the
+(loading, segmenting) runs through :meth:`DockSession.with_model`, which loads the model in the
 background first when needed (lazily, at the first Segment) and allows one such job at a time.
 Finetuning is a separate job: it trains a copy of the adapters, so segmenting may go on meanwhile.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from qtpy.QtCore import QObject, Signal
 
-from napari_vlsm.core.constants import DEFAULT_MODEL, DEFAULT_VARIANT  # imports nothing: no torch at dock start-up
+from napari_vlsm.core.constants import DEFAULT_MODEL  # imports nothing: no torch at dock start-up
 from napari_vlsm.core.errors import AdapterError, VLSMError
 
 from . import texts, workers
+from .dock_values import DockValues
 from .proposals import ProposalBook
 
 ADAPTER_NONE, ADAPTER_LATEST = "none", "latest"
@@ -38,7 +43,12 @@ def swap_adapter(segmenter, adapter: str | None):
     return segmenter
 
 
-class Session(QObject):
+def _value(name: str):
+    """A DockSession attribute that is a field of its DockValues (one place for the UI values)."""
+    return property(lambda self: getattr(self.values, name), lambda self, v: setattr(self.values, name, v))
+
+
+class DockSession(QObject):
     model_changed = Signal()  # a model or adapter was loaded (info() changed)
     store_changed = Signal()  # a correction was added or removed, or the project changed
     busy_changed = Signal(str)  # the running model job's name, "" when idle
@@ -46,79 +56,98 @@ class Session(QObject):
     context_changed = Signal()  # the image or prompt the user works on changed
     resegment_requested = Signal()  # a new adapter is in use: refresh the current slice
 
+    # The UI values live in one evented model (dock_values.py); these names read and write it.
+    model_source = _value("model_source")
+    device = _value("device")
+    precision = _value("precision")
+    variant = _value("variant")
+    adapter = _value("adapter")
+    threshold = _value("threshold")
+    autosave = _value("autosave")
+    show_probability = _value("show_probability")
+    window_preset = _value("window_preset")
+    batch_size = _value("batch_size")
+    train_batch_size = _value("train_batch_size")
+    max_steps = _value("max_steps")
+    budget_s = _value("budget_s")
+
     def __init__(self, viewer, parent=None):
         super().__init__(parent)
         self.viewer = viewer
-        self.model_source = DEFAULT_MODEL
-        self.device = self.precision = "auto"
-        self.variant = DEFAULT_VARIANT
-        self.adapter = ADAPTER_NONE  # "none", "latest", or a file path
+        self.values = DockValues()  # the UI values panels and settings bind to (dock_values.py)
         self.segmenter = None
         self._loaded_key = None  # (source, device, precision) of self.segmenter
         self._adapter_key = None  # the adapter file the segmenter holds (None: plain model)
-        self._project = None
-        self._store = None
+        self._folder = None
+        self._local = None  # the Project of the folder, opened on first use
+        self._server_project = None  # a RemoteProject while connected to a server, else None
         self.remote = None  # a RemoteEngine while connected to a server (server_panel.py), else None
         self.proposals = ProposalBook()
         self.windows: dict[str, tuple | None] = {}  # image unique id -> intensity window
-        self.window_preset = "auto"  # core/medical/windows.py: auto, CT presets, percentiles, (lo, hi)
         self.job = ""
         self._job_serial = 0  # bumped by set_job: which job the current ``job`` belongs to
         self._waiting: list = []
         self.finetuning = False
         self.workers: set = set()  # this dock's running jobs
         self.closed = False  # the dock was closed: start no new job
-        # What the user works on (kept up to date by the segment panel) and the Advanced settings.
+        # What the user works on (kept up to date by the segment panel).
         self.image = None
         self.prompt = ""
-        self.show_probability = False
-        self.batch_size = 8  # slices per batch when segmenting a stack
-        self.train_batch_size = 8  # corrections per finetune step
-        self.max_steps = 0  # 0: no step limit (the time budget ends the run)
-        self.budget_s: float | None = None  # None: auto (finetune_panel.auto_budget)
 
     # ----------------------------------------------------------------------------- project
     @property
-    def project(self) -> Path:
-        if self._project is None:
+    def folder(self) -> Path:
+        """The local project folder (corrections, adapters, settings; the server outbox)."""
+        if self._folder is None:
             from napari_vlsm.core.store import default_root
 
-            self._project = default_root()
-        return self._project
+            self._folder = default_root()
+        return self._folder
 
     def set_project(self, folder) -> None:
-        self._project = Path(folder).expanduser()
-        if self.remote is None:  # connected: corrections keep going to the server's project
-            self._store = None
+        self._folder = Path(folder).expanduser()
+        self._local = None  # connected: corrections keep going to the server's project
         self.store_changed.emit()
 
     @property
-    def store(self):
-        """The project's CorrectionStore, opened on first use (StoreError if unusable)."""
-        if self._store is None:
-            from napari_vlsm.core.store import CorrectionStore
+    def local_project(self):
+        """The folder's Project; it trains with the model this dock loaded."""
+        if self._local is None:
+            from napari_vlsm.core.project import Project
 
-            self._store = CorrectionStore(self.project)
-        return self._store
+            self._local = Project(self.folder, model=lambda: getattr(self.segmenter, "loaded", None))
+        return self._local
+
+    @property
+    def project(self):
+        """The project the dock works on: the server's while connected, else the folder's."""
+        return self._server_project if self._server_project is not None else self.local_project
 
     @property
     def adapters_dir(self) -> Path:
-        return self.project / "adapters"
+        return self.local_project.layout.adapters
 
     def latest_adapter(self) -> Path | None:
-        """The adapter the project's ``adapters/latest.json`` points to, if it exists."""
-        try:
-            name = json.loads((self.adapters_dir / "latest.json").read_text(encoding="utf-8"))["path"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        path = self.adapters_dir / Path(str(name)).name  # only a file inside adapters/
-        return path if path.is_file() else None
+        """The folder project's latest adapter (``core/project``: the last run that improved Dice)."""
+        return self.local_project.latest_path()
 
     def set_latest(self, path: Path) -> None:
-        from napari_vlsm.core.atomic import write_bytes_atomic
+        self.local_project.layout.write_latest(path)
 
-        doc = {"path": Path(path).name}
-        write_bytes_atomic(self.adapters_dir / "latest.json", json.dumps(doc).encode())
+    def use_server(self, engine, project) -> None:
+        """Work through a server: its engine and project replace the local ones (server_client.py)."""
+        self.adapter = ADAPTER_NONE  # server adapters are chosen by name on the engine, not as local files
+        self.segmenter, self._loaded_key, self._adapter_key = engine, self.model_key(), None
+        self.remote, self._server_project = engine, project
+        self.model_changed.emit()
+        self.store_changed.emit()
+
+    def use_local(self) -> None:
+        """Back to the local model and the folder's project."""
+        self.remote = self._server_project = None
+        self.segmenter, self._loaded_key, self._adapter_key = None, None, None
+        self.model_changed.emit()
+        self.store_changed.emit()
 
     # ------------------------------------------------------------------------------ model
     def set_model_source(self, source: str) -> None:
@@ -135,7 +164,7 @@ class Session(QObject):
         if self.adapter == ADAPTER_LATEST:
             path = self.latest_adapter()
             if path is None:
-                raise AdapterError(texts.NO_LATEST.format(root=self.project))
+                raise AdapterError(texts.NO_LATEST.format(root=self.folder))
             return str(path)
         return str(self.adapter)
 
@@ -197,11 +226,10 @@ class Session(QObject):
         self.busy_changed.emit(name)
 
     def adapter_trained(self, result) -> None:
-        """Use a freshly trained adapter (GUI thread; no file read: the weights are in memory)."""
-        self.segmenter.set_adapters(result.adapters, result.metadata, path=result.adapter_path)
-        self._adapter_key = str(result.adapter_path) if result.adapter_path else None
-        if result.adapter_path is not None:
-            self.set_latest(result.adapter_path)
+        """A finetune's adapter became the project's latest: use it (GUI thread; local weights are
+        already in memory, a server adapter is used by its name)."""
+        self.segmenter.set_adapters(result.adapters, result.metadata, path=result.adapter_path or result.adapter)
+        if self.remote is None:  # the folder's "latest" is what the model panel then shows
             self.adapter = ADAPTER_LATEST
             self._adapter_key = str(self.latest_adapter())
         self.model_changed.emit()

@@ -34,6 +34,18 @@ NOT_IMPROVED = (
     "It did not beat the model in use, which stays in use. The new adapter is saved as {name}: "
     "choose it under Model & adapter > Adapter to use it anyway."
 )
+NOT_IMPROVED_SERVER = (
+    "It did not beat the model in use, which stays in use. The new adapter is kept on the server as "
+    "{name}: choose it under Model & adapter > Server adapter to use it anyway."
+)
+
+
+def not_improved(name: str | None, on_server: bool) -> str:
+    return (NOT_IMPROVED_SERVER if on_server else NOT_IMPROVED).format(name=name or "(not saved)")
+
+
+def in_use(name: str, on_server: bool) -> str:
+    return f"{'Server adapter' if on_server else 'Adapter'} {name} is now in use."
 
 # Tooltips and labels -------------------------------------------------------------------------
 TIP_PROMPT = "What to segment, in plain words. Enter runs 'Segment slice'. Recent prompts are kept."
@@ -94,12 +106,12 @@ def done_status(result) -> str:
 
 def finetune_closed(result) -> str:
     """Notification for a finetune whose dock was closed (first line short, detail after)."""
-    if result is None or result.adapters is None or result.adapter_path is None:
+    if result is None or result.adapter is None:
         return ("Finetune stopped: the dock was closed before anything was learnt.\n"
                 "Nothing was saved; the corrections are kept. Reopen the dock and finetune again.")
-    name = result.adapter_path.name
+    name = result.adapter
     dice = dice_result(result.before.get("dice"), result.after.get("dice"), result.heldout, False)
-    if result.improved:
+    if result.latest:
         return (f"{PREFIX}finetune stopped (dock closed); its best adapter is kept\n"
                 f"Saved as {name}, now the project's latest adapter. {dice}")
     return (f"{PREFIX}finetune stopped (dock closed); the adapter in use stays\n"

@@ -1,6 +1,6 @@
 """The dock's window choice: which intensity window the model sees (auto, CT presets, percentiles).
 
-A small combo box; :class:`~napari_vlsm._napari.session.Session` reads ``session.window_preset``
+A small combo box; :class:`~napari_vlsm._napari.session.DockSession` reads ``session.window_preset``
 when it computes a volume's window (``window_for``), so prediction and the stored corrections use
 the chosen one. Typing two numbers ``lo,hi`` also works. See docs/volumes.md.
 """

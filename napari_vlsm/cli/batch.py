@@ -179,7 +179,7 @@ def _client(args, spec):
 
 
 def run_batch(args) -> int:
-    from .remote import needs
+    from .server_options import needs
 
     needs("batch", "distributed")
     from . import batch_tasks as tasks

@@ -43,17 +43,6 @@ def add_window_arg(parser) -> None:
                              "percentiles for MR) or lo,hi as --window=-160,240 (default auto: 0.5-99.5 %% of the volume)")
 
 
-def make_segmenter(args, variant: str = "none"):
-    if getattr(args, "server", None):  # --server URL: the engine runs there (cli/remote.py)
-        from .remote import remote_segmenter
-
-        return remote_segmenter(args)
-    from ..core.engine import Segmenter
-
-    return Segmenter(args.model, adapter=getattr(args, "adapter", None), variant=variant,
-                     device=args.device, precision=args.precision)
-
-
 def _is_input_file(path: Path) -> bool:
     return (path.is_file() and not path.name.startswith(".")
             and formats.full_suffix(path) in INPUT_SUFFIXES and formats.full_suffix(path) not in formats.DICOM_SUFFIXES)

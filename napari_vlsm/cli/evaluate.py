@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 
 from ..core.errors import ImageError, MaskError
-from .common import add_model_args, add_window_arg, error, make_segmenter, progress
+from .common import add_model_args, add_window_arg, error, progress
+from .segmenters import make_segmenter
 
 
 def add_parser(subparsers) -> None:
@@ -27,7 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     add_window_arg(p)
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
-    from .remote import add_server_args  # --server URL (cli/remote.py)
+    from .server_options import add_server_args  # --server URL
 
     add_server_args(p)
     p.set_defaults(func=run)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .common import VARIANTS, add_model_args, make_segmenter
+from .common import VARIANTS, add_model_args
+from .segmenters import make_segmenter
 
 
 def add_parser(subparsers) -> None:

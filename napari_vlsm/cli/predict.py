@@ -25,7 +25,6 @@ from .common import (
     add_window_arg,
     collect_inputs,
     error,
-    make_segmenter,
     progress,
     read_input,
     unique_slugs,
@@ -35,6 +34,7 @@ from .common import (
     write_tiff,
 )
 from .predict_volume import segment_volume, write_volume_outputs
+from .segmenters import make_segmenter
 
 SUMMARY = "napari-vlsm-predict.json"
 
@@ -58,7 +58,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     labelmap_output.add_arguments(p)
     from .batch import add_batch_args  # --cluster/--scheduler/--jobs/--overwrite (cli/batch.py)
-    from .remote import add_server_args  # --server URL (cli/remote.py)
+    from .server_options import add_server_args  # --server URL
 
     add_server_args(p)
     add_batch_args(p)

@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .remote import needs
+    from .server_options import needs
 
     needs("server", "fastapi", "uvicorn", "httpx", "zstandard")
     import uvicorn

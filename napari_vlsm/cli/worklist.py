@@ -149,7 +149,7 @@ def run_export(args) -> int:
     if done == 0:
         raise VLSMError(f"no item of {args.project} is done yet; mark items done in the dock, or with the server")
     written = export_done(worklist, CorrectionStore(corrections_folder(args.project.expanduser())), args.out)
-    print(f"Exported {done} done items to {args.out}")
+    print(f"Exported {done} done items")  # then every file written, the legend last
     for path in written:
         print(path)
     return 0

@@ -1,23 +1,24 @@
 """What the server holds: one loaded model on its device, engines per adapter, and the projects.
 
-A project is a folder under ``--project-root``: ``corrections/`` (a :class:`CorrectionStore`, the
-same crash-safe store the dock uses; the server is its only writer), ``adapters/`` (finetuned
-adapter files, written atomically by the trainer) and ``jobs/`` (one JSON record per finetune, so a
-restart can tell a client that its job was interrupted).
+A project is a folder under ``--project-root``, laid out and owned by a
+:class:`~napari_vlsm.core.project.Project` (the dock's and the CLI's too, ``core/project/layout.py``):
+``corrections/`` (the crash-safe store; the server is its only writer), ``adapters/`` (finetuned
+adapter files and ``latest.json``) and ``jobs/`` (one JSON record per finetune, so a restart can
+tell a client that its job was interrupted). "latest" is the project's ``latest.json``: the last
+finetune that beat its starting point on held-out Dice, as in the dock.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from ..core.errors import VLSMError
+from ..core.errors import AdapterError, VLSMError
+from ..core.project import Project
+from ..core.project.names import check_project_name
 from .limits import ModelLock
 
-PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ADAPTER_RE = re.compile(r"^adapter-[A-Za-z0-9._-]{1,80}\.safetensors$")
 ENGINES_KEPT = 4  # engines (each with its own feature cache) for recently used adapters
 
 
@@ -26,10 +27,7 @@ class NotFound(VLSMError):
 
 
 def check_project(name: str) -> str:
-    if not PROJECT_RE.match(name or ""):
-        raise VLSMError(f"project name {name!r} is not valid; use 1-64 letters, digits, '.', '_' or '-' "
-                        "starting with a letter or digit")
-    return name
+    return check_project_name(name)  # the rule is the project's (core/project/names.py)
 
 
 class ModelHost:
@@ -44,7 +42,7 @@ class ModelHost:
         self.project_root = Path(project_root).expanduser() if project_root else default_project_root()
         self.project_root.mkdir(parents=True, exist_ok=True)
         self._engines: OrderedDict[tuple, object] = OrderedDict()
-        self._stores: dict[str, object] = {}
+        self._projects: dict[str, Project] = {}
         self._lock = threading.Lock()
         self.store_locks: dict[str, threading.Lock] = {}
 
@@ -52,36 +50,27 @@ class ModelHost:
     def project_dir(self, project: str) -> Path:
         return self.project_root / check_project(project)
 
-    def store(self, project: str):
-        from ..core.store import CorrectionStore
-
+    def project(self, project: str) -> Project:
+        """The named project (opened once; its store with it), trained with the server's model."""
         with self._lock:
-            if project not in self._stores:
-                self._stores[project] = CorrectionStore(self.project_dir(project) / "corrections")
+            if project not in self._projects:
+                self._projects[project] = Project(self.project_dir(project), model=self.loaded)
                 self.store_locks[project] = threading.Lock()
-            return self._stores[project]
+            return self._projects[project]
 
-    def adapters_dir(self, project: str) -> Path:
-        return self.project_dir(project) / "adapters"
+    def store(self, project: str):
+        return self.project(project).store
 
     def adapter_path(self, project: str, name: str) -> Path:
-        if not ADAPTER_RE.match(name or ""):
-            raise NotFound(f"{name!r} is not an adapter name; take names from GET /v1/projects/{project}/adapters")
-        path = self.adapters_dir(project) / name
-        if not path.is_file():
-            raise NotFound(f"project {project} has no adapter {name}")
-        return path
-
-    def adapter_files(self, project: str) -> list[Path]:
-        """Finished adapter files, oldest first (an interrupted write leaves only a dot-tmp file)."""
-        folder = self.adapters_dir(project)
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.is_file() and ADAPTER_RE.match(p.name))
+        """An adapter of the project by name, or ``latest``; NotFound (404) otherwise."""
+        try:
+            return self.project(project).adapter_path(name)
+        except AdapterError as err:
+            raise NotFound(f"{err}; take names from GET /v1/projects/{project}/adapters") from None
 
     # --------------------------------------------------------------------------- engines
     def engine(self, project: str | None = None, adapter: str | None = None):
-        """The Segmenter for one project's adapter ('latest' = its newest), or the server's default."""
+        """The Segmenter for one project's adapter (a name, or 'latest'), or the server's default."""
         from ..core.engine import Segmenter
 
         if not project:
@@ -90,13 +79,7 @@ class ModelHost:
             return self.base
         if not adapter:
             return self.base
-        if adapter == "latest":
-            found = self.adapter_files(project)
-            if not found:
-                raise NotFound(f"project {project} has no adapter yet; finetune first")
-            path = found[-1]
-        else:
-            path = self.adapter_path(project, adapter)
+        path = self.adapter_path(project, adapter)
         key = (project, path.name, path.stat().st_mtime_ns)
         with self._lock:
             if key in self._engines:

@@ -1,23 +1,24 @@
 """Finetune jobs: one thread each, progress events kept for replay, cancel, a JSON record on disk.
 
-The trainer (``core.training.finetune``) is a generator; a job drives it one event at a time, each
-``next()`` under the server's model lock, so predictions from other clients interleave with
-training steps instead of waiting minutes. The trainer saves the adapter atomically (a crash leaves
-the old files and at most a dot-tmp file, never half an adapter). ``jobs/<id>.json`` is written when
-a job starts and ends; a server that restarts marks records still "running" as "interrupted".
+A job runs ``Project.train`` (``core/project``: the snapshot, the trainer, the save and the rule for
+"latest", the same as the dock's and the CLI's), a generator that the job drives one event at a
+time, each ``next()`` under the server's model lock, so predictions from other clients interleave
+with training steps instead of waiting minutes. The trainer saves the adapter atomically (a crash
+leaves the old files and at most a dot-tmp file, never half an adapter). ``jobs/<id>.json`` is
+written when a job starts and ends; a server that restarts marks records still "running" as
+"interrupted".
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 from ..core.atomic import write_bytes_atomic
 from ..core.errors import TrainingError, VLSMError
+from ..core.project import FinetuneRequest, new_run_id
 from .host import ModelHost
 
 FINISHED = ("done", "cancelled", "failed", "interrupted")
@@ -26,7 +27,7 @@ JOBS_KEPT = 32  # finished jobs kept in memory for status and replay
 
 class Job:
     def __init__(self, project: str, settings: dict):
-        self.id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+        self.id = new_run_id()  # also the adapter's name: adapter-<job id>.safetensors
         self.project, self.settings = project, settings
         self.state, self.error, self.result = "running", None, None
         self.events: list[dict] = []
@@ -53,7 +54,7 @@ class Jobs:
 
     # --------------------------------------------------------------------------- records
     def _record_path(self, project: str, job_id: str):
-        return self.host.project_dir(project) / "jobs" / f"{job_id}.json"
+        return self.host.project(project).layout.jobs / f"{job_id}.json"
 
     def _write_record(self, job: Job) -> None:
         write_bytes_atomic(self._record_path(job.project, job.id), json.dumps(job.status(), indent=1).encode())
@@ -92,16 +93,13 @@ class Jobs:
             return [j for j in self._jobs.values() if j.state == "running"]
 
     def start(self, project: str, settings: dict) -> Job:
-        from ..core.training import TrainConfig
-
-        store = self.host.store(project)
-        config = TrainConfig(**{k: v for k, v in settings.items() if k != "init_adapter"})
-        config.validate()  # a bad setting is a 422 now, not a failed job later
-        if store.counts()["train"] == 0:
+        request = FinetuneRequest(**settings)
+        request.config()  # a bad setting is a 422 now, not a failed job later
+        owner = self.host.project(project)
+        if owner.counts()["train"] == 0:
             raise TrainingError(f"project {project} has no training corrections yet; add corrections first")
-        init_path = None
-        if settings.get("init_adapter"):
-            init_path = self.host.engine(project, settings["init_adapter"]).adapter_path
+        if request.init_adapter:
+            self.host.adapter_path(project, request.init_adapter)  # a name of this project (404 otherwise)
         with self._lock:
             if any(j.state == "running" for j in self._jobs.values()):
                 raise JobConflict("a finetune is already running on this server; wait for it or cancel it")
@@ -109,7 +107,7 @@ class Jobs:
             self._jobs[job.id] = job
             self._forget_old()
         self._write_record(job)
-        job.thread = threading.Thread(target=self._run, args=(job, store, config, init_path),
+        job.thread = threading.Thread(target=self._run, args=(job, owner, request),
                                       name=f"finetune-{job.id}", daemon=True)
         job.thread.start()
         return job
@@ -120,33 +118,23 @@ class Jobs:
             del self._jobs[key]
 
     # ------------------------------------------------------------------------ the thread
-    def _run(self, job: Job, store, config, init_path) -> None:
-        from ..core.adapters.checkpoint import load_adapter
+    def _run(self, job: Job, project, request) -> None:
         from ..core.torch_threads import prepare_thread
-        from ..core.training import finetune
 
         prepare_thread()  # a thread of its own, ended with the job (see core/torch_threads.py)
-        host = self.host
         try:
-            init, init_meta = load_adapter(init_path, host.loaded) if init_path else (None, None)
-            train, val = store.samples(split="train"), store.samples(split="val")  # the snapshot
-            out = host.adapters_dir(job.project) / f"adapter-{job.id}.safetensors"
-            gen = finetune(host.loaded, train, val, config, init_adapters=init, out_path=out, cancel=job.cancel,
-                           base_metadata=init_meta, extra_metadata={"server_job": job.id, "project": job.project})
-            result = None
+            gen = project.train(request, job.cancel, run_id=job.id,
+                                extra_metadata={"server_job": job.id, "project": job.project})
             while True:
-                with host.model_lock.lock:
+                with self.host.model_lock.lock:
                     try:
                         event = next(gen)
                     except StopIteration as stop:
                         result = stop.value
                         break
                 job.publish({"type": "progress", **asdict(event)})
-                if job.cancel.is_set() and event.kind in ("start", "prepare"):  # the loop checks between steps
-                    gen.close()
-                    break
-            job.result = _summary(result)
-            job.state = "cancelled" if result is None or result.cancelled else "done"
+            job.result = {**result.to_json(), "finished": time.time()}
+            job.state = "cancelled" if result.cancelled else "done"
         except VLSMError as err:
             job.state, job.error = "failed", str(err)
         except Exception as err:  # noqa: BLE001 (a bug: the job fails, the server keeps serving)
@@ -157,16 +145,6 @@ class Jobs:
                 self._write_record(job)
             except OSError:
                 pass
-
-
-def _summary(result) -> dict | None:
-    if result is None:
-        return None
-    path = result.adapter_path
-    return {"adapter": path.name if path else None, "before": result.before, "after": result.after,
-            "steps": result.steps, "best_step": result.best_step, "stopped": result.stopped,
-            "cancelled": result.cancelled, "heldout": result.heldout, "improved": result.improved,
-            "message": result.message, "finished": time.time()}
 
 
 class JobConflict(VLSMError):

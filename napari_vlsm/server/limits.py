@@ -58,7 +58,7 @@ class BodyLimit:
 
 
 @dataclass
-class Session:
+class UploadSession:
     """An image or volume uploaded once and segmented many times (slice by slice, prompt by prompt)."""
 
     id: str
@@ -71,23 +71,23 @@ class Session:
 class Sessions:
     def __init__(self, max_sessions: int, idle_s: float):
         self.max_sessions, self.idle_s = max_sessions, idle_s
-        self._items: dict[str, Session] = {}
+        self._items: dict[str, UploadSession] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def create(self, array, window, rgb) -> Session:
+    def create(self, array, window, rgb) -> UploadSession:
         self.reap()
         with self._lock:
             if len(self._items) >= self.max_sessions:
                 raise Busy(f"the server holds {self.max_sessions} sessions, its limit; close one "
                            f"(DELETE /v1/sessions/ID) or retry in a moment (idle ones close after {self.idle_s:.0f} s)")
-            session = Session(secrets.token_hex(8), array, window, rgb)
+            session = UploadSession(secrets.token_hex(8), array, window, rgb)
             self._items[session.id] = session
             return session
 
-    def get(self, session_id: str) -> Session | None:
+    def get(self, session_id: str) -> UploadSession | None:
         with self._lock:
             session = self._items.get(session_id)
             if session is not None:

@@ -40,7 +40,8 @@ class FinetuneIn(BaseModel):
     batch_size: int = 8
     lr: float | None = None
     seed: int = 0
-    init_adapter: str | None = Field(None, description="an adapter name of this project, or 'latest'")
+    init_adapter: str | None = Field(None, description="an adapter name of this project, or 'latest' (the last "
+                                                       "finetune that improved held-out Dice)")
 
 
 def _array(request: Request, text: str, what: str):
@@ -52,30 +53,24 @@ def _array(request: Request, text: str, what: str):
     return decode_array(raw, cfg.max_array_bytes, 3, cfg.max_side)
 
 
-def _sample_info(sample) -> dict:
-    return {"id": sample.id, "target": sample.target, "prompts": list(sample.prompts), "split": sample.split,
-            "source": sample.source, "slice_index": sample.slice_index, "created": sample.created,
-            "shape": list(sample.image.shape)}
-
-
 @router.post("/v1/projects/{project}/corrections", status_code=201)
 def add_correction(request: Request, project: str, body: CorrectionIn):
     host = request.app.state.host
-    store = host.store(check_project(project))
+    owner = host.project(check_project(project))
     image, mask = _array(request, body.image, "image"), _array(request, body.mask, "mask")
     proposal = None if body.proposal is None else _array(request, body.proposal, "proposal")
     with host.store_locks[project]:
-        sample = store.add(image, mask, body.prompts, proposal=proposal, source=body.source,
-                           slice_index=body.slice_index, window=body.window)
+        info = owner.add_correction(image, mask, body.prompts, proposal=proposal, source=body.source,
+                                    slice_index=body.slice_index, window=body.window)
     # 201 only after the store's commit rename: an acknowledged correction survives a crash.
-    return _sample_info(sample)
+    return info.to_json()
 
 
 @router.get("/v1/projects/{project}/corrections")
 def list_corrections(request: Request, project: str, target: str | None = None):
-    store = request.app.state.host.store(check_project(project))
-    samples = store.samples(target=target)
-    return {"samples": [_sample_info(s) for s in samples], "counts": store.counts(target)}
+    owner = request.app.state.host.project(check_project(project))
+    # metadata only: listing a project never decodes its images
+    return {"samples": [s.to_json() for s in owner.corrections(target)], "counts": owner.counts(target)}
 
 
 @router.delete("/v1/projects/{project}/corrections/{sample_id}", status_code=204)
@@ -142,23 +137,10 @@ async def job_events(request: Request, job_id: str, cancel_on_disconnect: bool =
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-def _adapter_info(path) -> dict:
-    from ..core.adapters.checkpoint import read_metadata
-
-    info = {"name": path.name, "bytes": path.stat().st_size}
-    try:
-        meta = read_metadata(path)
-    except Exception as err:  # noqa: BLE001 (listed, but marked: a client must not pick a damaged file)
-        return {**info, "error": str(err)}
-    metrics = meta.get("metrics") or {}
-    return {**info, "created": meta.get("created"), "variant": (meta.get("adapter_config") or {}).get("variant"),
-            "before": metrics.get("before"), "after": metrics.get("after"), "heldout": metrics.get("heldout")}
-
-
 @router.get("/v1/projects/{project}/adapters")
 def list_adapters(request: Request, project: str):
-    host = request.app.state.host
-    return {"adapters": [_adapter_info(p) for p in host.adapter_files(check_project(project))]}
+    owner = request.app.state.host.project(check_project(project))
+    return {"adapters": owner.adapters(), "latest": owner.latest_adapter()}
 
 
 @router.get("/v1/projects/{project}/adapters/{name}")

@@ -45,6 +45,6 @@ disk, the lock), ``correction_store`` (the store itself).
 """
 
 from .correction_store import CorrectionStore, default_root
-from .records import DamagedSampleWarning, Sample, decide_split, normalize_target
+from .records import DamagedSampleWarning, Sample, SampleInfo, decide_split, normalize_target
 
-__all__ = ["CorrectionStore", "DamagedSampleWarning", "Sample", "decide_split", "default_root", "normalize_target"]
+__all__ = ["CorrectionStore", "DamagedSampleWarning", "Sample", "SampleInfo", "decide_split", "default_root", "normalize_target"]

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..atomic import fsync_dir
 from ..errors import StoreError
-from ..preprocess import as_2d_image, as_binary_mask
+from ..images import as_2d_image  # torch-free (preprocess reaches torch): the client keeps an outbox
+from ..masks import as_binary_mask
 from . import files
 from .reading import load_sample, newest_per_key, read_metas, warn_damaged
 from .records import (
@@ -27,6 +28,7 @@ from .records import (
     STAMP,
     DamagedSampleWarning,
     Sample,
+    SampleInfo,
     clean_prompts,
     clean_slice_index,
     clean_source,
@@ -137,6 +139,14 @@ class CorrectionStore:
             except Exception as err:  # any decoder error on a damaged file: skip, never crash
                 warn_damaged(path, f"{type(err).__name__}: {err}")
         return out
+
+    def infos(self, target: str | None = None, split: str | None = None) -> list[SampleInfo]:
+        """What ``samples`` lists, from meta.json alone: no image is decoded (lists, counts)."""
+        if split is not None and split not in SPLITS:
+            raise StoreError(f"split must be 'train', 'val' or None; got {split!r}")
+        want = None if target is None else normalize_target(target)
+        return [SampleInfo.from_meta(meta) for _, meta in self._live_metas()
+                if (want is None or meta["target"] == want) and (split is None or meta["split"] == split)]
 
     def counts(self, target: str | None = None) -> dict[str, int]:
         """``{"train": n, "val": m}`` over all targets or one (reads metadata only)."""

@@ -45,6 +45,52 @@ class Sample:
     window: tuple[float, float] | None = None  # the intensity window used at prediction, if fixed
 
 
+@dataclass(frozen=True)
+class SampleInfo:
+    """A correction as a list shows it: its record from meta.json, no pixels (nothing decoded)."""
+
+    id: str
+    target: str
+    prompts: tuple[str, ...]
+    split: str
+    source: str
+    slice_index: tuple[int, ...] | None
+    created: str
+    shape: tuple[int, ...]
+    proposal: bool = False
+    window: tuple[float, float] | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> SampleInfo:
+        si, window = meta["slice_index"], meta.get("window")
+        return cls(id=meta["id"], target=meta["target"], prompts=tuple(meta["prompts"]), split=meta["split"],
+                   source=meta["source"], slice_index=None if si is None else tuple(si), created=meta["created"],
+                   shape=tuple(meta["image_shape"]), proposal=bool(meta["proposal"]),
+                   window=None if window is None else (float(window[0]), float(window[1])))
+
+    @classmethod
+    def of(cls, sample: Sample) -> SampleInfo:
+        """The record of a sample already in memory."""
+        return cls(id=sample.id, target=sample.target, prompts=sample.prompts, split=sample.split,
+                   source=sample.source, slice_index=sample.slice_index, created=sample.created,
+                   shape=tuple(sample.image.shape), proposal=sample.proposal is not None, window=sample.window)
+
+    def to_json(self) -> dict:
+        """The server's wire form (``SampleInfo(**...)`` reads it back, see ``from_json``)."""
+        return {"id": self.id, "target": self.target, "prompts": list(self.prompts), "split": self.split,
+                "source": self.source, "slice_index": None if self.slice_index is None else list(self.slice_index),
+                "created": self.created, "shape": list(self.shape), "proposal": self.proposal,
+                "window": None if self.window is None else list(self.window)}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> SampleInfo:
+        si, window = doc.get("slice_index"), doc.get("window")
+        return cls(id=doc["id"], target=doc["target"], prompts=tuple(doc["prompts"]), split=doc["split"],
+                   source=doc.get("source", ""), slice_index=None if si is None else tuple(si),
+                   created=doc["created"], shape=tuple(doc.get("shape") or ()), proposal=bool(doc.get("proposal")),
+                   window=None if window is None else (float(window[0]), float(window[1])))
+
+
 def normalize_target(prompt: str) -> str:
     """The target a prompt names: stripped, lowercase, inner whitespace collapsed."""
     return " ".join(str(prompt).split()).lower()

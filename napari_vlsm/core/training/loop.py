@@ -96,21 +96,22 @@ def _finetune(loaded, train_samples, val_samples, config, init_adapters, out_pat
     heldout = bool(val_samples)
     start_from = "the loaded adapter" if init_adapters is not None else f"a new {config.variant} adapter"
     yield ProgressEvent("start", message=f"training {start_from} on {len(train_samples)} sample(s)")
-
-    source = copy.deepcopy(init_adapters) if init_adapters is not None else seeded_adapters(
-        config.variant, loaded, config.seed)
-    adapters = source.to(loaded.device).requires_grad_(True)
-    frozen = frozen_model(loaded)  # low-precision frozen weights, fp32 decoder attention (frozen_model.py)
-    model = VLSMModel(frozen, adapters)
-    fast = config.cache_features and not model.image_features_depend_on_adapters
-    amp, table = amp_factory(loaded), PromptTable()
-    limit = MemoryLimit(config.batch_size, loaded.device, "encoding or evaluating images")
     try:
+        if cancel is not None and cancel.is_set():  # a Cancel as early as the first event: no heavy work
+            raise _Cancelled
+        source = copy.deepcopy(init_adapters) if init_adapters is not None else seeded_adapters(
+            config.variant, loaded, config.seed)
+        adapters = source.to(loaded.device).requires_grad_(True)
+        frozen = frozen_model(loaded)  # low-precision frozen weights, fp32 decoder attention (frozen_model.py)
+        model = VLSMModel(frozen, adapters)
+        fast = config.cache_features and not model.image_features_depend_on_adapters
+        amp, table = amp_factory(loaded), PromptTable()
+        limit = MemoryLimit(config.batch_size, loaded.device, "encoding or evaluating images")
         prep = (loaded, model, table, fast, amp, cancel, t0, config.batch_size, limit)
         train = yield from _prepared(train_samples, "training", *prep)
         val = (yield from _prepared(val_samples, "validation", *prep)) if heldout else train
     except _Cancelled:
-        message = "cancelled while preparing the samples; nothing was trained or saved"
+        message = "cancelled before training began; nothing was trained or saved"
         yield ProgressEvent("done", elapsed_s=time.perf_counter() - t0, message=message)
         return TrainResult(adapters=None, adapter_path=None, metadata={}, before={}, after={}, steps=0,
                            best_step=None, cancelled=True, heldout=heldout, stopped="cancelled", message=message)
