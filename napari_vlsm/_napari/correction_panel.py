@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -32,6 +32,8 @@ from .workers import guarded, on_click
 
 
 class CorrectionPanel(QWidget):
+    stored = Signal(object)  # a correction (Sample) is on disk
+
     def __init__(self, session, parent=None):
         super().__init__(parent)
         self.session = session
@@ -156,6 +158,7 @@ class CorrectionPanel(QWidget):
         current = normalize_target(self.session.prompt) if self.session.prompt else ""
         if sample.target == current:  # the counts the writer read right after the save landed
             self.counts.setText(texts.counts(current, counts["train"], counts["val"]))
+        self.stored.emit(sample)
         self.session.store_changed.emit()  # the list is re-read in the background
 
     def remove_selected(self):

@@ -16,6 +16,7 @@ from .correction_panel import CorrectionPanel
 from .finetune_panel import FinetunePanel
 from .model_panel import AdvancedPanel, ModelPanel
 from .segment_panel import SegmentPanel
+from .series_panel import SeriesPanel
 from .session import DockSession
 from .volume_panel import VolumePanel
 
@@ -39,6 +40,7 @@ class VLSMDock(QWidget):
         self.finetune = FinetunePanel(self.session)
         self.model = ModelPanel(self.session)
         self.advanced = AdvancedPanel(self.session)
+        self.series = SeriesPanel(self.session, self.segment, self.corrections, self.finetune)
 
         content = QWidget()
         box = QVBoxLayout(content)
@@ -48,6 +50,7 @@ class VLSMDock(QWidget):
         box.addWidget(self.demo_banner)
         self.notice = self._make_notice()
         box.addWidget(self.notice)
+        box.addWidget(_group("Series", self.series))
         box.addWidget(_group("Segment", self.segment))
         box.addWidget(_group("Corrections", self.corrections))
         box.addWidget(_group("Volume", self.volume))
@@ -80,6 +83,7 @@ class VLSMDock(QWidget):
         self.segment._context_changed()
         workers.guarded(reader_preference.apply_once, "setting napari's readers")()  # once per user
         self._close_guard = close_guard.install(napari_viewer, self.running_job, self)  # asks once, in words
+        workers.guarded(self.series.restore, "opening the series")()  # lands on the item left last time
 
     def running_job(self) -> str | None:
         """The job running now, in words (napari's close question names it), or None."""
@@ -236,6 +240,7 @@ class VLSMDock(QWidget):
         self.session.closed = True
         if not self._closed:
             self.corrections.watcher.flush()  # edits still waiting for auto-save are stored, not dropped
+            self.series.close()  # the mask on screen is saved
             self.finetune.detach()
             if self._save_timer.isActive():
                 workers.guarded(self.save_settings, "saving the settings")()

@@ -97,9 +97,14 @@ def read_plane(data, ndim: int, plane: Plane) -> np.ndarray:
     return np.asarray(data[plane.key(ndim)])
 
 
+SOURCE_KEY = "napari_vlsm_source"  # metadata: the file a layer's pixels come from, when napari's source cannot say
+
+
 def source_id(layer, axes: tuple[int, int]) -> str:
-    """Where a slice comes from, for the store (same source + slice -> a correction is replaced)."""
-    path = getattr(getattr(layer, "source", None), "path", None)
+    """Where a slice comes from, for the store (same source + slice -> a correction is replaced).
+    The Series section shows each item in a layer whose pixels it replaces at Next: the file they
+    come from is in the layer's metadata (napari's ``layer.source`` cannot be changed)."""
+    path = (getattr(layer, "metadata", None) or {}).get(SOURCE_KEY) or getattr(getattr(layer, "source", None), "path", None)
     base = str(path) if path else f"layer:{layer.name}"
     if layer.ndim > 2 and tuple(axes) != (layer.ndim - 2, layer.ndim - 1):
         base += f"#axes={axes[0]},{axes[1]}"  # a resliced view is another set of slices

@@ -1,0 +1,212 @@
+"""What the Series section does with one worklist item off the GUI thread (no Qt, no layers here).
+
+* :func:`read_layer` reads an item the way File > Open would: a 2D image or TIFF stack as an array,
+  a scan (NIfTI, NRRD, MHA, DICOM series) through the napari-vlsm reader's layer data, so the layer
+  carries the scan's geometry (scale = spacing, translate = origin, the grid for saving).
+* :func:`prefetch` is that read plus the image pass of the slice the item will open on, run while
+  the user corrects the current item: the engine keeps the image features in its cache, so Next
+  only runs the text side and the small decoder.
+* :func:`read_saved` reads back the mask an item was saved with (the worked-on item comes back with
+  it, not with a new proposal); :func:`mask_target` says which file that is.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MASKS_FOLDER = "masks"  # <project>/masks: the masks of the series' items (and their legends)
+_RUNNING: set = set()  # background workers of the series, held until they end (see keep_alive)
+
+
+def keep_alive(worker):
+    """Hold a worker until it has ended, even if its dock is gone: a worker whose Python object is
+    collected while its thread still runs (a read-ahead when napari closes) aborts the process when
+    it signals its end. Returns the worker."""
+    _RUNNING.add(worker)
+    worker.finished.connect(lambda: _RUNNING.discard(worker))
+    return worker
+
+
+@dataclass
+class Failed:
+    """A worker's answer for an item that cannot be read (superqt raises a returned exception)."""
+
+    error: Exception
+
+
+def read_or_fail(read, *args):
+    """Worker: ``read(*args)``, or Failed(the user-caused error) for the panel to word."""
+    from napari_vlsm.core.errors import VLSMError
+
+    try:
+        return read(*args)
+    except VLSMError as err:
+        return Failed(err)
+
+
+@dataclass
+class ReadyProposal:
+    """The model's proposal for an item's first slice, computed while the user corrected the item
+    before. Next shows it as it is when the same model, adapter, prompts and window still hold."""
+
+    prompts: tuple[str, ...]
+    segmenter: object
+    adapter_version: int
+    window: object
+    probability: np.ndarray  # (H, W), or (N, H, W) for N structures
+
+    def fits(self, segmenter, prompts, window) -> bool:
+        return (self.segmenter is segmenter and segmenter.adapter_version == self.adapter_version
+                and self.prompts == tuple(prompts) and self.window == window)
+
+
+@dataclass
+class ItemData:
+    """An item read for napari: ``viewer.add_image(data, **kwargs)``; ``start`` = the slice to open on."""
+
+    item_id: int
+    data: object
+    kwargs: dict
+    start: int | None  # volumes: the first slice shown (the most uncertain one, else the middle)
+    medical: bool
+    proposal: ReadyProposal | None = None  # computed ahead (prefetch), for the slice ``start``
+
+    @property
+    def plane(self):
+        """The slice the item opens on (axes: the last two spatial axes, as napari shows it first)."""
+        from .planes import Plane
+
+        return Plane((self.ndim - 2, self.ndim - 1), () if self.start is None else (self.start,))
+
+    @property
+    def rgb(self) -> bool:
+        return bool(self.kwargs.get("rgb", _looks_rgb(self.data)))  # napari's own guess when not said
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim - (1 if self.rgb else 0)
+
+
+def _looks_rgb(data) -> bool:
+    return data.ndim == 3 and data.shape[-1] in (3, 4)
+
+
+def read_layer(item) -> ItemData:
+    """Worker: the item's pixels and layer keywords (ImageError, with the file named, when it fails)."""
+    from napari_vlsm.core.worklist import read_item
+
+    from .reader import volume_layer
+
+    found = read_item(item)
+    if hasattr(found, "geometry"):  # a MedicalVolume: the reader's own layer, geometry included
+        data, kwargs, _ = volume_layer(found)
+        kwargs["name"] = item.name
+        medical = True
+    else:
+        data, kwargs, medical = found, {"name": item.name}, False
+        if data.ndim == 3 and not _looks_rgb(data):
+            kwargs["rgb"] = False
+    start = None
+    ndim = data.ndim - (1 if kwargs.get("rgb", _looks_rgb(data)) else 0)
+    if ndim == 3:
+        worst = [z for z in (item.worst_slices or ()) if 0 <= z < data.shape[0]]
+        start = worst[0] if worst else data.shape[0] // 2
+    return ItemData(item.id, data, kwargs, start, medical)
+
+
+def window_of(preset, found: ItemData):
+    """The intensity window the dock's Segment will use for this item (Session.window_for's rule:
+    2D images under 'auto' need none; a volume gets one window for all its slices)."""
+    if found.ndim < 3 and preset == "auto":
+        return None
+    from napari_vlsm.core.medical.windows import resolve_window
+
+    meta = found.kwargs.get("metadata", {}).get("napari_vlsm_volume") or {}
+    return resolve_window(preset, found.data, meta.get("modality", ""), rgb=bool(found.kwargs.get("rgb")))
+
+
+def start_plane(found: ItemData) -> np.ndarray:
+    """The pixels of the slice the item opens on (the whole image in 2D)."""
+    return np.asarray(found.data if found.start is None else found.data[found.start])
+
+
+def lower_priority() -> None:
+    """This thread (and the OpenMP helpers it will start) yields the CPU to everything else: a
+    prefetch never slows the brush. Linux sets niceness per thread; elsewhere nothing happens."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+
+
+def prefetch(segmenter, item, prompts: list[str], preset, cancel: threading.Event):
+    """Worker (a torch thread of its own, niced): read the item, then, unless cancelled meanwhile,
+    compute its proposal for ``prompts`` (the engine also keeps the image features in its cache, so
+    a proposal asked for again with another prompt needs the decoder only). Returns the ItemData."""
+    from .segment_jobs import probabilities
+
+    lower_priority()
+    found = read_layer(item)
+    if segmenter is not None and prompts and not cancel.is_set():
+        window = window_of(preset, found)
+        version = segmenter.adapter_version
+        probability = probabilities(segmenter.predict(start_plane(found), list(prompts), window=window))
+        found.proposal = ReadyProposal(tuple(prompts), segmenter, version, window, probability)
+    return found
+
+
+# ----------------------------------------------------------------------------- saved masks
+def mask_target(worklist, item, project: Path, ndim: int, medical: bool) -> tuple[Path, Path]:
+    """The mask file of an item and its JSON legend (export.py's naming: NIfTI for a scan, PNG in 2D)."""
+    from .export import export_paths
+
+    return export_paths(worklist.output_path(item, Path(project) / MASKS_FOLDER), ndim, medical=medical)
+
+
+def read_saved(target: Path, legend: Path) -> tuple[np.ndarray, list[str]] | None:
+    """Worker: (label map, prompts) of a saved mask, or None when there is none."""
+    if not target.is_file():
+        return None
+    import json
+
+    from napari_vlsm.core import labelmap as LM
+    from napari_vlsm.core.errors import ImageError
+
+    name = target.name.lower()
+    try:
+        if name.endswith((".nii.gz", ".nii")):
+            from napari_vlsm.core.medical import read_volume
+
+            data = np.asarray(read_volume(target).array)
+        else:
+            from napari_vlsm.core.image_files import read_image
+
+            data = np.asarray(read_image(target))
+        structures = LM.read_legend(json.loads(legend.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as err:
+        raise ImageError(f"cannot read the saved mask {target}: {err}") from None
+    return data, [s.prompt for s in structures]
+
+
+def set_aside(target: Path, legend: Path) -> Path:
+    """Keep a saved mask that no longer fits its image (the file changed shape) under another name:
+    nothing is lost, and the item gets a new mask. Returns where it went."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = None
+    for path in (target, legend):
+        if path.exists():
+            name = path.name
+            for suffix in (".nii.gz", ".nii", ".png", ".tif", ".json"):
+                if name.lower().endswith(suffix):
+                    name = f"{name[: -len(suffix)]}.old-{stamp}{name[-len(suffix):]}"
+                    break
+            os.replace(path, path.with_name(name))
+            moved = moved or path.with_name(name)
+    return moved

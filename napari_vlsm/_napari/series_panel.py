@@ -1,0 +1,585 @@
+"""The "Series" section: a worklist of images and scans in the project, and Next.
+
+*Open series…* adds files or a folder to the project's worklist (core/worklist: SQLite in the
+project folder, shared with the CLI and the server). **Next** (Shift+N in the viewer) saves what
+is pending on the item on screen (its auto-saved corrections and its mask), then replaces that
+item's layers with the next item's: one image and its mask at a time. A new item gets the model's
+proposal at once (the prompt and adapter in use); an item already worked on comes back with its
+saved mask. While the user corrects, the items Next will open are read and their image pass is
+run in the background (series_prefetch.py), so Next needs only the decoder.
+
+*Mark done* writes the mask into ``<project>/masks`` (atomically; NIfTI on the scan's grid for a
+scan, PNG for a 2D image, with its JSON legend); an empty mask asks first. The worklist remembers
+the item on screen: a dock reopened on the project lands on it again (:meth:`restore`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import partial
+from pathlib import Path
+
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_vlsm.core import labelmap as LM
+from napari_vlsm.core.errors import VLSMError, WorklistError
+
+from . import layers as L
+from . import series_layers as SL
+from . import series_texts as T
+from . import workers
+from .series_items import Failed, ItemData, keep_alive, mask_target, read_layer, read_or_fail, read_saved, set_aside
+from .series_learning import Learning
+from .series_prefetch import Prefetcher
+from .series_table import SeriesTable
+from .workers import guarded, on_click
+
+ORDERS = {"in-order": "In order", "random": "Random", "most-uncertain": "Most uncertain first"}
+NEXT_KEY = "Shift-N"  # free in napari's viewer and in every layer's keymap (napari/utils/shortcuts.py)
+LEASE_S = 30 * 60.0  # an item on screen is held this long for this window (renewed by each Next)
+DB_NAME = "worklist.sqlite"
+
+
+def _gone(holder: str) -> bool:
+    """True when ``holder`` is a dock of a napari on this machine that has ended (closed or
+    crashed without giving its item back): its lease is stale, the item may be taken over."""
+    parts = holder.split(":")
+    if len(parts) < 3 or parts[0] != "dock" or parts[1] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, OSError):
+        return False
+    return False
+
+
+class SeriesPanel(QWidget):
+    item_shown = Signal(int)  # an item is on screen (its proposal may still be running)
+
+    def __init__(self, session, segment, corrections, finetune, parent=None):
+        super().__init__(parent)
+        self.session, self.segment, self.corrections = session, segment, corrections
+        self.viewer = session.viewer
+        self.worklist = None
+        self._worklist_root: Path | None = None
+        self.item = None  # the Item on screen
+        self.image = None  # its Image layer
+        self.opening = self.proposing = False
+        self._holder = f"dock:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._build()
+        self.prefetch = Prefetcher(self)
+        self.learning = Learning(self, finetune)
+        self._connect()
+
+    # ---------------------------------------------------------------------------- layout
+    def _build(self) -> None:
+        self.btn_open = QToolButton()
+        self.btn_open.setText("Open series…")
+        self.btn_open.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.btn_open)
+        self.act_folder = menu.addAction("A folder…")
+        self.act_files = menu.addAction("Files…")
+        self.btn_open.setMenu(menu)
+        self.counts = QLabel(T.counts({}))
+        self.table = SeriesTable()
+        self.order = QComboBox()
+        for key, text in ORDERS.items():
+            self.order.addItem(text, key)
+        self.order.setToolTip(T.TIP_ORDER)
+        self._order_chosen = False  # until the user picks one, the default follows the adapter
+        self.btn_next = QPushButton("&Next")
+        self.btn_next.setToolTip(T.TIP_NEXT)
+        self.btn_done = QPushButton("Mark done")
+        self.btn_done.setToolTip(T.TIP_DONE)
+        self.btn_skip = QPushButton("Skip")
+        self.btn_skip.setToolTip(T.TIP_SKIP)
+        self.btn_worst = QPushButton("Go to the most uncertain slice")
+        self.btn_worst.setToolTip(T.TIP_WORST)
+        self.learn = QCheckBox("Finetune after every")
+        self.learn.setToolTip(T.TIP_LEARN)
+        self.learn_every = QSpinBox()
+        self.learn_every.setRange(1, 1000)
+        self.learn_every.setValue(20)
+        self.learn_every.setSuffix(" new corrections")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(self.btn_open)
+        row.addWidget(self.counts, 1)
+        box.addLayout(row)
+        box.addWidget(self.table)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Order"))
+        row.addWidget(self.order, 1)
+        box.addLayout(row)
+        row = QHBoxLayout()
+        for button in (self.btn_next, self.btn_done, self.btn_skip):
+            row.addWidget(button)
+        box.addLayout(row)
+        box.addWidget(self.btn_worst)
+        row = QHBoxLayout()
+        row.addWidget(self.learn)
+        row.addWidget(self.learn_every, 1)
+        box.addLayout(row)
+        box.addWidget(self.status)
+        self._enable()
+
+    def _connect(self) -> None:
+        self.act_folder.triggered.connect(guarded(self.choose_folder, "opening the series"))
+        self.act_files.triggered.connect(guarded(self.choose_files, "opening the series"))
+        on_click(self.btn_next, self._action(self.next, "Cannot open the next item"), "opening the next item")
+        on_click(self.btn_done, self._action(self.mark_done, "Cannot mark it done"), "marking the item done")
+        on_click(self.btn_skip, self._action(self.skip, "Cannot skip it"), "skipping the item")
+        on_click(self.btn_worst, self._action(self.go_to_worst_slice, "No uncertain slice known"), "going to the slice")
+        self.table.opened.connect(guarded(self._action(self.open_id, "Cannot open this item"), "opening the item"))
+        self.order.activated.connect(lambda *_: self._order_picked())
+        self.session.busy_changed.connect(guarded(self._busy_changed, "the series"))
+        self.session.finetune_changed.connect(guarded(lambda on: self._busy_changed("finetuning" if on else ""),
+                                                      "the series"))
+        self.session.store_changed.connect(guarded(self._project_maybe_changed, "opening the series"))
+        self.session.model_changed.connect(guarded(self._model_changed, "the series"))
+        self.viewer.bind_key(NEXT_KEY, self._next_key, overwrite=True)
+
+    def _next_key(self, _viewer=None) -> None:
+        guarded(self._action(self.next, "Cannot open the next item"), "opening the next item")()
+
+    def _action(self, fn, head: str):
+        """A user's action: a problem they can fix becomes a short notification (``head``, then the
+        reason and the fix) and the section's status line, never a traceback."""
+        def run(*args):
+            try:
+                return fn(*args)
+            except VLSMError as err:
+                reason = " ".join(str(err).split())
+                self.status.setText(reason)
+                show_warning(T.note(head, reason))
+        run.__name__ = getattr(fn, "__name__", "action")
+        return run
+
+    # ---------------------------------------------------------------------------- worklist
+    def _open_worklist(self):
+        """The project's worklist (made on first use); WorklistError, shown by the caller, if unusable."""
+        root = self.session.folder
+        if self.worklist is None or self._worklist_root != root:
+            self.worklist, self._worklist_root = None, root
+            self.worklist = self.session.local_project.worklist  # the project owns it (core/project)
+        return self.worklist
+
+    def _project_maybe_changed(self) -> None:
+        if self._worklist_root is not None and self._worklist_root == self.session.folder:
+            return
+        if self.worklist is not None:
+            self._leave()
+            self._remove_layers()
+            self.worklist.close()
+            self.worklist, self.item = None, None
+        self._worklist_root = None
+        self.restore()
+
+    def restore(self) -> None:
+        """A project with a series: show it and reopen the item the user was on (after a restart)."""
+        if self.item is not None or self.opening:
+            return self.refresh()
+        if not (self.session.folder / DB_NAME).is_file():
+            self.refresh()
+            return
+        try:
+            wl = self._open_worklist()
+            current = wl.current()
+        except WorklistError as err:
+            self._problem(err)
+            return
+        self.refresh()
+        if current is not None:
+            self.open_id(current)
+
+    def order_key(self) -> str:
+        return self.order.currentData()
+
+    def _order_picked(self) -> None:
+        self._order_chosen = True
+        if self.order_key() == "most-uncertain":
+            self.learning.want_rank()
+        self.prefetch.replan()
+
+    def _model_changed(self) -> None:
+        """Most uncertain first becomes the default once the project has an adapter."""
+        if not self._order_chosen and self.session.adapter != "none":
+            self.order.setCurrentIndex(self.order.findData("most-uncertain"))
+        self.learning.adapter_maybe_changed()
+
+    # ---------------------------------------------------------------------------- adding
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Series: a folder of images or scans")
+        if folder:
+            self.add_paths([folder])
+
+    def choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Series: images or scans")
+        if files:
+            self.add_paths(files)
+
+    def add_paths(self, paths) -> None:
+        """Add files/folders to the project's worklist in the background; opens the first item."""
+        try:
+            self._open_worklist()
+        except WorklistError as err:
+            return self._problem(err)
+        from napari_vlsm.core.worklist import Worklist
+
+        self.status.setText("Adding to the series…")
+        root = self.session.folder
+
+        def add(paths):
+            wl = Worklist(root)  # its own connection: the GUI keeps using the panel's
+            try:
+                return wl.add([Path(p) for p in paths])
+            except WorklistError as err:
+                return err
+            finally:
+                wl.close()
+
+        keep_alive(workers.start(add, list(paths), what="adding to the series", on_return=self._added))
+
+    def _added(self, report) -> None:
+        if isinstance(report, VLSMError):
+            return self._problem(report)
+        show_info(T.added(len(report.added) - len(report.unreadable), len(report.duplicates), report.unreadable))
+        self.status.setText("")
+        self.refresh()
+        if self.item is None and not self.opening:
+            self.next()
+
+    # ---------------------------------------------------------------------------- moving
+    def next(self) -> None:
+        """Save what is pending, then open the next item (its proposal follows at once)."""
+        wl = self._need_worklist()
+        if self.opening:
+            return
+        self._leave()
+        item = self._take_next(wl)
+        if item is None:
+            self._remove_layers()
+            self.item = None
+            self.refresh()
+            self.status.setText("Series finished.")
+            show_info(T.finished())
+            return
+        self._open(item, advance=True)
+
+    def _take_next(self, wl):
+        """The next item, held for this window (another window on the project never gets it)."""
+        planned = self.prefetch.planned()
+        item = wl.lease(self._holder, LEASE_S, self.order_key(), seed=self.prefetch.seed)
+        if item is not None and self.item is not None and item.id == self.item.id:
+            item = wl.lease(self._holder, LEASE_S, self.order_key(), seed=self.prefetch.seed)  # the one after it
+        if item is not None and planned and item.id != planned[0]:
+            self.prefetch.replan()
+        return item
+
+    def open_id(self, item_id: int) -> None:
+        """Open one item (double-click, or the item a restart comes back to)."""
+        wl = self._need_worklist()
+        if self.opening:
+            return
+        item = wl.get(item_id)
+        held = wl.holder(item.id)
+        if held and held != self._holder and not _gone(held):
+            self.status.setText(f"'{item.name}' is open in another window.")
+            show_warning(T.note("Item open in another window", f"'{item.name}' is being corrected elsewhere; "
+                                "pick another row or press Next."))
+            return
+        if self.item is not None and self.item.id != item.id:
+            self._leave()
+        self._open(item, advance=False)
+
+    def _open(self, item, advance: bool) -> None:
+        if item.status in ("unreadable", "missing"):
+            self.status.setText(f"'{item.name}' is {item.status}: {item.reason}")
+            return self.next() if advance else None
+        self.opening = True
+        self._enable()
+        ready = self.prefetch.take(item.id)
+        if ready is not None:
+            return self._show(item, advance, ready)
+        self.status.setText(f"Opening '{item.name}'…")
+        keep_alive(workers.start(read_or_fail, read_layer, item, what="opening the item",
+                                 on_return=partial(self._show, item, advance),
+                                 on_error=lambda *_: self._opened_failed(), group=self.session.workers))
+
+    def _opened_failed(self) -> None:
+        self.opening = False
+        self._enable()
+
+    def _show(self, item, advance: bool, found) -> None:
+        self.opening = False
+        wl = self._need_worklist()
+        if isinstance(found, Failed):
+            return self._unopenable(wl, item, found.error, advance)
+        saved = self._saved_mask(item, found)
+        prompts = saved[1] if saved else LM.split_structures(self.segment.prompt.currentText())
+        if SL.can_reuse(self.viewer, self.image, found):
+            SL.reuse_image(self.viewer, self.session, self.image, item, found, L.target_key(LM.join_structures(prompts)))
+        else:
+            if self.image is not None:
+                SL.remove(self.viewer, self.session, self.image)
+            self.image = SL.add_image(self.viewer, item, found)
+        if found.start is not None:
+            self.viewer.dims.set_current_step(0, found.start)
+        self.segment.image.reset_choices()
+        self.segment.image.value = self.image
+        self.item = wl.mark_opened(item.id)
+        wl.set_current(item.id)
+        self.refresh()
+        self.item_shown.emit(item.id)
+        if saved:
+            SL.show_saved(self.viewer, self.image, *saved)
+            self.segment.prompt.setCurrentText(LM.join_structures(saved[1]))
+            self.status.setText(f"'{item.name}': its saved mask.")
+        else:
+            self._propose(found)
+        self.segment._context_changed()  # noqa: SLF001 - the legend and the corrections follow the item
+        self.prefetch.replan()
+        self._enable()
+
+    def _unopenable(self, wl, item, err, advance: bool) -> None:
+        if not item.path.exists():
+            wl.refresh_missing()
+            show_warning(T.missing(item.name, item.path))
+        else:
+            wl.mark_unreadable(item.id, str(err))
+            show_warning(T.unreadable(item.name, " ".join(str(err).split())))
+        self.prefetch.replan()
+        self.refresh()
+        self._enable()
+        if advance:
+            self.next()
+
+    def _saved_mask(self, item, found: ItemData):
+        """(label map, prompts) the item was saved with, or None (a saved mask that no longer fits
+        the image is kept aside under another name, and the item gets a new proposal)."""
+        target, legend = mask_target(self.worklist, item, self.session.folder, found.ndim, found.medical)
+        saved = read_saved(target, legend)
+        if saved is not None and saved[0].shape != tuple(found.data.shape[: found.ndim]):
+            show_warning(T.stale_mask(item.name, set_aside(target, legend)))
+            return None
+        return saved
+
+    def _propose(self, found: ItemData) -> None:
+        """The model's proposal for the item just opened: the one computed ahead when it still
+        holds (same model, adapter, prompts, window and slice), else a Segment slice now."""
+        prompts = LM.split_structures(self.segment.prompt.currentText())
+        if not prompts:
+            self.status.setText(T.no_prompt())
+            return
+        ready = found.proposal
+        if ready is not None and self._still_holds(ready, prompts, found):
+            self.segment._apply(self.image, prompts, [(found.plane, ready.probability)])  # noqa: SLF001
+            self.segment._remember(LM.join_structures(prompts))  # noqa: SLF001
+            self._proposed()
+            return
+        self.proposing = True
+        try:
+            self.segment.segment_slice()
+        except VLSMError as err:
+            self.proposing = False
+            self.status.setText(" ".join(str(err).split()))
+
+    def _still_holds(self, ready, prompts, found: ItemData) -> bool:
+        s = self.session
+        if s.job or s.remote is not None or L.current_plane(self.image, self.viewer.dims) != found.plane:
+            return False
+        try:  # the model and adapter the next Segment would use are the ones that made it
+            wanted = s.wanted_adapter()
+        except VLSMError:
+            return False
+        loaded = s._loaded_key == s.model_key() and s._adapter_key == wanted  # noqa: SLF001
+        return loaded and ready.fits(s.segmenter, prompts, s.window_for(self.image))
+
+    def _proposed(self) -> None:
+        """A proposal for the item on screen is in its mask layer: note which adapter made it."""
+        if self.item is not None and self.worklist is not None:
+            adapter = self.session._adapter_key  # noqa: SLF001 - the adapter file the engine holds
+            self.item = self.worklist.set_adapter(self.item.id, Path(adapter).name if adapter else "")
+            self.status.setText(f"'{self.item.name}': the model's proposal.")
+
+    def _busy_changed(self, job: str) -> None:
+        if job:
+            self.prefetch.pause()
+            self.learning.pause_rank()
+            return
+        # A model load is followed at once by the segmentation it was for: look once that has begun.
+        QTimer.singleShot(0, guarded(self._maybe_idle, "the series"))
+
+    def _maybe_idle(self) -> None:
+        if self.session.job or self.session.closed:
+            return
+        if self.proposing:
+            self.proposing = False
+            self._proposed()
+        self.learning.idle()
+        self.prefetch.resume()
+        self.learning.kick_rank()  # after the read-ahead (it starts only when that is idle)
+        self._enable()
+
+    # ---------------------------------------------------------------------------- statuses
+    def mark_done(self) -> None:
+        wl = self._need_worklist()
+        if self.item is None or self.image is None:
+            raise VLSMError("no series item is open: press Next first")
+        labels = self.mask_layer()
+        if labels is None:
+            raise VLSMError(f"'{self.item.name}' has no mask yet: type a prompt and press Segment slice")
+        if not labels.data.any() and not self.confirm_empty(self.item.name):
+            return
+        self.corrections.watcher.flush()
+        item = self.item
+        self._write_mask(labels, on_saved=lambda target: self._done(wl, item, target))
+
+    def confirm_empty(self, name: str) -> bool:
+        answer = QMessageBox.question(self, T.EMPTY_TITLE, T.EMPTY_ASK.format(name=name))
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _done(self, wl, item, target) -> None:
+        done = wl.set_status(item.id, "done")  # only once its mask is on disk
+        if self.item is not None and self.item.id == item.id:
+            self.item = done
+        self.status.setText(f"Done: mask saved as {target.name}.")
+        self.refresh()
+
+    def skip(self) -> None:
+        wl = self._need_worklist()
+        if self.item is None:
+            raise VLSMError("no series item is open: press Next first")
+        self.item = wl.set_status(self.item.id, "skipped")
+        self.next()
+
+    def go_to_worst_slice(self) -> None:
+        if self.item is None or self.image is None or self.image.ndim < 3:
+            raise VLSMError("the most uncertain slice is for scans and stacks: open one with Next")
+        worst = [z for z in self.worklist.get(self.item.id).worst_slices if 0 <= z < self.image.data.shape[0]]
+        if not worst:
+            raise VLSMError(f"'{self.item.name}' has no uncertainty score yet: rank the series first")
+        now = int(self.viewer.dims.current_step[0])
+        later = [z for z in worst if z != now]
+        target = later[worst.index(now)] if now in worst and worst.index(now) < len(later) else worst[0]
+        self.viewer.dims.set_current_step(0, target)
+
+    # ---------------------------------------------------------------------------- saving
+    def mask_layer(self):
+        """The mask layer of the item on screen (the one for the prompt in use, else the first)."""
+        if self.image is None:
+            return None
+        uid = str(self.image.unique_id)
+        mine = [layer for layer in self.viewer.layers
+                if (L.output_meta(layer) or {}).get("image_id") == uid]
+        wanted = L.target_key(self.segment.prompt.currentText() or "")
+        return next((m for m in mine if L.output_meta(m)["target"] == wanted), mine[0] if mine else None)
+
+    def _write_mask(self, labels, on_saved=None, wait: bool = False) -> None:
+        from .export import snapshot, write_export
+        from .reader import volume_metadata
+
+        medical = volume_metadata(self.image) is not None
+        target, _ = mask_target(self.worklist, self.item, self.session.folder, labels.ndim, medical)
+        item = snapshot(labels, self.image)
+        if wait:  # the dock is closing: write now, the app may be gone in a moment
+            write_export(item, target)
+            return
+
+        def saved_or_not(result):
+            if isinstance(result, Failed):  # a full disk, a read-only folder: say so, keep the layer
+                reason = " ".join(str(result.error).split())
+                self.status.setText(reason)
+                show_warning(T.note("Mask not saved", reason))
+            elif on_saved is not None:
+                on_saved(result[0])
+
+        # Not in the dock's cancellable group: a write is never stopped half-way.
+        keep_alive(workers.start(read_or_fail, write_export, item, target, what="saving the mask",
+                                 on_return=saved_or_not))
+
+    def _leave(self) -> None:
+        """Before the item on screen goes: auto-saved edits are stored, its mask is saved."""
+        self.prefetch.pause()
+        self.learning.pause_rank()
+        if self.item is None or self.image is None or self.worklist is None:
+            return
+        self.corrections.watcher.flush()
+        labels = self.mask_layer()
+        if labels is not None:
+            self._write_mask(labels)
+
+    def _remove_layers(self) -> None:
+        if self.image is not None:
+            SL.remove(self.viewer, self.session, self.image)
+        self.image = None
+
+    def close(self) -> None:
+        """The dock is closing: the mask on screen is saved now; background reads stop."""
+        self.prefetch.stop()
+        self.learning.pause_rank()
+        try:
+            self.viewer.bind_key(NEXT_KEY, None)
+        except (KeyError, ValueError):
+            pass
+        if self.item is not None and self.image is not None and self.worklist is not None:
+            labels = self.mask_layer()
+            if labels is not None:
+                guarded(partial(self._write_mask, labels, wait=True), "saving the mask")()
+            self.worklist.release(self.item.id, self._holder)
+
+    # ---------------------------------------------------------------------------- view
+    def _need_worklist(self):
+        if self.worklist is None:
+            if not (self.session.folder / DB_NAME).is_file():
+                raise VLSMError("no series in this project yet: press 'Open series…' and choose a folder or files")
+            return self._open_worklist()
+        return self.worklist
+
+    def refresh(self) -> None:
+        wl = self.worklist
+        if wl is None:
+            self.counts.setText(T.counts({}))
+            self.table.show_items([], None)
+        else:
+            self.counts.setText(T.counts(wl.counts()))
+            self.table.show_items(wl.items(), self.item.id if self.item else None)
+        self._enable()
+
+    def _problem(self, err) -> None:
+        self.status.setText(" ".join(str(err).split()))
+        show_warning(T.worklist_problem(err))
+
+    def _enable(self) -> None:
+        has = self.worklist is not None
+        on_item = has and self.item is not None
+        self.btn_next.setEnabled(has and not self.opening)
+        self.btn_done.setEnabled(on_item and not self.opening)
+        self.btn_skip.setEnabled(on_item and not self.opening)
+        self.btn_worst.setVisible(self.image is not None and self.image.ndim >= 3)
+
+    def settled(self) -> bool:
+        """Nothing of the series is on its way (tests and benchmarks wait for this)."""
+        return not self.opening and not self.proposing and not self.session.job
