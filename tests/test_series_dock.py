@@ -14,43 +14,13 @@ from qtpy.QtWidgets import QMessageBox  # noqa: E402
 
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm._napari import series_texts as T  # noqa: E402
+from napari_vlsm._napari import texts  # noqa: E402
 from napari_vlsm._napari.series_items import MASKS_FOLDER  # noqa: E402
 
 from dock_helpers import WAIT_MS  # noqa: E402
+from series_helpers import next_item, open_series, settle, write_images  # noqa: E402
 
 pytestmark = pytest.mark.gui
-
-
-def write_images(folder, n=3, shape=(40, 48)):
-    import imageio.v3 as iio
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(n):
-        path = folder / f"frame{i}.png"
-        iio.imwrite(path, rng.integers(0, 255, (*shape, 3), dtype=np.uint8))
-        paths.append(path)
-    return paths
-
-
-def settle(qtbot, dock):
-    series = dock.series
-    qtbot.waitUntil(lambda: series.settled() and not dock.session.finetuning, timeout=WAIT_MS)
-
-
-def open_series(qtbot, dock, paths, prompt="polyp"):
-    dock.segment.prompt.setCurrentText(prompt)
-    dock.series.add_paths(paths)
-    qtbot.waitUntil(lambda: dock.series.item is not None, timeout=WAIT_MS)
-    settle(qtbot, dock)
-
-
-def next_item(qtbot, dock):
-    before = dock.series.item.id if dock.series.item else None
-    dock.series.btn_next.click()
-    qtbot.waitUntil(lambda: dock.series.item is None or dock.series.item.id != before, timeout=WAIT_MS)
-    settle(qtbot, dock)
 
 
 def item_layers(viewer):
@@ -129,8 +99,11 @@ def test_an_empty_mask_asks_before_done(qtbot, make_dock, tmp_path, monkeypatch)
     qtbot.waitUntil(lambda: series.worklist.get(series.item.id).status == "done", timeout=WAIT_MS)
 
 
-def test_resume_after_the_dock_is_recreated(qtbot, make_dock, tmp_path):
+def test_resume_after_the_dock_is_recreated(qtbot, make_dock, tmp_path, monkeypatch):
+    from napari_vlsm._napari import settings
     from napari_vlsm._napari.dock import VLSMDock
+
+    monkeypatch.setattr(settings, "temp_roots", lambda: [])  # tmp_path stands for a lasting project folder
 
     viewer, dock = make_dock()
     write_images(tmp_path / "series")
@@ -166,7 +139,7 @@ def test_a_missing_file_is_listed_and_passed_over(qtbot, make_dock, tmp_path, no
     assert series.item.name == "frame2.png"
     assert [i.status for i in series.worklist.items()][1] == "missing"
     heads = [n.splitlines()[0] for n in notes if "missing" in n]
-    assert heads and all(len(h) <= T.HEAD for h in heads)
+    assert heads and all(len(h) <= texts.HEAD_MAX for h in heads)
 
 
 def test_unreadable_files_are_listed_with_a_short_notification(qtbot, make_dock, tmp_path, notes):
@@ -177,7 +150,7 @@ def test_unreadable_files_are_listed_with_a_short_notification(qtbot, make_dock,
     statuses = {i.name: i.status for i in dock.series.worklist.items()}
     assert statuses == {"broken.png": "unreadable", "frame0.png": "in-progress"}
     assert any(n.startswith("Series: 1 item(s) added") and "cannot be read" in n for n in notes)
-    assert all(len(n.splitlines()[0]) <= T.HEAD for n in notes if n.startswith("Series"))
+    assert all(len(n.splitlines()[0]) <= texts.HEAD_MAX for n in notes if n.startswith("Series"))
 
 
 def test_a_scan_opens_with_its_geometry(qtbot, make_dock, tmp_path):
@@ -241,9 +214,9 @@ def test_every_series_notification_starts_with_a_short_line(tmp_path):
     messages = [T.added(3, 2, [(Path("/a/b.png"), long)] * 5), T.missing(long, Path(long)), T.unreadable(long, long),
                 T.finished(), T.saved_mask(long), T.stale_mask(long, long), T.worklist_problem(long),
                 T.finetune_started(12), T.note(long, long)]
-    for message in messages:
-        head = message.splitlines()[0]
-        assert 0 < len(head) <= T.HEAD, head
+    for message in messages:  # as the dock shows them: through texts.toast
+        head = texts.toast(message).splitlines()[0]
+        assert 0 < len(head) <= texts.HEAD_MAX, head
 
 
 def test_through_the_manifest_nothing_private_is_touched(qtbot, make_napari_viewer, tiny_model_dir, tmp_path, notes):

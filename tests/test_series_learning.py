@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("napari")
 
-from test_series_dock import next_item, open_series, settle, write_images  # noqa: E402
 
-from napari_vlsm._napari import series_texts as T  # noqa: E402
+from napari_vlsm._napari import texts  # noqa: E402
 
 from dock_helpers import WAIT_MS, add_correction  # noqa: E402
+from series_helpers import next_item, open_series, settle, write_images  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -129,7 +129,7 @@ def test_a_file_that_changed_shape_is_listed_not_opened(qtbot, make_dock, tmp_pa
     assert items[1].status == "unreadable" and "changed" in items[1].reason
     assert dock.series.item.name == "frame2.png"
     heads = [n.splitlines()[0] for n in notes if "changed" in n]
-    assert heads and all(len(h) <= T.HEAD for h in heads)
+    assert heads and all(len(h) <= texts.HEAD_MAX for h in heads)
 
 
 def test_go_to_the_most_uncertain_slice(qtbot, make_dock, tmp_path):

@@ -21,7 +21,7 @@ from qtpy.QtCore import QTimer
 from napari_vlsm.core import labelmap as LM
 
 from . import series_texts as T
-from . import workers
+from . import texts, workers
 from .series_items import keep_alive
 from .workers import guarded
 
@@ -73,7 +73,7 @@ class Learning:
         if s.finetuning or s.job or s.closed:
             return
         count, self.new = self.new, 0
-        show_info(T.finetune_started(count))
+        show_info(texts.toast(T.finetune_started(count)))
         self.finetune.start()
 
     # ------------------------------------------------------------------------------ ranking

@@ -43,7 +43,7 @@ from napari_vlsm.core.errors import VLSMError, WorklistError
 from . import layers as L
 from . import series_layers as SL
 from . import series_texts as T
-from . import workers
+from . import texts, workers
 from .series_items import Failed, ItemData, keep_alive, mask_target, read_layer, read_or_fail, read_saved, set_aside
 from .series_learning import Learning
 from .series_prefetch import Prefetcher
@@ -173,7 +173,7 @@ class SeriesPanel(QWidget):
             except VLSMError as err:
                 reason = " ".join(str(err).split())
                 self.status.setText(reason)
-                show_warning(T.note(head, reason))
+                show_warning(texts.toast(T.note(head, reason)))
         run.__name__ = getattr(fn, "__name__", "action")
         return run
 
@@ -265,7 +265,7 @@ class SeriesPanel(QWidget):
     def _added(self, report) -> None:
         if isinstance(report, VLSMError):
             return self._problem(report)
-        show_info(T.added(len(report.added) - len(report.unreadable), len(report.duplicates), report.unreadable))
+        show_info(texts.toast(T.added(len(report.added) - len(report.unreadable), len(report.duplicates), report.unreadable)))
         self.status.setText("")
         self.refresh()
         if self.item is None and not self.opening:
@@ -284,7 +284,7 @@ class SeriesPanel(QWidget):
             self.item = None
             self.refresh()
             self.status.setText("Series finished.")
-            show_info(T.finished())
+            show_info(texts.toast(T.finished()))
             return
         self._open(item, advance=True)
 
@@ -307,8 +307,8 @@ class SeriesPanel(QWidget):
         held = wl.holder(item.id)
         if held and held != self._holder and not _gone(held):
             self.status.setText(f"'{item.name}' is open in another window.")
-            show_warning(T.note("Item open in another window", f"'{item.name}' is being corrected elsewhere; "
-                                "pick another row or press Next."))
+            show_warning(texts.toast(T.note("Item open in another window", f"'{item.name}' is being corrected elsewhere; "
+                                "pick another row or press Next.")))
             return
         if self.item is not None and self.item.id != item.id:
             self._leave()
@@ -366,10 +366,10 @@ class SeriesPanel(QWidget):
     def _unopenable(self, wl, item, err, advance: bool) -> None:
         if not item.path.exists():
             wl.refresh_missing()
-            show_warning(T.missing(item.name, item.path))
+            show_warning(texts.toast(T.missing(item.name, item.path)))
         else:
             wl.mark_unreadable(item.id, str(err))
-            show_warning(T.unreadable(item.name, " ".join(str(err).split())))
+            show_warning(texts.toast(T.unreadable(item.name, " ".join(str(err).split()))))
         self.prefetch.replan()
         self.refresh()
         self._enable()
@@ -382,7 +382,7 @@ class SeriesPanel(QWidget):
         target, legend = mask_target(self.worklist, item, self.session.folder, found.ndim, found.medical)
         saved = read_saved(target, legend)
         if saved is not None and saved[0].shape != tuple(found.data.shape[: found.ndim]):
-            show_warning(T.stale_mask(item.name, set_aside(target, legend)))
+            show_warning(texts.toast(T.stale_mask(item.name, set_aside(target, legend))))
             return None
         return saved
 
@@ -512,7 +512,7 @@ class SeriesPanel(QWidget):
             if isinstance(result, Failed):  # a full disk, a read-only folder: say so, keep the layer
                 reason = " ".join(str(result.error).split())
                 self.status.setText(reason)
-                show_warning(T.note("Mask not saved", reason))
+                show_warning(texts.toast(T.note("Mask not saved", reason)))
             elif on_saved is not None:
                 on_saved(result[0])
 
@@ -570,7 +570,7 @@ class SeriesPanel(QWidget):
 
     def _problem(self, err) -> None:
         self.status.setText(" ".join(str(err).split()))
-        show_warning(T.worklist_problem(err))
+        show_warning(texts.toast(T.worklist_problem(err)))
 
     def _enable(self) -> None:
         has = self.worklist is not None

@@ -1,9 +1,8 @@
-"""Every sentence of the Series section. A notification's first line is what a toast shows: at most
-HEAD chars, meaning first; the detail (which file, what to do) follows on the next lines."""
+"""Every sentence of the Series section. A notification is written "head\ndetail": the head is what a
+toast shows (at most texts.HEAD_MAX characters, meaning first; ``texts.toast`` keeps it so), the
+detail (which file, what to do) opens with the toast's arrow."""
 
 from __future__ import annotations
-
-HEAD = 40
 
 TIP_NEXT = ("Save this item's mask and corrections, then open the next item of the series with the "
             "model's proposal (Shift+N in the viewer).")
@@ -26,8 +25,7 @@ def counts(c: dict) -> str:
 
 
 def note(head: str, detail: str = "") -> str:
-    """A notification: a short first line, the detail under it."""
-    head = head if len(head) <= HEAD else head[: HEAD - 1] + "\u2026"
+    """A notification: a short first line, the detail under it (shown through texts.toast)."""
     return f"{head}\n{detail}" if detail else head
 
 

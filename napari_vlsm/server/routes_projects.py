@@ -17,7 +17,6 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..client.wire import WireError, decode_array
-from ..core.constants import DEFAULT_VARIANT
 from ..core.errors import VLSMError
 from ..core.validation import check_batch_size, check_slice_index, check_window
 from .host import NotFound, check_project
@@ -37,17 +36,22 @@ class CorrectionIn(BaseModel):
     window: tuple[float, float] | None = None
 
 
-class FinetuneIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    variant: str = DEFAULT_VARIANT
-    max_steps: int | None = 200
-    epochs: int | None = None
-    budget_s: float | None = None
-    batch_size: int = 8
-    lr: float | None = None
-    seed: int = 0
-    init_adapter: str | None = Field(None, description="an adapter name of this project, or 'latest' (the last "
-                                                       "finetune that improved held-out Dice)")
+def _request_body_model():
+    """The finetune body: exactly FinetuneRequest's fields and defaults (core/project/results.py owns
+    them), with unknown fields refused, so the HTTP API can never drift from what a project trains."""
+    import dataclasses
+    import typing
+
+    from pydantic import create_model
+
+    from ..core.project import FinetuneRequest
+
+    hints = typing.get_type_hints(FinetuneRequest)
+    fields = {f.name: (hints[f.name], f.default) for f in dataclasses.fields(FinetuneRequest)}
+    return create_model("FinetuneIn", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+FinetuneIn = _request_body_model()
 
 
 def _array(request: Request, text: str, what: str):
