@@ -103,7 +103,7 @@ def _finetune(loaded, train_samples, val_samples, config, init_adapters, out_pat
             config.variant, loaded, config.seed)
         adapters = source.to(loaded.device).requires_grad_(True)
         frozen = frozen_model(loaded)  # low-precision frozen weights, fp32 decoder attention (frozen_model.py)
-        model = VLSMModel(frozen, adapters)
+        model = VLSMModel(frozen, adapters, loaded.runtimes_for(frozen))
         fast = config.cache_features and not model.image_features_depend_on_adapters
         amp, table = amp_factory(loaded), PromptTable()
         limit = MemoryLimit(config.batch_size, loaded.device, "encoding or evaluating images")
