@@ -222,3 +222,23 @@ def test_finetune_of_an_empty_server_project_explains_from_the_worker(make_napar
     qtbot.waitUntil(lambda: bool(errors) and idle(dock), timeout=WAIT_MS)
     assert "no corrections stored yet" in errors[-1].lower() and "Traceback" not in errors[-1]
     assert dock.finetune.btn_train.isEnabled()
+
+
+@pytest.mark.skipif(__import__("os").name != "posix", reason="file modes are POSIX")
+def test_a_token_file_others_can_read_gets_a_dock_notification_by_the_clients_rule(notes, tmp_path):
+    from napari_vlsm._napari import texts
+    from napari_vlsm._napari.server_panel import read_token
+    from napari_vlsm.client.http import read_token_file
+
+    path = tmp_path / "token"
+    path.write_text("t" * 40 + "\n")
+    path.chmod(0o640)  # the group can read it: the client's rule warns (tests/test_client_network.py)
+    assert read_token("", str(path)) == "t" * 40
+    warned = [note for note in notes if "chmod 600" in note]
+    assert len(warned) == 1, notes
+    head, details = warned[0].split("\n", 1)
+    assert len(head) <= texts.HEAD_MAX and read_token_file(path)[1] in details  # the client's own words
+    path.chmod(0o600)
+    notes.clear()
+    assert read_token("", str(path)) == "t" * 40 and notes == []
+    assert read_token("typed", str(path)) == "typed"  # a typed token: the file is not read

@@ -22,6 +22,7 @@ def _correction(i):
 
 def test_sigkill_during_finetune_keeps_every_acknowledged_correction(tiny_model_dir, tmp_path, loaded):
     from napari_vlsm.core.adapters.checkpoint import load_adapter
+    from napari_vlsm.server.audit import read as read_audit
 
     server = ServerProcess(tiny_model_dir, tmp_path / "srv").start()
     try:
@@ -60,6 +61,10 @@ def test_sigkill_during_finetune_keeps_every_acknowledged_correction(tiny_model_
         assert [s["id"] for s in client.corrections("clinic")["samples"]] == acked
         status = client.job(job["id"])
         assert status["state"] == "interrupted" and "finetune again" in status["error"]
+        audit = read_audit(server.project_root / "clinic" / "audit.jsonl")
+        marked = [line for line in audit if line["what"] == "finetune.interrupted"]
+        assert [(m["job"], m["who"], m["project"]) for m in marked] == [(job["id"], "server", "clinic")]
+        assert any(line["what"] == "finetune.started" and line["job"] == job["id"] for line in audit)
         end = list(client.events(job["id"]))
         assert end[-1]["type"] == "end" and end[-1]["state"] == "interrupted"
         adapters = client.adapters("clinic")

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdi
 
 from napari_vlsm.core.errors import VLSMError
 
-from . import workers
+from . import texts, workers
 from .workers import guarded, on_click
 
 NO_SERVER_ADAPTER = "none (plain model)"
@@ -26,15 +26,20 @@ OUTBOX_CHECK_MS = 2000  # how often the count of corrections waiting on this com
 
 
 def read_token(token: str, token_file: str) -> str:
-    """The typed token, else the token file's first line; one clear line when neither works."""
+    """The typed token, else the token file's first line; one clear line when neither works. A token
+    file that other users can read gets the client's warning (its rule), as a dock notification."""
     if token.strip():
         return token.strip()
     if not token_file.strip():
         raise VLSMError("give the server's token or its token file (napari-vlsm serve prints where it is)")
-    try:
-        return Path(token_file).expanduser().read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise VLSMError(f"cannot read the token file {token_file}: {err.strerror or err}") from None
+    from napari.utils.notifications import show_warning
+
+    from napari_vlsm.client.http import read_token_file  # httpx: only when a server is used
+
+    token, warning = read_token_file(token_file)
+    if warning:
+        show_warning(texts.toast(f"Others can read the token file\n{warning}"))
+    return token
 
 
 def outbox_root(session, project: str) -> Path:

@@ -41,18 +41,27 @@ class ConnectionLost(ServerError):
     """The server cannot be reached or went away mid-request."""
 
 
+def read_token_file(token_file: str | os.PathLike) -> tuple[str, str | None]:
+    """The token in ``token_file`` and, when other users of this computer can read (or write) the
+    file, the warning to show: the one rule that the CLI, the client and the dock all apply (the
+    dock shows it as a notification, the others as a Python warning). ServerError when unreadable."""
+    path = Path(token_file).expanduser()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        exposed = os.name == "posix" and path.stat().st_mode & 0o077  # any group/other bit
+    except OSError as err:
+        raise ServerError(f"cannot read the token file {token_file}: {err.strerror or err}") from None
+    warning = (f"the token file {path} can be read by other users of this computer; run: chmod 600 {path}"
+               if exposed else None)
+    return token, warning
+
+
 def read_token(token_file: str | os.PathLike | None = None) -> str:
     """The token from ``token_file``, else from $NAPARI_VLSM_TOKEN; ServerError naming both when neither."""
     if token_file:
-        path = Path(token_file).expanduser()
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-            readable = os.name == "posix" and path.stat().st_mode & 0o077
-        except OSError as err:
-            raise ServerError(f"cannot read the token file {token_file}: {err.strerror or err}") from None
-        if readable:
-            warnings.warn(f"the token file {path} can be read by other users of this computer; run: chmod 600 {path}",
-                          stacklevel=2)
+        token, warning = read_token_file(token_file)
+        if warning:
+            warnings.warn(warning, stacklevel=2)
         return token
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:

@@ -6,7 +6,7 @@ time, each ``next()`` under the server's model lock, so predictions from other c
 with training steps instead of waiting minutes. The trainer saves the adapter atomically (a crash
 leaves the old files and at most a dot-tmp file, never half an adapter). ``jobs/<id>.json`` is
 written when a job starts and ends; a server that restarts marks records still "running" as
-"interrupted".
+"interrupted", with a ``finetune.interrupted`` line in the project's audit log.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .host import ModelHost
 
 FINISHED = ("done", "cancelled", "failed", "interrupted")
 JOBS_KEPT = 32  # finished jobs kept in memory for status and replay
+AUDIT_WHO = "server"  # who marks a job interrupted: the restarted server (the finetune.started line names the user)
 
 
 class Job:
@@ -72,6 +73,10 @@ class Jobs:
                 record["state"] = "interrupted"
                 record["error"] = ("the server stopped during this finetune; no adapter was saved by it, "
                                    "the corrections are kept: finetune again")
+                # the audit line first: a crash between the two writes repeats it at the next start
+                # rather than losing it (the record, once "interrupted", is not looked at again)
+                self.host.audit.record(AUDIT_WHO, "finetune.interrupted", path.parent.parent.name,
+                                       job=record.get("id", path.stem), error=record["error"])
                 write_bytes_atomic(path, json.dumps(record, indent=1).encode())
 
     # ------------------------------------------------------------------------------- api
