@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QMessageBox  # noqa: E402
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm._napari import series_texts as T  # noqa: E402
 from napari_vlsm._napari import texts  # noqa: E402
-from napari_vlsm._napari.series_items import MASKS_FOLDER  # noqa: E402
+from napari_vlsm.core.project import ProjectLayout  # noqa: E402
 
 from dock_helpers import WAIT_MS  # noqa: E402
 from series_helpers import next_item, open_series, settle, write_images  # noqa: E402
@@ -48,7 +48,7 @@ def test_next_replaces_the_layers_and_proposes(qtbot, make_dock, tmp_path):
     assert series.counts.text() == "0 / 3 done · 3 in progress"
     # leaving an item saved its mask: coming back shows it, not a new proposal
     first = series.worklist.get(seen[0])
-    saved = tmp_path / "project" / MASKS_FOLDER / series.worklist.output_path(first, ".").name
+    saved = ProjectLayout(tmp_path / "project").masks / series.worklist.output_path(first, ".").name
     qtbot.waitUntil(saved.is_file, timeout=WAIT_MS)
     series.open_id(first.id)
     settle(qtbot, dock)
@@ -69,11 +69,18 @@ def test_mark_done_writes_the_mask_and_the_legend(qtbot, make_dock, tmp_path):
     labels.data[5:20, 6:30] = 1  # the user's corrected mask
     series.btn_done.click()
     qtbot.waitUntil(lambda: series.worklist.get(series.item.id).status == "done", timeout=WAIT_MS)
-    out = tmp_path / "project" / MASKS_FOLDER / series.worklist.output_path(series.item, ".").name
+    out = ProjectLayout(tmp_path / "project").masks / series.worklist.output_path(series.item, ".").name
     np.testing.assert_array_equal(iio.imread(out), labels.data)
     legend = out.with_suffix(".json").read_text()
     assert '"polyp"' in legend
     assert series.counts.text().startswith("1 / 2 done")
+    # the export hands out this very file (and its legend), not a copy rebuilt from corrections
+    from napari_vlsm.cli import main
+
+    assert main(["worklist", "export", "--project", str(tmp_path / "project"), "--out", str(tmp_path / "out")]) == 0
+    exported = tmp_path / "out" / out.name
+    assert exported.read_bytes() == out.read_bytes()
+    assert exported.with_suffix(".json").read_bytes() == out.with_suffix(".json").read_bytes()
 
 
 def test_an_empty_mask_asks_before_done(qtbot, make_dock, tmp_path, monkeypatch):
@@ -173,7 +180,7 @@ def test_a_scan_opens_with_its_geometry(qtbot, make_dock, tmp_path):
     assert mask.data[3].any() or not mask.data.any()  # the proposal is on the slice shown
     series.btn_done.click()
     qtbot.waitUntil(lambda: series.worklist.get(series.item.id).status == "done", timeout=WAIT_MS)
-    out = tmp_path / "project" / MASKS_FOLDER / series.worklist.output_path(series.item, ".").name
+    out = ProjectLayout(tmp_path / "project").masks / series.worklist.output_path(series.item, ".").name
     written = nib.load(out)
     assert written.shape == data.shape  # the scan's own grid
     np.testing.assert_allclose(written.affine, nib.load(folder / "ct.nii.gz").affine)

@@ -8,7 +8,7 @@ proposal at once (the prompt and adapter in use); an item already worked on come
 saved mask. While the user corrects, the items Next will open are read and their image pass is
 run in the background (series_prefetch.py), so Next needs only the decoder.
 
-*Mark done* writes the mask into ``<project>/masks`` (atomically; NIfTI on the scan's grid for a
+*Mark done* writes the mask into ``<project>/masks`` (ProjectLayout.masks, atomically; NIfTI on the scan's grid for a
 scan, PNG for a 2D image, with its JSON legend); an empty mask asks first. The worklist remembers
 the item on screen: a dock reopened on the project lands on it again (:meth:`restore`).
 """
@@ -379,7 +379,7 @@ class SeriesPanel(QWidget):
     def _saved_mask(self, item, found: ItemData):
         """(label map, prompts) the item was saved with, or None (a saved mask that no longer fits
         the image is kept aside under another name, and the item gets a new proposal)."""
-        target, legend = mask_target(self.worklist, item, self.session.folder, found.ndim, found.medical)
+        target, legend = mask_target(item, self.session.folder)
         saved = read_saved(target, legend)
         if saved is not None and saved[0].shape != tuple(found.data.shape[: found.ndim]):
             show_warning(texts.toast(T.stale_mask(item.name, set_aside(target, legend))))
@@ -499,10 +499,8 @@ class SeriesPanel(QWidget):
 
     def _write_mask(self, labels, on_saved=None, wait: bool = False) -> None:
         from .export import snapshot, write_export
-        from .reader import volume_metadata
 
-        medical = volume_metadata(self.image) is not None
-        target, _ = mask_target(self.worklist, self.item, self.session.folder, labels.ndim, medical)
+        target, _ = mask_target(self.item, self.session.folder)
         item = snapshot(labels, self.image)
         if wait:  # the dock is closing: write now, the app may be gone in a moment
             write_export(item, target)
