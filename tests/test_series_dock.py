@@ -57,6 +57,29 @@ def test_next_replaces_the_layers_and_proposes(qtbot, make_dock, tmp_path):
     assert series.status.text().endswith("its saved mask.")
 
 
+def test_an_item_opened_by_hand_is_held_for_this_window(qtbot, make_dock, tmp_path):
+    """A double-clicked item is leased to the dock like Next's: another window's Next (here a
+    second connection to the project's worklist) never hands it out meanwhile."""
+    from napari_vlsm.core.worklist import Worklist
+
+    viewer, dock = make_dock()
+    write_images(tmp_path / "series")
+    open_series(qtbot, dock, [tmp_path / "series"])
+    series = dock.series
+    ids = [i.id for i in series.worklist.items()]
+    series.open_id(ids[2])  # a double-click on the last row
+    qtbot.waitUntil(lambda: series.item.id == ids[2], timeout=WAIT_MS)
+    settle(qtbot, dock)
+    other = Worklist(tmp_path / "project")
+    try:
+        for done in ids[:2]:
+            other.set_status(done, "done")
+        assert other.holder(ids[2]) == series._holder  # noqa: SLF001
+        assert other.lease("another-window", 60, order="in-order") is None  # the only open item is held
+    finally:
+        other.close()
+
+
 def test_mark_done_writes_the_mask_and_the_legend(qtbot, make_dock, tmp_path):
     import imageio.v3 as iio
 

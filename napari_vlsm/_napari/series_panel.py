@@ -305,7 +305,9 @@ class SeriesPanel(QWidget):
             return
         item = wl.get(item_id)
         held = wl.holder(item.id)
-        if held and held != self._holder and not _gone(held):
+        try:  # leased to this window, as Next's items are: another window's Next passes over it
+            item = wl.hold(item.id, self._holder, LEASE_S, replace=(held,) if held and _gone(held) else ())
+        except WorklistError:
             self.status.setText(f"'{item.name}' is open in another window.")
             show_warning(texts.toast(T.note("Item open in another window", f"'{item.name}' is being corrected elsewhere; "
                                 "pick another row or press Next.")))
