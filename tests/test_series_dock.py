@@ -158,6 +158,42 @@ def test_resume_after_the_dock_is_recreated(qtbot, make_dock, tmp_path, monkeypa
     assert mask is not None and mask.data[2:10, 2:10].all()  # its saved mask came back
 
 
+def test_the_order_next_follows_is_kept_per_project(qtbot, make_dock, tmp_path, monkeypatch):
+    import json
+
+    from napari_vlsm._napari import settings
+    from napari_vlsm._napari.dock import VLSMDock
+
+    monkeypatch.setattr(settings, "temp_roots", lambda: [])  # tmp_path stands for lasting project folders
+
+    viewer, dock = make_dock()
+    write_images(tmp_path / "series", n=2)
+    open_series(qtbot, dock, [tmp_path / "series"])
+    order = dock.series.order
+    order.setCurrentIndex(order.findData("random"))
+    order.activated.emit(order.currentIndex())  # the user picks Random
+    dock.save_settings()
+    assert json.loads((tmp_path / "project" / "settings.json").read_text())["series_order"] == "random"
+    (tmp_path / "other").mkdir()
+    dock.session.set_project(tmp_path / "other")  # a project where no order was picked: the default
+    assert dock.series.order_key() == "in-order"
+    dock.session.set_project(tmp_path / "project")  # back: its own order
+    assert dock.series.order_key() == "random"
+    qtbot.waitUntil(lambda: dock.series.item is not None, timeout=WAIT_MS)
+    settle(qtbot, dock)
+    viewer.window.remove_dock_widget(dock)
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+
+    again = VLSMDock(viewer)  # napari restarted: the project (and its order) from the saved settings
+    viewer.window.add_dock_widget(again, name="Text segmentation")
+    qtbot.waitUntil(lambda: again.series.item is not None, timeout=WAIT_MS)
+    settle(qtbot, again)
+    assert again.series.order_key() == "random"
+    again.series._model_changed()  # noqa: SLF001 - an adapter appearing never overrides a picked order
+    assert again.series.order_key() == "random"
+
+
 def test_a_missing_file_is_listed_and_passed_over(qtbot, make_dock, tmp_path, notes):
     viewer, dock = make_dock()
     paths = write_images(tmp_path / "series")

@@ -83,6 +83,7 @@ class SeriesPanel(QWidget):
         self.item = None  # the Item on screen
         self.image = None  # its Image layer
         self.opening = self.proposing = False
+        self._held = None  # the item leased to this window (Next's lease or hold): one at a time
         self._holder = f"dock:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._build()
         self.prefetch = Prefetcher(self)
@@ -154,6 +155,9 @@ class SeriesPanel(QWidget):
         on_click(self.btn_worst, self._action(self.go_to_worst_slice, "No uncertain slice known"), "going to the slice")
         self.table.opened.connect(guarded(self._action(self.open_id, "Cannot open this item"), "opening the item"))
         self.order.activated.connect(lambda *_: self._order_picked())
+        # The order picked is the project's (its settings.json, kept by the dock): a project
+        # opened again, or switched to, comes back with its own.
+        self.session.values.events.series_order.connect(lambda key: guarded(self._order_set, "the series")(key))
         self.session.busy_changed.connect(guarded(self._busy_changed, "the series"))
         self.session.finetune_changed.connect(guarded(lambda on: self._busy_changed("finetuning" if on else ""),
                                                       "the series"))
@@ -192,6 +196,7 @@ class SeriesPanel(QWidget):
         if self.worklist is not None:
             self._leave()
             self._remove_layers()
+            self._give_back()
             self.worklist.close()
             self.worklist, self.item = None, None
         self._worklist_root = None
@@ -219,9 +224,20 @@ class SeriesPanel(QWidget):
 
     def _order_picked(self) -> None:
         self._order_chosen = True
+        self.session.values.series_order = self.order_key()  # remembered for the project
         if self.order_key() == "most-uncertain":
             self.learning.want_rank()
         self.prefetch.replan()
+
+    def _order_set(self, key: str) -> None:
+        """The project's remembered order ("" = none picked: in order, or most uncertain first
+        once an adapter exists)."""
+        self._order_chosen = bool(key)
+        if not key:
+            key = "most-uncertain" if self.session.adapter != "none" else "in-order"
+        if key != self.order_key():
+            self.order.setCurrentIndex(self.order.findData(key))
+            self.prefetch.replan()
 
     def _model_changed(self) -> None:
         """Most uncertain first becomes the default once the project has an adapter."""
@@ -296,6 +312,7 @@ class SeriesPanel(QWidget):
             item = wl.lease(self._holder, LEASE_S, self.order_key(), seed=self.prefetch.seed)  # the one after it
         if item is not None and planned and item.id != planned[0]:
             self.prefetch.replan()
+        self._held = item.id if item is not None else None  # lease() ended the previous one
         return item
 
     def open_id(self, item_id: int) -> None:
@@ -307,6 +324,7 @@ class SeriesPanel(QWidget):
         held = wl.holder(item.id)
         try:  # leased to this window, as Next's items are: another window's Next passes over it
             item = wl.hold(item.id, self._holder, LEASE_S, replace=(held,) if held and _gone(held) else ())
+            self._held = item.id
         except WorklistError:
             self.status.setText(f"'{item.name}' is open in another window.")
             show_warning(texts.toast(T.note("Item open in another window", f"'{item.name}' is being corrected elsewhere; "
@@ -548,7 +566,13 @@ class SeriesPanel(QWidget):
             labels = self.mask_layer()
             if labels is not None:
                 guarded(partial(self._write_mask, labels, wait=True), "saving the mask")()
-            self.worklist.release(self.item.id, self._holder)
+        self._give_back()
+
+    def _give_back(self) -> None:
+        """The item leased to this window is free again (even one whose opening was under way)."""
+        if self._held is not None and self.worklist is not None:
+            guarded(partial(self.worklist.release, self._held, self._holder), "the series")()
+        self._held = None
 
     # ---------------------------------------------------------------------------- view
     def _need_worklist(self):
