@@ -8,8 +8,9 @@ proposal at once (the prompt and adapter in use); an item already worked on come
 saved mask. While the user corrects, the items Next will open are read and their image pass is
 run in the background (series_prefetch.py), so Next needs only the decoder.
 
-*Mark done* writes the mask into ``<project>/masks`` (ProjectLayout.masks, atomically; NIfTI on the scan's grid for a
-scan, PNG for a 2D image, with its JSON legend); an empty mask asks first. The worklist remembers
+*Mark done* (series_saving.py) writes the mask into ``<project>/masks`` (ProjectLayout.masks,
+atomically; NIfTI on the scan's grid for a scan, PNG for a 2D image, with its JSON legend); an
+empty mask asks first. The worklist remembers
 the item on screen: a dock reopened on the project lands on it again (:meth:`restore`).
 """
 
@@ -29,7 +30,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QToolButton,
@@ -47,6 +47,7 @@ from . import texts, workers
 from .series_items import Failed, ItemData, keep_alive, mask_target, read_layer, read_or_fail, read_saved, set_aside
 from .series_learning import Learning
 from .series_prefetch import Prefetcher
+from .series_saving import Saving
 from .series_table import SeriesTable
 from .workers import guarded, on_click
 
@@ -87,6 +88,7 @@ class SeriesPanel(QWidget):
         self._holder = f"dock:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._build()
         self.prefetch = Prefetcher(self)
+        self.saving = Saving(self)
         self.learning = Learning(self, finetune)
         self._connect()
 
@@ -465,28 +467,8 @@ class SeriesPanel(QWidget):
 
     # ---------------------------------------------------------------------------- statuses
     def mark_done(self) -> None:
-        wl = self._need_worklist()
-        if self.item is None or self.image is None:
-            raise VLSMError("no series item is open: press Next first")
-        labels = self.mask_layer()
-        if labels is None:
-            raise VLSMError(f"'{self.item.name}' has no mask yet: type a prompt and press Segment slice")
-        if not labels.data.any() and not self.confirm_empty(self.item.name):
-            return
-        self.corrections.watcher.flush()
-        item = self.item
-        self._write_mask(labels, on_saved=lambda target: self._done(wl, item, target))
-
-    def confirm_empty(self, name: str) -> bool:
-        answer = QMessageBox.question(self, T.EMPTY_TITLE, T.EMPTY_ASK.format(name=name))
-        return answer == QMessageBox.StandardButton.Yes
-
-    def _done(self, wl, item, target) -> None:
-        done = wl.set_status(item.id, "done")  # only once its mask is on disk
-        if self.item is not None and self.item.id == item.id:
-            self.item = done
-        self.status.setText(f"Done: mask saved as {target.name}.")
-        self.refresh()
+        """Write the mask on screen, then set the item done (series_saving.py)."""
+        self.saving.mark_done()
 
     def skip(self) -> None:
         wl = self._need_worklist()
@@ -508,35 +490,8 @@ class SeriesPanel(QWidget):
 
     # ---------------------------------------------------------------------------- saving
     def mask_layer(self):
-        """The mask layer of the item on screen (the one for the prompt in use, else the first)."""
-        if self.image is None:
-            return None
-        uid = str(self.image.unique_id)
-        mine = [layer for layer in self.viewer.layers
-                if (L.output_meta(layer) or {}).get("image_id") == uid]
-        wanted = L.target_key(self.segment.prompt.currentText() or "")
-        return next((m for m in mine if L.output_meta(m)["target"] == wanted), mine[0] if mine else None)
-
-    def _write_mask(self, labels, on_saved=None, wait: bool = False) -> None:
-        from .export import snapshot, write_export
-
-        target, _ = mask_target(self.item, self.session.folder)
-        item = snapshot(labels, self.image)
-        if wait:  # the dock is closing: write now, the app may be gone in a moment
-            write_export(item, target)
-            return
-
-        def saved_or_not(result):
-            if isinstance(result, Failed):  # a full disk, a read-only folder: say so, keep the layer
-                reason = " ".join(str(result.error).split())
-                self.status.setText(reason)
-                show_warning(texts.toast(T.note("Mask not saved", reason)))
-            elif on_saved is not None:
-                on_saved(result[0])
-
-        # Not in the dock's cancellable group: a write is never stopped half-way.
-        keep_alive(workers.start(read_or_fail, write_export, item, target, what="saving the mask",
-                                 on_return=saved_or_not))
+        """The mask layer of the item on screen (series_saving.py)."""
+        return self.saving.mask_layer()
 
     def _leave(self) -> None:
         """Before the item on screen goes: auto-saved edits are stored, its mask is saved."""
@@ -547,7 +502,7 @@ class SeriesPanel(QWidget):
         self.corrections.watcher.flush()
         labels = self.mask_layer()
         if labels is not None:
-            self._write_mask(labels)
+            self.saving.write_mask(labels)
 
     def _remove_layers(self) -> None:
         if self.image is not None:
@@ -565,7 +520,7 @@ class SeriesPanel(QWidget):
         if self.item is not None and self.image is not None and self.worklist is not None:
             labels = self.mask_layer()
             if labels is not None:
-                guarded(partial(self._write_mask, labels, wait=True), "saving the mask")()
+                guarded(partial(self.saving.write_mask, labels, wait=True), "saving the mask")()
         self._give_back()
 
     def _give_back(self) -> None:
