@@ -125,3 +125,36 @@ def test_export_done_items_on_their_grid(capsys, tmp_path, inputs):
     assert set(np.unique(labels)) == {0, 2} and int((labels == 2).sum()) == int(z_mask.sum())
     legend = json.loads((tmp_path / "out" / "labels.json").read_text())
     assert legend == {"0": "background", "1": "polyp", "2": "liver"}
+
+
+def test_export_copies_the_masks_the_dock_saved(capsys, tmp_path, inputs):
+    """A done item with a mask in <project>/masks (what the dock's Mark done wrote) is exported as
+    that file, byte-equal, with its legend; an item done elsewhere is rebuilt from its corrections."""
+    from napari_vlsm.core.project import ProjectLayout
+    from napari_vlsm.core.store import CorrectionStore
+    from napari_vlsm.core.worklist.export import item_files
+
+    project = tmp_path / "project"
+    run_main(capsys, "worklist", "add", "--project", project, inputs)
+    wl = Worklist(project)
+    items = {i.name: i for i in wl.items()}
+    dock_item, other = items["frame0.png"], items["frame1.png"]
+    saved, legend = item_files(dock_item, ProjectLayout(project).masks)
+    saved.parent.mkdir(parents=True)
+    painted = np.zeros((40, 50), np.uint8)
+    painted[2:9, 3:30] = 1  # no correction was stored for it: only the saved file has this mask
+    iio.imwrite(saved, painted, extension=".png")
+    legend.write_text('{"structures": [{"value": 1, "prompt": "polyp"}]}\n')
+    frame = iio.imread(other.path)
+    mask = np.zeros(frame.shape[:2], bool)
+    mask[5:15, 10:30] = True
+    CorrectionStore(project / "corrections").add(frame, mask, ["polyp"], source=str(other.path))
+    wl.set_status(dock_item.id, "done")
+    wl.set_status(other.id, "done")
+    code, out, err = run_main(capsys, "worklist", "export", "--project", project, "--out", tmp_path / "out")
+    assert code == 0, err
+    copied, copied_legend = item_files(dock_item, tmp_path / "out")
+    assert copied.read_bytes() == saved.read_bytes() and copied_legend.read_bytes() == legend.read_bytes()
+    assert {str(copied), str(copied_legend)} <= set(out.splitlines())
+    rebuilt = iio.imread(wl.output_path(other, tmp_path / "out"))
+    assert np.array_equal(rebuilt == 1, mask)

@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QMessageBox  # noqa: E402
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm._napari import series_texts as T  # noqa: E402
 from napari_vlsm._napari import texts  # noqa: E402
-from napari_vlsm._napari.series_items import MASKS_FOLDER  # noqa: E402
+from napari_vlsm.core.project import ProjectLayout  # noqa: E402
 
 from dock_helpers import WAIT_MS  # noqa: E402
 from series_helpers import next_item, open_series, settle, write_images  # noqa: E402
@@ -48,13 +48,36 @@ def test_next_replaces_the_layers_and_proposes(qtbot, make_dock, tmp_path):
     assert series.counts.text() == "0 / 3 done · 3 in progress"
     # leaving an item saved its mask: coming back shows it, not a new proposal
     first = series.worklist.get(seen[0])
-    saved = tmp_path / "project" / MASKS_FOLDER / series.worklist.output_path(first, ".").name
+    saved = ProjectLayout(tmp_path / "project").masks / series.worklist.output_path(first, ".").name
     qtbot.waitUntil(saved.is_file, timeout=WAIT_MS)
     series.open_id(first.id)
     settle(qtbot, dock)
     images, masks = item_layers(viewer)
     assert len(images) == 1 and len(masks) == 1
     assert series.status.text().endswith("its saved mask.")
+
+
+def test_an_item_opened_by_hand_is_held_for_this_window(qtbot, make_dock, tmp_path):
+    """A double-clicked item is leased to the dock like Next's: another window's Next (here a
+    second connection to the project's worklist) never hands it out meanwhile."""
+    from napari_vlsm.core.worklist import Worklist
+
+    viewer, dock = make_dock()
+    write_images(tmp_path / "series")
+    open_series(qtbot, dock, [tmp_path / "series"])
+    series = dock.series
+    ids = [i.id for i in series.worklist.items()]
+    series.open_id(ids[2])  # a double-click on the last row
+    qtbot.waitUntil(lambda: series.item.id == ids[2], timeout=WAIT_MS)
+    settle(qtbot, dock)
+    other = Worklist(tmp_path / "project")
+    try:
+        for done in ids[:2]:
+            other.set_status(done, "done")
+        assert other.holder(ids[2]) == series._holder  # noqa: SLF001
+        assert other.lease("another-window", 60, order="in-order") is None  # the only open item is held
+    finally:
+        other.close()
 
 
 def test_mark_done_writes_the_mask_and_the_legend(qtbot, make_dock, tmp_path):
@@ -69,11 +92,18 @@ def test_mark_done_writes_the_mask_and_the_legend(qtbot, make_dock, tmp_path):
     labels.data[5:20, 6:30] = 1  # the user's corrected mask
     series.btn_done.click()
     qtbot.waitUntil(lambda: series.worklist.get(series.item.id).status == "done", timeout=WAIT_MS)
-    out = tmp_path / "project" / MASKS_FOLDER / series.worklist.output_path(series.item, ".").name
+    out = ProjectLayout(tmp_path / "project").masks / series.worklist.output_path(series.item, ".").name
     np.testing.assert_array_equal(iio.imread(out), labels.data)
     legend = out.with_suffix(".json").read_text()
     assert '"polyp"' in legend
     assert series.counts.text().startswith("1 / 2 done")
+    # the export hands out this very file (and its legend), not a copy rebuilt from corrections
+    from napari_vlsm.cli import main
+
+    assert main(["worklist", "export", "--project", str(tmp_path / "project"), "--out", str(tmp_path / "out")]) == 0
+    exported = tmp_path / "out" / out.name
+    assert exported.read_bytes() == out.read_bytes()
+    assert exported.with_suffix(".json").read_bytes() == out.with_suffix(".json").read_bytes()
 
 
 def test_an_empty_mask_asks_before_done(qtbot, make_dock, tmp_path, monkeypatch):
@@ -128,6 +158,42 @@ def test_resume_after_the_dock_is_recreated(qtbot, make_dock, tmp_path, monkeypa
     assert mask is not None and mask.data[2:10, 2:10].all()  # its saved mask came back
 
 
+def test_the_order_next_follows_is_kept_per_project(qtbot, make_dock, tmp_path, monkeypatch):
+    import json
+
+    from napari_vlsm._napari import settings
+    from napari_vlsm._napari.dock import VLSMDock
+
+    monkeypatch.setattr(settings, "temp_roots", lambda: [])  # tmp_path stands for lasting project folders
+
+    viewer, dock = make_dock()
+    write_images(tmp_path / "series", n=2)
+    open_series(qtbot, dock, [tmp_path / "series"])
+    order = dock.series.order
+    order.setCurrentIndex(order.findData("random"))
+    order.activated.emit(order.currentIndex())  # the user picks Random
+    dock.save_settings()
+    assert json.loads((tmp_path / "project" / "settings.json").read_text())["series_order"] == "random"
+    (tmp_path / "other").mkdir()
+    dock.session.set_project(tmp_path / "other")  # a project where no order was picked: the default
+    assert dock.series.order_key() == "in-order"
+    dock.session.set_project(tmp_path / "project")  # back: its own order
+    assert dock.series.order_key() == "random"
+    qtbot.waitUntil(lambda: dock.series.item is not None, timeout=WAIT_MS)
+    settle(qtbot, dock)
+    viewer.window.remove_dock_widget(dock)
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+
+    again = VLSMDock(viewer)  # napari restarted: the project (and its order) from the saved settings
+    viewer.window.add_dock_widget(again, name="Text segmentation")
+    qtbot.waitUntil(lambda: again.series.item is not None, timeout=WAIT_MS)
+    settle(qtbot, again)
+    assert again.series.order_key() == "random"
+    again.series._model_changed()  # noqa: SLF001 - an adapter appearing never overrides a picked order
+    assert again.series.order_key() == "random"
+
+
 def test_a_missing_file_is_listed_and_passed_over(qtbot, make_dock, tmp_path, notes):
     viewer, dock = make_dock()
     paths = write_images(tmp_path / "series")
@@ -173,7 +239,7 @@ def test_a_scan_opens_with_its_geometry(qtbot, make_dock, tmp_path):
     assert mask.data[3].any() or not mask.data.any()  # the proposal is on the slice shown
     series.btn_done.click()
     qtbot.waitUntil(lambda: series.worklist.get(series.item.id).status == "done", timeout=WAIT_MS)
-    out = tmp_path / "project" / MASKS_FOLDER / series.worklist.output_path(series.item, ".").name
+    out = ProjectLayout(tmp_path / "project").masks / series.worklist.output_path(series.item, ".").name
     written = nib.load(out)
     assert written.shape == data.shape  # the scan's own grid
     np.testing.assert_allclose(written.affine, nib.load(folder / "ct.nii.gz").affine)

@@ -186,6 +186,23 @@ def test_leases_expire_and_two_annotators_never_share(tmp_path):
         wl.lease("", 60)
 
 
+def test_an_item_held_by_hand_is_never_handed_to_another(tmp_path):
+    wl = Worklist(tmp_path / "project")
+    ids = [i.id for i in wl.add([_png(tmp_path / f"{n}.png") for n in range(3)]).added]
+    other = Worklist(tmp_path / "project")  # a second window on the project
+    held = wl.hold(ids[0], "ana", 60)  # opened by double-click, not through lease()
+    assert held.id == ids[0] and other.holder(ids[0]) == "ana"
+    assert other.lease("ben", 60, order="in-order").id == ids[1]  # ben's Next passes over it
+    with pytest.raises(WorklistError, match="being corrected by ben"):
+        wl.hold(ids[1], "ana", 60)  # ben's item is refused to ana ...
+    assert other.holder(ids[0]) == "ana"  # ... and she keeps hers
+    assert wl.hold(ids[1], "ana", 60, replace=("ben",)).id == ids[1]  # a gone holder's lease is taken over
+    assert wl.holder(ids[0]) == "" and wl.holder(ids[1]) == "ana"  # one lease per holder
+    assert other.lease("ben", 60, order="in-order").id == ids[0]
+    with pytest.raises(WorklistError, match="no item 99"):
+        wl.hold(99, "ana", 60)
+
+
 def test_two_connections_see_each_other(tmp_path):
     one, two = Worklist(tmp_path / "p"), Worklist(tmp_path / "p")
     item = one.add([_png(tmp_path / "a.png")]).added[0]

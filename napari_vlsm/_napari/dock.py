@@ -188,6 +188,10 @@ class VLSMDock(QWidget):
         self.model.sync()
         if "threshold" in values:
             self.session.threshold = min(0.99, max(0.01, float(values["threshold"])))
+        from napari_vlsm.core.worklist import ORDERS
+
+        order = values.get("series_order", "")  # not picked here (or unknown): the default order
+        self.session.values.series_order = order if order in ORDERS else ""
 
     def _watch_settings(self) -> None:
         later = self._save_timer.start
@@ -212,7 +216,7 @@ class VLSMDock(QWidget):
         settings.warn(settings.write(settings.user_path(), user, settings.USER_KEYS))
         if s.folder.is_dir():  # never create a project folder just to hold settings
             project = {"adapter": str(s.adapter), "variant": s.variant,
-                       "threshold": float(s.threshold)}
+                       "threshold": float(s.threshold), "series_order": s.values.series_order}
             settings.warn(settings.write(settings.project_path(s.folder), project, settings.PROJECT_KEYS))
 
     def set_model_source(self, source: str) -> None:

@@ -30,6 +30,7 @@ class DockValues:
     train_batch_size: int = 8  # corrections per finetune step
     max_steps: int = 0  # 0: no step limit (the time budget ends the run)
     budget_s: float | None = None  # None: auto (finetune_panel.auto_budget)
+    series_order: str = ""  # the order Next follows, as the user picked it ("": the default, per adapter)
 
 
 def bind(values: DockValues, name: str, changed_signal, setter, convert=lambda v: v) -> None:

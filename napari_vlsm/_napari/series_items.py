@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-MASKS_FOLDER = "masks"  # <project>/masks: the masks of the series' items (and their legends)
 _RUNNING: set = set()  # background workers of the series, held until they end (see keep_alive)
 
 
@@ -161,11 +160,14 @@ def prefetch(segmenter, item, prompts: list[str], preset, cancel: threading.Even
 
 
 # ----------------------------------------------------------------------------- saved masks
-def mask_target(worklist, item, project: Path, ndim: int, medical: bool) -> tuple[Path, Path]:
-    """The mask file of an item and its JSON legend (export.py's naming: NIfTI for a scan, PNG in 2D)."""
-    from .export import export_paths
+def mask_target(item, project: Path) -> tuple[Path, Path]:
+    """The mask file of an item and its JSON legend, in the project's masks folder (ProjectLayout)
+    under the worklist's own name (NIfTI for a scan, TIFF for a stack, PNG in 2D): the files
+    ``napari-vlsm worklist export`` copies."""
+    from napari_vlsm.core.project import ProjectLayout
+    from napari_vlsm.core.worklist.export import item_files
 
-    return export_paths(worklist.output_path(item, Path(project) / MASKS_FOLDER), ndim, medical=medical)
+    return item_files(item, ProjectLayout(project).masks)
 
 
 def read_saved(target: Path, legend: Path) -> tuple[np.ndarray, list[str]] | None:

@@ -8,8 +8,9 @@ proposal at once (the prompt and adapter in use); an item already worked on come
 saved mask. While the user corrects, the items Next will open are read and their image pass is
 run in the background (series_prefetch.py), so Next needs only the decoder.
 
-*Mark done* writes the mask into ``<project>/masks`` (atomically; NIfTI on the scan's grid for a
-scan, PNG for a 2D image, with its JSON legend); an empty mask asks first. The worklist remembers
+*Mark done* (series_saving.py) writes the mask into ``<project>/masks`` (ProjectLayout.masks,
+atomically; NIfTI on the scan's grid for a scan, PNG for a 2D image, with its JSON legend); an
+empty mask asks first. The worklist remembers
 the item on screen: a dock reopened on the project lands on it again (:meth:`restore`).
 """
 
@@ -29,7 +30,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QToolButton,
@@ -47,6 +47,7 @@ from . import texts, workers
 from .series_items import Failed, ItemData, keep_alive, mask_target, read_layer, read_or_fail, read_saved, set_aside
 from .series_learning import Learning
 from .series_prefetch import Prefetcher
+from .series_saving import Saving
 from .series_table import SeriesTable
 from .workers import guarded, on_click
 
@@ -83,9 +84,11 @@ class SeriesPanel(QWidget):
         self.item = None  # the Item on screen
         self.image = None  # its Image layer
         self.opening = self.proposing = False
+        self._held = None  # the item leased to this window (Next's lease or hold): one at a time
         self._holder = f"dock:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._build()
         self.prefetch = Prefetcher(self)
+        self.saving = Saving(self)
         self.learning = Learning(self, finetune)
         self._connect()
 
@@ -154,6 +157,9 @@ class SeriesPanel(QWidget):
         on_click(self.btn_worst, self._action(self.go_to_worst_slice, "No uncertain slice known"), "going to the slice")
         self.table.opened.connect(guarded(self._action(self.open_id, "Cannot open this item"), "opening the item"))
         self.order.activated.connect(lambda *_: self._order_picked())
+        # The order picked is the project's (its settings.json, kept by the dock): a project
+        # opened again, or switched to, comes back with its own.
+        self.session.values.events.series_order.connect(lambda key: guarded(self._order_set, "the series")(key))
         self.session.busy_changed.connect(guarded(self._busy_changed, "the series"))
         self.session.finetune_changed.connect(guarded(lambda on: self._busy_changed("finetuning" if on else ""),
                                                       "the series"))
@@ -192,6 +198,7 @@ class SeriesPanel(QWidget):
         if self.worklist is not None:
             self._leave()
             self._remove_layers()
+            self._give_back()
             self.worklist.close()
             self.worklist, self.item = None, None
         self._worklist_root = None
@@ -219,9 +226,20 @@ class SeriesPanel(QWidget):
 
     def _order_picked(self) -> None:
         self._order_chosen = True
+        self.session.values.series_order = self.order_key()  # remembered for the project
         if self.order_key() == "most-uncertain":
             self.learning.want_rank()
         self.prefetch.replan()
+
+    def _order_set(self, key: str) -> None:
+        """The project's remembered order ("" = none picked: in order, or most uncertain first
+        once an adapter exists)."""
+        self._order_chosen = bool(key)
+        if not key:
+            key = "most-uncertain" if self.session.adapter != "none" else "in-order"
+        if key != self.order_key():
+            self.order.setCurrentIndex(self.order.findData(key))
+            self.prefetch.replan()
 
     def _model_changed(self) -> None:
         """Most uncertain first becomes the default once the project has an adapter."""
@@ -296,6 +314,7 @@ class SeriesPanel(QWidget):
             item = wl.lease(self._holder, LEASE_S, self.order_key(), seed=self.prefetch.seed)  # the one after it
         if item is not None and planned and item.id != planned[0]:
             self.prefetch.replan()
+        self._held = item.id if item is not None else None  # lease() ended the previous one
         return item
 
     def open_id(self, item_id: int) -> None:
@@ -305,7 +324,10 @@ class SeriesPanel(QWidget):
             return
         item = wl.get(item_id)
         held = wl.holder(item.id)
-        if held and held != self._holder and not _gone(held):
+        try:  # leased to this window, as Next's items are: another window's Next passes over it
+            item = wl.hold(item.id, self._holder, LEASE_S, replace=(held,) if held and _gone(held) else ())
+            self._held = item.id
+        except WorklistError:
             self.status.setText(f"'{item.name}' is open in another window.")
             show_warning(texts.toast(T.note("Item open in another window", f"'{item.name}' is being corrected elsewhere; "
                                 "pick another row or press Next.")))
@@ -379,7 +401,7 @@ class SeriesPanel(QWidget):
     def _saved_mask(self, item, found: ItemData):
         """(label map, prompts) the item was saved with, or None (a saved mask that no longer fits
         the image is kept aside under another name, and the item gets a new proposal)."""
-        target, legend = mask_target(self.worklist, item, self.session.folder, found.ndim, found.medical)
+        target, legend = mask_target(item, self.session.folder)
         saved = read_saved(target, legend)
         if saved is not None and saved[0].shape != tuple(found.data.shape[: found.ndim]):
             show_warning(texts.toast(T.stale_mask(item.name, set_aside(target, legend))))
@@ -445,28 +467,8 @@ class SeriesPanel(QWidget):
 
     # ---------------------------------------------------------------------------- statuses
     def mark_done(self) -> None:
-        wl = self._need_worklist()
-        if self.item is None or self.image is None:
-            raise VLSMError("no series item is open: press Next first")
-        labels = self.mask_layer()
-        if labels is None:
-            raise VLSMError(f"'{self.item.name}' has no mask yet: type a prompt and press Segment slice")
-        if not labels.data.any() and not self.confirm_empty(self.item.name):
-            return
-        self.corrections.watcher.flush()
-        item = self.item
-        self._write_mask(labels, on_saved=lambda target: self._done(wl, item, target))
-
-    def confirm_empty(self, name: str) -> bool:
-        answer = QMessageBox.question(self, T.EMPTY_TITLE, T.EMPTY_ASK.format(name=name))
-        return answer == QMessageBox.StandardButton.Yes
-
-    def _done(self, wl, item, target) -> None:
-        done = wl.set_status(item.id, "done")  # only once its mask is on disk
-        if self.item is not None and self.item.id == item.id:
-            self.item = done
-        self.status.setText(f"Done: mask saved as {target.name}.")
-        self.refresh()
+        """Write the mask on screen, then set the item done (series_saving.py)."""
+        self.saving.mark_done()
 
     def skip(self) -> None:
         wl = self._need_worklist()
@@ -488,37 +490,8 @@ class SeriesPanel(QWidget):
 
     # ---------------------------------------------------------------------------- saving
     def mask_layer(self):
-        """The mask layer of the item on screen (the one for the prompt in use, else the first)."""
-        if self.image is None:
-            return None
-        uid = str(self.image.unique_id)
-        mine = [layer for layer in self.viewer.layers
-                if (L.output_meta(layer) or {}).get("image_id") == uid]
-        wanted = L.target_key(self.segment.prompt.currentText() or "")
-        return next((m for m in mine if L.output_meta(m)["target"] == wanted), mine[0] if mine else None)
-
-    def _write_mask(self, labels, on_saved=None, wait: bool = False) -> None:
-        from .export import snapshot, write_export
-        from .reader import volume_metadata
-
-        medical = volume_metadata(self.image) is not None
-        target, _ = mask_target(self.worklist, self.item, self.session.folder, labels.ndim, medical)
-        item = snapshot(labels, self.image)
-        if wait:  # the dock is closing: write now, the app may be gone in a moment
-            write_export(item, target)
-            return
-
-        def saved_or_not(result):
-            if isinstance(result, Failed):  # a full disk, a read-only folder: say so, keep the layer
-                reason = " ".join(str(result.error).split())
-                self.status.setText(reason)
-                show_warning(texts.toast(T.note("Mask not saved", reason)))
-            elif on_saved is not None:
-                on_saved(result[0])
-
-        # Not in the dock's cancellable group: a write is never stopped half-way.
-        keep_alive(workers.start(read_or_fail, write_export, item, target, what="saving the mask",
-                                 on_return=saved_or_not))
+        """The mask layer of the item on screen (series_saving.py)."""
+        return self.saving.mask_layer()
 
     def _leave(self) -> None:
         """Before the item on screen goes: auto-saved edits are stored, its mask is saved."""
@@ -529,7 +502,7 @@ class SeriesPanel(QWidget):
         self.corrections.watcher.flush()
         labels = self.mask_layer()
         if labels is not None:
-            self._write_mask(labels)
+            self.saving.write_mask(labels)
 
     def _remove_layers(self) -> None:
         if self.image is not None:
@@ -547,8 +520,14 @@ class SeriesPanel(QWidget):
         if self.item is not None and self.image is not None and self.worklist is not None:
             labels = self.mask_layer()
             if labels is not None:
-                guarded(partial(self._write_mask, labels, wait=True), "saving the mask")()
-            self.worklist.release(self.item.id, self._holder)
+                guarded(partial(self.saving.write_mask, labels, wait=True), "saving the mask")()
+        self._give_back()
+
+    def _give_back(self) -> None:
+        """The item leased to this window is free again (even one whose opening was under way)."""
+        if self._held is not None and self.worklist is not None:
+            guarded(partial(self.worklist.release, self._held, self._holder), "the series")()
+        self._held = None
 
     # ---------------------------------------------------------------------------- view
     def _need_worklist(self):

@@ -5,7 +5,7 @@ Two JSON files, each written atomically (``core.atomic``: a crash leaves the pre
 * per user, ``<platformdirs user_config_dir("napari-vlsm")>/dock.json``: the project folder, the
   model source, device, precision, auto-save, the finetune limits and batch sizes;
 * per project, ``<project>/settings.json``: what belongs to the project's data: the adapter in
-  use, the variant of new adapters and the threshold.
+  use, the variant of new adapters, the threshold and the order the series' Next follows.
 
 A missing file means defaults. A damaged one (not JSON, not an object, a value of the wrong type)
 falls back to defaults for what it cannot read, with ONE warning naming the file, never an error:
@@ -32,7 +32,7 @@ USER_KEYS = {
     "autosave": (bool,), "batch_size": (int,), "max_steps": (int,), "budget_s": (int, float, type(None)),
     "server_url": (str,), "token_file": (str,), "server_project": (str,),  # never the token itself
 }
-PROJECT_KEYS = {"adapter": (str,), "variant": (str,), "threshold": (int, float)}
+PROJECT_KEYS = {"adapter": (str,), "variant": (str,), "threshold": (int, float), "series_order": (str,)}
 
 
 def user_config_dir() -> Path:

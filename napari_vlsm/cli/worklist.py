@@ -47,9 +47,11 @@ def add_parser(subparsers) -> None:
     rank.add_argument("--json", action="store_true", help="print JSON instead of text")
     rank.set_defaults(func=run_rank)
     export = sub.add_parser("export", help="write the masks of done items",
-                            description="Write each done item's label map from the project's corrections: "
-                                        "NIfTI on the scan's grid for volumes, TIFF for stacks, PNG for 2D "
-                                        "images, and labels.json (label value -> structure).")
+                            description="Write each done item's label map: the mask the dock saved for it "
+                                        "(<project>/masks, copied as it is, with its own legend), else one "
+                                        "rebuilt from the project's corrections: NIfTI on the scan's grid for "
+                                        "volumes, TIFF for stacks, PNG for 2D images, and labels.json (label "
+                                        "value -> structure).")
     _project(export)
     export.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     export.set_defaults(func=run_export)
@@ -139,16 +141,17 @@ def run_rank(args) -> int:
 
 
 def run_export(args) -> int:
+    from ..core.project import ProjectLayout
     from ..core.store import CorrectionStore
     from ..core.worklist.export import export_done
-    from ..core.worklist.project_files import corrections_folder
 
     worklist = _open(args)
     worklist.refresh_missing()
     done = worklist.counts()["done"]
     if done == 0:
         raise VLSMError(f"no item of {args.project} is done yet; mark items done in the dock, or with the server")
-    written = export_done(worklist, CorrectionStore(corrections_folder(args.project.expanduser())), args.out)
+    layout = ProjectLayout(args.project.expanduser())  # the dock's saved masks are copied, else rebuilt
+    written = export_done(worklist, CorrectionStore(layout.corrections), args.out, masks_dir=layout.masks)
     print(f"Exported {done} done items")  # then every file written, the legend last
     for path in written:
         print(path)

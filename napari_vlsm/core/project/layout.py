@@ -9,6 +9,10 @@
         latest.json                {"path": "<adapter file name>"}: the adapter "latest" means
       jobs/<job id>.json           the server's record of each finetune job
       server-outbox/<project>/     the dock's corrections waiting to be sent to a server project
+      worklist.sqlite              the series worklist (core/worklist)
+      masks/                       a done series item's mask, written by the dock's Mark done/Next:
+        <id:04d>_<name>.png|.tif|.nii.gz + <id:04d>_<name>.json (its legend); the file name rule
+        is core/worklist/export.py's item_files, which `worklist export` copies from here
 
 Folders written by napari-vlsm 0.x's dock kept the store in the project folder itself
 (``<project>/store.json`` and ``<project>/samples/``). Such a folder is read where it is: nothing is
@@ -23,7 +27,7 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
-CORRECTIONS, ADAPTERS, JOBS, OUTBOX = "corrections", "adapters", "jobs", "server-outbox"
+CORRECTIONS, ADAPTERS, JOBS, OUTBOX, MASKS = "corrections", "adapters", "jobs", "server-outbox", "masks"
 LATEST = "latest.json"
 ADAPTER_RE = re.compile(r"^adapter-[A-Za-z0-9._-]{1,80}\.safetensors$")
 
@@ -51,6 +55,11 @@ class ProjectLayout:
     @property
     def latest_file(self) -> Path:
         return self.adapters / LATEST
+
+    @property
+    def masks(self) -> Path:
+        """Where the dock saves each series item's mask (and `worklist export` finds it)."""
+        return self.root / MASKS
 
     @property
     def jobs(self) -> Path:

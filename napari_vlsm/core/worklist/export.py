@@ -8,8 +8,12 @@ folders never overwrite each other and the files sort in worklist order:
 - a TIFF stack: a TIFF label stack of the same shape; a 2D image: a PNG label map;
 - ``labels.json`` beside them: label value -> structure name (0 = background).
 
-Every file is written atomically. The label map comes from the project's stored corrections of
-the item (``source`` = the item's path), so an export never needs the window that made them.
+Every file is written atomically. A done item whose mask the dock saved (``<project>/masks``,
+``ProjectLayout.masks``, named by :func:`item_files`) is copied from there byte for byte with its
+own legend: that is the mask the user looked at when they said done. An item done elsewhere (the
+server, another tool) has no such file: its label map is rebuilt from the project's stored
+corrections of the item (``source`` = the item's path), so an export never needs the window that
+made them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,31 @@ def output_path(item: Item, out_dir) -> Path:
     stem = formats.stem(item.path)
     suffix = {"volume": ".nii.gz", "stack": ".tif"}.get(item.kind, ".png")
     return Path(out_dir) / f"{item.id:04d}_{stem}{suffix}"
+
+
+def item_files(item: Item, out_dir) -> tuple[Path, Path]:
+    """An item's mask file in ``out_dir`` and its own legend beside it (``<id>_<name>.json``): the
+    one rule for the dock's saved masks and the export."""
+    mask = output_path(item, out_dir)
+    base = mask.name[: -len(".nii.gz")] if mask.name.endswith(".nii.gz") else mask.stem
+    return mask, mask.with_name(base + ".json")
+
+
+def copy_saved(item: Item, masks_dir, out_dir) -> list[Path]:
+    """Copy the mask the dock saved for ``item`` (and its legend) into ``out_dir``, byte-equal;
+    [] when there is none (the caller rebuilds it from the corrections)."""
+    from ..atomic import write_bytes_atomic
+
+    sources = item_files(item, masks_dir)
+    if not sources[0].is_file():
+        return []
+    copied = []
+    for source, target in zip(sources, item_files(item, out_dir), strict=True):
+        if source.is_file() and not (target.exists() and target.samefile(source)):
+            write_bytes_atomic(target, source.read_bytes())
+        if source.is_file():
+            copied.append(target)
+    return copied
 
 
 def legend_of(targets) -> dict[int, str]:
@@ -106,8 +135,9 @@ def write_item_masks(item: Item, labels: np.ndarray, out_dir, geometry=None) -> 
     return path
 
 
-def export_done(worklist, store, out_dir) -> list[Path]:
-    """Every done item's masks from ``store`` (a CorrectionStore) into ``out_dir``, and the legend."""
+def export_done(worklist, store, out_dir, masks_dir=None) -> list[Path]:
+    """Every done item's masks into ``out_dir``: the dock's saved mask from ``masks_dir`` when there
+    is one, else rebuilt from ``store`` (a CorrectionStore); then labels.json (the rebuilt ones')."""
     from .reading import read_item
 
     out_dir = Path(out_dir).expanduser()
@@ -118,6 +148,10 @@ def export_done(worklist, store, out_dir) -> list[Path]:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for item in done:
+            copied = copy_saved(item, masks_dir, out_dir) if masks_dir is not None else []
+            if copied:
+                written.extend(copied)
+                continue
             data = read_item(item)
             geometry = getattr(data, "geometry", None)
             shape = tuple(data.shape[:3] if item.kind != "image" else data.shape[:2])

@@ -24,12 +24,37 @@ def check_holder(holder: str) -> str:
     return holder
 
 
+def check_seconds(seconds: float) -> float:
+    if not 0 < float(seconds) <= MAX_LEASE_S:
+        raise WorklistError(f"a lease lasts 0-{MAX_LEASE_S:.0f} s; got {seconds}")
+    return float(seconds)
+
+
+def hold(worklist, item_id: int, holder: str, seconds: float, replace=()):
+    """Lease one chosen item to ``holder`` (an item opened by hand, or the one a restart resumes):
+    another annotator's Next passes over it meanwhile. The holder's other lease ends, as with
+    :func:`take`. An item another holder has a live lease on is refused (WorklistError naming
+    who), unless that holder is in ``replace`` (one known to be gone: its lease is taken over)."""
+    holder, seconds = check_holder(holder), check_seconds(seconds)
+    now = time.time()
+    with worklist._db.transaction() as cur:
+        item = worklist._get(cur, int(item_id))  # WorklistError for an unknown id
+        row = cur.execute("SELECT lease_holder FROM items WHERE id = ? AND lease_until > ?",
+                          (item.id, now)).fetchone()
+        other = row[0] if row else ""
+        if other and other != holder and other not in replace:
+            raise WorklistError(f"'{item.name}' is being corrected by {other}; pick another item or press Next")
+        cur.execute("UPDATE items SET lease_holder = '', lease_until = 0 WHERE lease_holder = ?", (holder,))
+        cur.execute("UPDATE items SET lease_holder = ?, lease_until = ?, last_handed = ? WHERE id = ?",
+                    (holder, now + seconds, now, item.id))
+        return worklist._get(cur, item.id)
+
+
 def take(worklist, holder: str, seconds: float, order: str, seed: int | None = None):
     """The next open item nobody else holds, now leased to ``holder`` (None when none is left)."""
     holder = check_holder(holder)
     ordering.check_order(order)
-    if not 0 < float(seconds) <= MAX_LEASE_S:
-        raise WorklistError(f"a lease lasts 0-{MAX_LEASE_S:.0f} s; got {seconds}")
+    seconds = check_seconds(seconds)
     now = time.time()
     marks = ", ".join("?" * len(OPEN_STATUSES))
     with worklist._db.transaction() as cur:

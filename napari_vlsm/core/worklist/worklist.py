@@ -183,6 +183,14 @@ class Worklist:
 
         return take(self, holder, seconds, order, seed)
 
+    def hold(self, item_id: int, holder: str, seconds: float, replace=()) -> Item:
+        """Lease this item to ``holder`` (opened by hand, not through lease): nobody else's lease()
+        hands it out meanwhile. Refused (WorklistError) while another holder not in ``replace``
+        has a live lease on it; the holder's previous lease ends."""
+        from .leases import hold
+
+        return hold(self, item_id, holder, seconds, replace)
+
     def release(self, item_id: int, holder: str) -> None:
         with self._db.transaction() as cur:
             cur.execute("UPDATE items SET lease_holder = '', lease_until = 0 WHERE id = ? AND lease_holder = ?",
