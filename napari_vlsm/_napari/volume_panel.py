@@ -204,17 +204,13 @@ class VolumePanel(QWidget):
         self.refresh()
 
     def show_statistics(self) -> list[dict]:
+        from napari_vlsm.core.volume_edit import statistics as stats
+
         labels, _ = self.target()
         rows, in_mm = volume_actions.statistics(labels, L.image_of(self.viewer, labels) or self.image())
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            if row.get("volume_ml") is not None:
-                size = f"{row['volume_ml']:.2f} mL"
-            elif row.get("area_mm2") is not None:
-                size = f"{row['area_mm2']:.1f} mm²"
-            else:
-                size = f"{row['voxels']} {'vox' if labels.ndim == 3 else 'px'}"
-            mean = f"{row['mean']:.1f} ± {row['std']:.1f}" if row.get("mean") is not None else ""
+            size, mean = stats.size_text(row), stats.mean_text(row)
             slices = f"{row['first_slice']}–{row['last_slice']}" if row.get("first_slice") is not None else ""
             for c, text in enumerate((row["name"], size, mean, slices)):
                 self.table.setItem(r, c, QTableWidgetItem(text))

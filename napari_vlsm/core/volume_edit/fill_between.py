@@ -163,12 +163,9 @@ def _crop(a: np.ndarray, b: np.ndarray) -> tuple[slice, slice]:
     return tuple(slice(max(0, int(lo[i] - pad[i])), min(a.shape[i], int(hi[i] + pad[i]))) for i in range(2))
 
 
-def fill_between(mask: np.ndarray, keys: Sequence[int], axis: int = 0, spacing=None,
-                 method: str = DEFAULT_METHOD) -> np.ndarray:
-    """``mask`` (bool, 3D) with every slice strictly between two consecutive ``keys`` (slice
-    indices along ``axis``) filled from those two keys. Keys and slices outside the first..last
-    key are returned exactly as given. ``spacing``: the volume's voxel size (its in-plane part is
-    used so distances are in mm), or None for square pixels."""
+def checked_keys(mask, keys, axis: int, spacing):
+    """-> (mask as bool 3D, axis in 0..2, sorted unique keys, in-plane sampling): the checks every
+    fill makes (plain or model-guided) before it touches a slice."""
     mask = np.asarray(mask, bool)
     if mask.ndim != 3:
         raise ValueError(f"fill between needs a 3D mask; got shape {mask.shape}")
@@ -177,6 +174,16 @@ def fill_between(mask: np.ndarray, keys: Sequence[int], axis: int = 0, spacing=N
     if any(not 0 <= k < mask.shape[axis] for k in keys):
         raise ValueError(f"key slices {keys} are outside 0..{mask.shape[axis] - 1}")
     sampling = (1.0, 1.0) if spacing is None else tuple(float(s) for i, s in enumerate(spacing) if i != axis)
+    return mask, axis, keys, sampling
+
+
+def fill_between(mask: np.ndarray, keys: Sequence[int], axis: int = 0, spacing=None,
+                 method: str = DEFAULT_METHOD) -> np.ndarray:
+    """``mask`` (bool, 3D) with every slice strictly between two consecutive ``keys`` (slice
+    indices along ``axis``) filled from those two keys. Keys and slices outside the first..last
+    key are returned exactly as given. ``spacing``: the volume's voxel size (its in-plane part is
+    used so distances are in mm), or None for square pixels."""
+    mask, axis, keys, sampling = checked_keys(mask, keys, axis, spacing)
     out = np.moveaxis(mask.copy(), axis, 0)  # a view of the copy: writes land in it
     for lo, hi in zip(keys, keys[1:]):
         if hi - lo < 2:

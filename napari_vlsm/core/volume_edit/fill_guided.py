@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .fill_between import DEFAULT_METHOD, MARGIN, interpolated_distance
+from .fill_between import DEFAULT_METHOD, MARGIN, checked_keys, interpolated_distance
 
 WEIGHT = 0.5  # the model's share of the blend once it agrees on the key slices
 GATE = 0.7  # the model's Dice on the key slices (near the structure) that earns it that share
@@ -50,15 +50,10 @@ def fill_between_guided(mask: np.ndarray, keys: Sequence[int], probability: np.n
     """``fill_between`` blended with the model's ``probability`` (same shape as ``mask``, 0..1) where
     the gate allows; returns (filled mask, the weight used: 0 means the plain fill). Key slices and
     slices outside the first..last key are returned as given."""
-    mask = np.asarray(mask, bool)
+    mask, axis, keys, sampling = checked_keys(mask, keys, axis, spacing)
     probability = np.asarray(probability, np.float32)
     if probability.shape != mask.shape:
         raise ValueError(f"the probability {probability.shape} and the mask {mask.shape} differ in shape")
-    axis = axis % 3
-    keys = sorted({int(k) for k in keys})
-    if any(not 0 <= k < mask.shape[axis] for k in keys):
-        raise ValueError(f"key slices {keys} are outside 0..{mask.shape[axis] - 1}")
-    sampling = (1.0, 1.0) if spacing is None else tuple(float(s) for i, s in enumerate(spacing) if i != axis)
     pixel = float(np.mean(sampling))
     out, prob = np.moveaxis(mask.copy(), axis, 0), np.moveaxis(probability, axis, 0)
     weight = guided_weight(prob, out, keys, threshold)

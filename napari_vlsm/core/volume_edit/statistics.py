@@ -89,11 +89,19 @@ def to_csv(rows) -> str:
 
 def summary_line(row) -> str:
     """'liver: 1534.2 mL, mean 56.1 ± 20.3' -- one structure in a few words (the dock's table tooltip)."""
+    mean = f", mean {mean_text(row)}" if row.get("mean") is not None else ""
+    return f"{row['name']}: {size_text(row, ml_digits=1)}{mean}"
+
+
+def size_text(row, ml_digits: int = 2) -> str:
+    """'12.34 mL', '5.0 mm²' or '812 voxels' / '812 pixels': a row's size in the best unit it has."""
     if row.get("volume_ml") is not None:
-        size = f"{row['volume_ml']:.1f} mL"
-    elif row.get("area_mm2") is not None:
-        size = f"{row['area_mm2']:.1f} mm²"
-    else:
-        size = f"{row['voxels']} {'voxels' if row.get('first_slice') is not None else 'pixels'}"
-    mean = f", mean {row['mean']:.1f} ± {row['std']:.1f}" if row.get("mean") is not None else ""
-    return f"{row['name']}: {size}{mean}"
+        return f"{row['volume_ml']:.{ml_digits}f} mL"
+    if row.get("area_mm2") is not None:
+        return f"{row['area_mm2']:.1f} mm²"
+    return f"{row['voxels']} {'voxels' if row.get('first_slice') is not None else 'pixels'}"
+
+
+def mean_text(row) -> str:
+    """'56.1 ± 20.3' (the image inside the structure), '' when unknown."""
+    return f"{row['mean']:.1f} ± {row['std']:.1f}" if row.get("mean") is not None else ""
