@@ -49,7 +49,7 @@ class Learning:
         self.rank_wanted = False
         self._ranker = None
         self._rank_cancel: threading.Event | None = None
-        self._adapter_key = object()  # the adapter the last ranking was asked for
+        self._ranked_for = object()  # the engine (model, adapter) the last ranking was asked for
         self._refresh = QTimer(panel, singleShot=True, interval=200)  # a burst of saves: one table refresh
         self._refresh.timeout.connect(guarded(panel.refresh, "the series"))
         panel.corrections.stored.connect(guarded(self.stored, "the series"))
@@ -80,9 +80,9 @@ class Learning:
     def adapter_maybe_changed(self) -> None:
         """A new adapter (or model) is in use: its doubts differ, so the open items are ranked again."""
         s = self.panel.session
-        key = (s._loaded_key, s._adapter_key) if s.segmenter is not None else None  # noqa: SLF001
-        if key is not None and key != self._adapter_key:
-            self._adapter_key = key
+        key = s.engine_key()
+        if key is not None and key != self._ranked_for:
+            self._ranked_for = key
             if self.panel.order_key() == "most-uncertain":
                 self.want_rank()
 

@@ -436,13 +436,12 @@ class SeriesPanel(QWidget):
             wanted = s.wanted_adapter()
         except VLSMError:
             return False
-        loaded = s._loaded_key == s.model_key() and s._adapter_key == wanted  # noqa: SLF001
-        return loaded and ready.fits(s.segmenter, prompts, s.window_for(self.image))
+        return s.holds(wanted) and ready.fits(s.segmenter, prompts, s.window_for(self.image))
 
     def _proposed(self) -> None:
         """A proposal for the item on screen is in its mask layer: note which adapter made it."""
         if self.item is not None and self.worklist is not None:
-            adapter = self.session._adapter_key  # noqa: SLF001 - the adapter file the engine holds
+            adapter = self.session.held_adapter
             self.item = self.worklist.set_adapter(self.item.id, Path(adapter).name if adapter else "")
             self.status.setText(f"'{self.item.name}': the model's proposal.")
 

@@ -158,6 +158,20 @@ class DockSession(QObject):
     def model_key(self) -> tuple:
         return (self.model_source, self.device, self.precision)
 
+    @property
+    def held_adapter(self) -> str | None:
+        """The adapter file the loaded engine holds (None: the plain model, or no engine)."""
+        return self._adapter_key
+
+    def engine_key(self) -> tuple | None:
+        """What the loaded engine is (model, device, precision; adapter), None before a load: it
+        changes exactly when the engine's proposals may change."""
+        return None if self.segmenter is None else (self._loaded_key, self._adapter_key)
+
+    def holds(self, adapter: str | None) -> bool:
+        """The engine loaded now is the wanted model with ``adapter``: nothing to load first."""
+        return self.segmenter is not None and self._loaded_key == self.model_key() and self._adapter_key == adapter
+
     def wanted_adapter(self) -> str | None:
         if self.adapter == ADAPTER_NONE:
             return None
@@ -175,9 +189,9 @@ class DockSession(QObject):
         if self.remote is not None:  # the server's model and adapter: nothing to load here
             return then(self.segmenter)
         adapter = self.wanted_adapter()
+        if self.holds(adapter):
+            return then(self.segmenter)
         if self.segmenter is not None and self._loaded_key == self.model_key():
-            if self._adapter_key == adapter:
-                return then(self.segmenter)
             if self.finetuning:
                 raise VLSMError(texts.BUSY.format(job="finetuning"))
             return self._start("loading the adapter", swap_adapter, (self.segmenter, adapter), adapter, then)
