@@ -6,53 +6,19 @@ stack (the layer's own shape and values, 0 background, i for the i-th structure)
 recorded). A mask of a scan opened as NIfTI/DICOM/NRRD/MHA (its grid in the layer's metadata, see
 ``medical_export``) is written as ``<name>.nii.gz`` on the scan's own voxel grid instead, the same
 file as File > Save Layers with napari-vlsm's writer. All are written atomically in a worker; the
-layer is copied on the GUI thread first, so painting on while it writes cannot tear the file.
+layer is copied on the GUI thread first (:func:`snapshot`), so painting on while it writes cannot tear
+the file; the writing itself is ``core.label_export.write_export``.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
-from napari_vlsm.core import labelmap as LM
-from napari_vlsm.core.errors import VLSMError
+# The writer is the core's (core/label_export.py: the Series section and the server write the same
+# files); export_paths and write_export stay importable from here.
+from napari_vlsm.core.label_export import KEYS, export_paths, write_export  # noqa: F401 - re-exported
 
 from . import layers as L
-
-KEYS = ("image", "threshold", "model_source", "model_fingerprint", "adapter_path", "adapter_sha256", "time")
-
-
-NIFTI = (".nii.gz", ".nii")
-RASTER = (".png", ".tif", ".tiff")
-
-
-def _stem(path: Path) -> Path:
-    name = path.name.lower()
-    for suffix in NIFTI + RASTER:
-        if name.endswith(suffix):
-            return path.with_name(path.name[: -len(suffix)])
-    return path
-
-
-def export_paths(path, ndim: int, medical: bool = False) -> tuple[Path, Path]:
-    """The label-map file and its legend beside it. A scan's mask defaults to NIfTI (a TIFF/PNG asked
-    for is still written); otherwise the suffix follows the dimension unless a TIFF is asked for."""
-    path = Path(path).expanduser()
-    name = path.name.lower()
-    if name.endswith(NIFTI) and not medical:
-        raise VLSMError(f"{path.name}: only the mask of a scan opened as NIfTI/DICOM/NRRD/MHA has a voxel grid "
-                        "to save as NIfTI; export it as .tif or .png")
-    if name.endswith(NIFTI):
-        target = path
-    elif medical and not name.endswith((".tif", ".tiff")):
-        target = _stem(path).with_name(_stem(path).name + ".nii.gz")
-    elif name.endswith(RASTER) and not (name.endswith(".png") and ndim != 2):
-        target = path
-    else:
-        target = _stem(path).with_name(_stem(path).name + (".png" if ndim == 2 else ".tif"))
-    return target, _stem(target).with_name(_stem(target).name + ".json")
 
 
 def is_medical(labels, image=None) -> bool:
@@ -78,54 +44,6 @@ def snapshot(labels, image=None) -> dict:
     spacing = geometry.spacing if geometry is not None else spacing_of(labels)
     return {"data": data, "structures": structures, "geometry": geometry, "image": pixels, "spacing": spacing,
             "info": {k: meta[k] for k in KEYS if k in meta} | {"layer": labels.name}}
-
-
-def _write_raster(target: Path, data, doc) -> None:
-    import tifffile
-
-    from napari_vlsm.core.atomic import atomic_path
-
-    with atomic_path(target) as tmp:
-        if target.suffix == ".png":
-            import imageio.v3 as iio
-
-            iio.imwrite(tmp, data, extension=".png")
-        else:
-            tifffile.imwrite(tmp, data, photometric="minisblack", compression="zlib",
-                             metadata={"legend": json.dumps(doc["labels"], ensure_ascii=False)})
-
-
-def _statistics(item: dict) -> list[dict]:
-    """Per structure: voxels, volume (mL) or area (mm²) when the spacing is known, mean/std inside,
-    slice range (core.volume_edit.statistics); the columns that do not apply are left out."""
-    from napari_vlsm.core.volume_edit.statistics import structure_statistics
-
-    if item["data"].ndim not in (2, 3):
-        return []
-    names = {s.value: s.name for s in item["structures"]}
-    rows = structure_statistics(item["data"], item.get("spacing"), image=item.get("image"), names=names)
-    return [{k: v for k, v in row.items() if v is not None} for row in rows]
-
-
-def write_export(item: dict, path) -> tuple[Path, Path]:
-    """Worker: write the label map and its legend; returns both paths."""
-    from napari_vlsm.core.atomic import write_bytes_atomic
-
-    data, structures, geometry = item["data"], item["structures"], item.get("geometry")
-    target, legend_path = export_paths(path, data.ndim, medical=geometry is not None)
-    doc = LM.legend_document(structures, label_map=target.name, **item["info"])
-    doc["statistics"] = _statistics(item)
-    if target.name.lower().endswith(NIFTI):
-        from napari_vlsm.core.medical import write_mask
-
-        write_mask(target, data, geometry, description=f"napari-vlsm: {item['info']['layer']}")  # atomic, own error
-    try:
-        if not target.name.lower().endswith(NIFTI):
-            _write_raster(target, data, doc)
-        write_bytes_atomic(legend_path, json.dumps(doc, indent=2, ensure_ascii=False).encode())
-    except OSError as err:
-        raise VLSMError(f"cannot write {target}: {err.strerror or err}; choose another folder") from None
-    return target, legend_path
 
 
 def start_export(session, labels, path, image=None):
