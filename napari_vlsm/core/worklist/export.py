@@ -138,7 +138,7 @@ def write_item_masks(item: Item, labels: np.ndarray, out_dir, geometry=None) -> 
 def export_done(worklist, store, out_dir, masks_dir=None) -> list[Path]:
     """Every done item's masks into ``out_dir``: the dock's saved mask from ``masks_dir`` when there
     is one, else rebuilt from ``store`` (a CorrectionStore); then labels.json (the rebuilt ones')."""
-    from .reading import read_item
+    from .reading import label_shape, read_item
 
     out_dir = Path(out_dir).expanduser()
     done = [i for i in worklist.items() if i.status == "done"]
@@ -154,8 +154,7 @@ def export_done(worklist, store, out_dir, masks_dir=None) -> list[Path]:
                 continue
             data = read_item(item)
             geometry = getattr(data, "geometry", None)
-            shape = tuple(data.shape[:3] if item.kind != "image" else data.shape[:2])
-            labels = label_map(item, samples_of(item, samples), legend, shape)
+            labels = label_map(item, samples_of(item, samples), legend, label_shape(item, data))
             written.append(write_item_masks(item, labels, out_dir, geometry))
         if done:
             written.append(write_legend(out_dir, legend))

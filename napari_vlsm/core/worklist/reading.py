@@ -26,3 +26,9 @@ def read_item(item: Item):
         raise WorklistError(f"{item.name} has changed since it was added (shape {item.shape}, now {shape}); "
                             "its corrections may no longer fit: add the new file as a new item")
     return data
+
+
+def label_shape(item: Item, data) -> tuple[int, ...]:
+    """The shape of the item's label map: the image's without its colour axis ((H, W) for a 2D image,
+    (z, y, x) for a stack or a volume in canonical order)."""
+    return tuple(int(n) for n in (data.shape[:2] if item.kind == "image" else data.shape[:3]))
