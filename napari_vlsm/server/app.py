@@ -64,6 +64,7 @@ def create_app(config: ServerConfig, host: ModelHost) -> FastAPI:
     from .routes_predict import router as predict_router
     from .routes_projects import router as project_router
     from .routes_worklist import router as worklist_router
+    from .routes_worklist_items import router as worklist_items_router
 
     sessions = Sessions(config.max_sessions, config.session_idle_s)
 
@@ -108,6 +109,7 @@ def create_app(config: ServerConfig, host: ModelHost) -> FastAPI:
     app.include_router(predict_router)
     app.include_router(project_router)
     app.include_router(worklist_router)
+    app.include_router(worklist_items_router)
     app.add_middleware(Guard, book=app.state.book, max_body=config.max_upload_bytes,
                        read_timeout_s=config.read_timeout_s, slots=app.state.slots, retry_after_s=RETRY_AFTER_S)
     return app

@@ -9,28 +9,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..client.wire import MEDIA_TYPE, ArrayDecoder, encode_array
+from ..client.wire import MEDIA_TYPE, encode_array
 from ..core import torch_threads
 from ..core.errors import VLSMError
 from ..core.validation import MAX_BATCH_SIZE, check_batch_size, check_threshold, check_window
 from .host import NotFound
 from .predicting import predict_array, window_for
+from .uploads import read_array
 
 router = APIRouter()
 Output = Literal["mask", "probability"]
 Prompts = Annotated[list[str], Query(description="repeat for several structures (one image pass)")]
 Batch = Annotated[int, Query(ge=1, le=MAX_BATCH_SIZE)]
-
-
-async def _upload(request: Request):
-    """The body, decoded as it streams in: its header is checked before the array is allocated,
-    and the array is never larger than its header declares (client/wire.py ArrayDecoder)."""
-    cfg = request.app.state.config
-    decoder = ArrayDecoder(cfg.max_array_bytes, 4, cfg.max_side)
-    async for chunk in request.stream():
-        if chunk:
-            await run_in_threadpool(decoder.feed, chunk)
-    return await run_in_threadpool(decoder.finish)
 
 
 def _window(lo: float | None, hi: float | None):
@@ -58,14 +48,14 @@ async def predict(request: Request, prompt: Prompts, threshold: float = 0.5, out
                   batch_size: Batch = 8, window_lo: float | None = None,
                   window_hi: float | None = None):
     window = _window(window_lo, window_hi)
-    array = await _upload(request)  # before the model queue: a slow upload holds no place in it
+    array = await read_array(request)  # before the model queue: a slow upload holds no place in it
     with request.app.state.host.model_lock.queued():
         return await _predict(request, array, prompt, threshold, output, project, adapter, rgb, window, batch_size)
 
 
 @router.post("/v1/sessions", status_code=201, summary="upload an image or volume to segment many times")
 async def open_session(request: Request, rgb: bool | None = None):
-    array = await _upload(request)
+    array = await read_array(request)
     window = await run_in_threadpool(window_for, array, rgb)
     session = request.app.state.sessions.create(array, window, rgb)
     return {"id": session.id, "shape": list(array.shape), "window": window,

@@ -21,6 +21,7 @@ from ..core.errors import VLSMError
 from ..core.validation import check_batch_size, check_slice_index, check_window
 from .host import NotFound, check_project
 from .jobs import FINISHED, Job
+from .worklists import open_worklist, public_sources, source_path
 
 router = APIRouter()
 
@@ -72,21 +73,30 @@ def add_correction(request: Request, project: str, body: CorrectionIn):
     owner = host.project(check_project(project))
     image, mask = _array(request, body.image, "image"), _array(request, body.mask, "mask")
     proposal = None if body.proposal is None else _array(request, body.proposal, "proposal")
+    # "worklist:<id>": stored under the item's path, so `worklist export` rebuilds the item from it;
+    # every answer shows "worklist:<id>" again, never the path.
+    source, item_id = source_path(request, project, body.source)
     with host.store_locks[project]:
-        info = owner.add_correction(image, mask, list(prompts), proposal=proposal, source=body.source,
+        info = owner.add_correction(image, mask, list(prompts), proposal=proposal, source=source,
                                     slice_index=slice_index, window=window)
+        if item_id is not None:
+            with open_worklist(request, project) as worklist:
+                worklist.add_corrections(item_id, 1)
         host.audit.record(request.state.user, "correction.added", project, id=info.id, target=info.target,
-                          prompts=list(info.prompts), source=info.source, slice_index=info.slice_index,
-                          shape=list(info.shape), split=info.split)
+                          prompts=list(info.prompts), source=body.source if item_id is not None else info.source,
+                          slice_index=info.slice_index, shape=list(info.shape), split=info.split)
     # 201 only after the store's commit rename and the audit line: both survive a crash.
-    return info.to_json()
+    return {**info.to_json(), **({"source": body.source} if item_id is not None else {})}
 
 
 @router.get("/v1/projects/{project}/corrections")
 def list_corrections(request: Request, project: str, target: str | None = None):
     owner = request.app.state.host.project(check_project(project))
+    shown = public_sources(request, project)  # a worklist item's path -> "worklist:<id>"
     # metadata only: listing a project never decodes its images
-    return {"samples": [s.to_json() for s in owner.corrections(target)], "counts": owner.counts(target)}
+    samples = [s.to_json() for s in owner.corrections(target)]
+    return {"samples": [{**s, "source": shown.get(s["source"], s["source"])} for s in samples],
+            "counts": owner.counts(target)}
 
 
 @router.delete("/v1/projects/{project}/corrections/{sample_id}", status_code=204)

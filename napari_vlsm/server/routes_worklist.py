@@ -2,41 +2,51 @@
 
 ``POST /v1/projects/{p}/next`` hands out the most uncertain open item nobody else holds, under a
 lease that expires (as MONAI Label's "next sample"), and records the status of the item the
-annotator leaves. Items are files on the server's side, added there with
-``napari-vlsm worklist add --project <project-root>/<p> INPUTS...`` (a client never names server
-paths). The worklist is the project's ``worklist.sqlite``: the same one the dock and the CLI use.
+annotator leaves; ``POST .../next/plan`` says which items the following Next calls would hand out
+(the dock reads them ahead) without leasing any. Items are files on the server's side, added there
+with ``napari-vlsm worklist add --project <project-root>/<p> INPUTS...`` (a client never names
+server paths). The worklist is the project's ``worklist.sqlite``: the same one the dock and the CLI
+use. One item's routes (hold, release, pixels, saved mask) are in ``routes_worklist_items.py``.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..client.wire import MEDIA_TYPE, encode_array
 from ..core import torch_threads
 from ..core.engine import check_threshold
-from .host import NotFound, check_project
+from .worklists import Holder, check_holder, holder_of, open_worklist, public
 
 router = APIRouter()
 Order = Literal["in-order", "random", "most-uncertain"]
 Status = Literal["unseen", "in-progress", "done", "skipped"]
+Seed = Annotated[int | None, Field(ge=-(2**63), lt=2**63, description="the random order's seed (as the plan's)")]
 
 
 class NextIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    holder: str = Field(min_length=1, max_length=128, description="the annotator's name")
+    holder: Holder
     lease_s: float = Field(900.0, gt=0, le=24 * 3600)
     order: Order = "most-uncertain"
     previous_id: int | None = Field(None, description="the item the annotator leaves")
     previous_status: Status | None = Field(None, description="its new status, e.g. done or skipped")
+    seed: Seed = None
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    holder: Holder
+    order: Order = "most-uncertain"
+    count: int = Field(2, ge=1, le=8)
+    seed: Seed = None
 
 
 class StatusIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    holder: str = Field(min_length=1, max_length=128)
+    holder: Holder
     status: Status
 
 
@@ -47,91 +57,60 @@ class RankIn(BaseModel):
     adapter: str | None = Field(None, description="an adapter name of this project, or 'latest'")
 
 
-def _worklist(request: Request, project: str):
-    from ..core.worklist import Worklist
-    from ..core.worklist.database import DB_NAME
-
-    folder = request.app.state.host.project_dir(check_project(project))
-    if not (folder / DB_NAME).is_file():
-        raise NotFound(f"project {project} has no worklist; on the server, run "
-                       f"napari-vlsm worklist add --project <project-root>/{project} INPUTS...")
-    return Worklist(folder)
-
-
-def _public(item) -> dict:
-    """An item as a client sees it: its name, never the server's path (files stay private)."""
-    return {**item.as_json(), "path": item.name}
-
-
-def _holder(request: Request, name: str) -> str:
-    """Leases belong to the token's name (one per annotator or laptop), so a client cannot take
-    over another token's items by naming its holder; ``name`` tells apart windows of one token."""
-    return f"{request.state.user}/{name}"
-
-
 def _listing(worklist, items=None) -> dict:
-    return {"items": [_public(i) for i in (items if items is not None else worklist.items())],
+    return {"items": [public(i) for i in (items if items is not None else worklist.items())],
             "counts": worklist.counts()}
 
 
-def _check_holder(worklist, item_id: int, holder: str) -> None:
-    other = worklist.holder(item_id)
-    if other and other != holder:
-        raise HTTPException(409, f"item {item_id} is held by {other}; ask for the next item instead")
-
-
 @router.get("/v1/projects/{project}/worklist")
-def worklist_status(request: Request, project: str):
-    with _worklist(request, project) as worklist:
+def worklist_status(request: Request, project: str, holder: str | None = Query(None, min_length=1, max_length=128)):
+    """The items and counts; with ``holder``, also ``held``: the items that holder's live leases
+    cover (the dock resumes on the first after a restart)."""
+    with open_worklist(request, project) as worklist:
         worklist.refresh_missing()
-        return _listing(worklist)
+        listing = _listing(worklist)
+        if holder is not None:
+            mine = holder_of(request, holder)
+            listing["held"] = [i for i, h in worklist.leases().items() if h == mine]
+        return listing
 
 
 @router.post("/v1/projects/{project}/next")
 def next_item(request: Request, project: str, body: NextIn):
-    audit, holder = request.app.state.host.audit, _holder(request, body.holder)
-    with _worklist(request, project) as worklist:
+    audit, holder = request.app.state.host.audit, holder_of(request, body.holder)
+    with open_worklist(request, project) as worklist:
         if body.previous_id is not None and body.previous_status is not None:
-            _check_holder(worklist, body.previous_id, holder)
+            check_holder(worklist, body.previous_id, holder)
             worklist.set_status(body.previous_id, body.previous_status)
             audit.record(request.state.user, "worklist.status", project, item=body.previous_id,
                          status=body.previous_status)
-        item = worklist.lease(holder, body.lease_s, order=body.order)
+        item = worklist.lease(holder, body.lease_s, order=body.order, seed=body.seed)
         if item is not None:
             audit.record(request.state.user, "worklist.leased", project, item=item.id, lease_s=body.lease_s)
-        return {"item": None if item is None else _public(item),
+        return {"item": None if item is None else public(item),
                 "lease_s": body.lease_s if item is not None else None, "counts": worklist.counts()}
+
+
+@router.post("/v1/projects/{project}/next/plan")
+def plan(request: Request, project: str, body: PlanIn):
+    """What this holder's following Next calls would hand out, in order, leasing nothing (items held
+    by anyone are passed over); exact when each item is left done or skipped."""
+    with open_worklist(request, project) as worklist:
+        items = worklist.plan(holder_of(request, body.holder), body.order, body.count, body.seed)
+        return {"items": [public(i) for i in items]}
 
 
 @router.post("/v1/projects/{project}/items/{item_id}/status")
 def set_status(request: Request, project: str, item_id: int, body: StatusIn):
-    holder = _holder(request, body.holder)
-    with _worklist(request, project) as worklist:
-        _check_holder(worklist, item_id, holder)
+    holder = holder_of(request, body.holder)
+    with open_worklist(request, project) as worklist:
+        check_holder(worklist, item_id, holder)
         item = worklist.set_status(item_id, body.status)
         if body.status in ("done", "skipped", "unseen"):
             worklist.release(item_id, holder)
         request.app.state.host.audit.record(request.state.user, "worklist.status", project, item=item_id,
                                             status=body.status)
-        return _public(item)
-
-
-@router.get("/v1/projects/{project}/items/{item_id}/image")
-def item_image(request: Request, project: str, item_id: int):
-    """The item's pixels (a volume in canonical (z, y, x)), as the predict endpoints take them."""
-    import numpy as np
-
-    from ..core.worklist import read_item
-
-    with _worklist(request, project) as worklist:
-        item = worklist.get(item_id)
-    data = read_item(item)
-    array = np.asarray(getattr(data, "array", data))
-    cfg = request.app.state.config
-    if array.nbytes > cfg.max_array_bytes:
-        raise HTTPException(413, f"item {item_id} is {array.nbytes} bytes, over this server's limit")
-    return Response(encode_array(array), media_type=MEDIA_TYPE,
-                    headers={"X-VLSM-Item": json.dumps(_public(item))})
+        return public(item)
 
 
 @router.post("/v1/projects/{project}/worklist/rank")
@@ -141,7 +120,7 @@ def rank(request: Request, project: str, body: RankIn):
 
     host = request.app.state.host
     prompts, threshold = host.check_prompts(body.prompts), check_threshold(body.threshold)
-    with _worklist(request, project) as worklist, host.model_lock.queued():
+    with open_worklist(request, project) as worklist, host.model_lock.queued():
         engine = torch_threads.call(host.engine, project, body.adapter)
 
         def scored():

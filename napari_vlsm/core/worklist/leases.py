@@ -75,3 +75,30 @@ def take(worklist, holder: str, seconds: float, order: str, seed: int | None = N
                     "status = CASE status WHEN 'unseen' THEN 'in-progress' ELSE status END WHERE id = ?",
                     (holder, now + float(seconds), now, now, chosen.id))
         return worklist._get(cur, chosen.id)
+
+
+def live(worklist) -> dict[int, str]:
+    """Every live lease: item id -> its holder."""
+    rows = worklist._db.query("SELECT id, lease_holder FROM items WHERE lease_holder != '' AND lease_until > ? "
+                              "ORDER BY id", (time.time(),))
+    return {int(i): h for i, h in rows}
+
+
+def plan(worklist, holder: str, order: str, count: int, seed: int | None = None) -> list:
+    """What ``count`` successive :func:`take` calls of ``holder`` would hand out, in order, without
+    leasing anything: the worklist's own rule (``next_item``), after the item the holder holds now,
+    passing over items anyone holds (that one included) and the items planned before. Exact when
+    each item is left done or skipped (an item left in progress is open again and may come back)."""
+    holder = check_holder(holder)
+    leases = live(worklist)
+    mine = [i for i, h in leases.items() if h == holder]
+    after = max(mine) if mine else None  # as take(): after the highest-numbered item it holds
+    exclude, out = set(leases), []
+    for _ in range(int(count)):
+        item = worklist.next_item(order, after=after, exclude=exclude, seed=seed)
+        if item is None:
+            break
+        out.append(item)
+        exclude.add(item.id)
+        after = item.id
+    return out

@@ -191,6 +191,18 @@ class Worklist:
 
         return hold(self, item_id, holder, seconds, replace)
 
+    def leases(self) -> dict[int, str]:
+        """Live leases: item id -> holder."""
+        from .leases import live
+
+        return live(self)
+
+    def plan(self, holder: str, order: str = "most-uncertain", count: int = 2, seed: int | None = None) -> list[Item]:
+        """What successive lease() calls of ``holder`` would hand out, without leasing (leases.plan)."""
+        from .leases import plan
+
+        return plan(self, holder, order, count, seed)
+
     def release(self, item_id: int, holder: str) -> None:
         with self._db.transaction() as cur:
             cur.execute("UPDATE items SET lease_holder = '', lease_until = 0 WHERE id = ? AND lease_holder = ?",
