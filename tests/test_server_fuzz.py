@@ -173,3 +173,60 @@ def test_finetune_jobs_and_adapters(http, data):
     _check(http.get(f"/v1/projects/{project}/adapters"), "adapters")
     _check(http.get(f"/v1/projects/{project}/adapters/{quote(draw(names), safe='')}"), "adapter")
     _check(http.get("/v1/info"), "info")
+
+
+@pytest.fixture(scope="module")
+def worklist_project(server, tmp_path_factory):
+    """A server project with a worklist of two frames (added on the server, as an admin does)."""
+    import imageio.v3 as iio
+
+    from napari_vlsm.core.worklist import Worklist
+
+    folder = tmp_path_factory.mktemp("fz-frames")
+    for n in range(2):
+        iio.imwrite(folder / f"f{n}.png", np.full((16, 20, 3), 40 * n, np.uint8))
+    with Worklist(server.project_root / "fzw") as wl:
+        wl.add([folder])
+    return "fzw"
+
+
+# real ids, unknown ones and ones past SQLite's 64-bit integers
+item_ids = st.one_of(st.sampled_from([1, 2, 0, -1, 3, 2**63, -(2**63) - 1, 10**30]), st.integers(-(10**30), 10**30), texts)
+orders = st.one_of(st.sampled_from(["in-order", "random", "most-uncertain"]), texts)
+structure_rows = st.lists(st.fixed_dictionaries({"value": numbers, "name": texts, "prompt": texts}), max_size=4)
+
+
+@FUZZ
+@given(st.data())
+def test_worklist_routes(http, worklist_project, data):
+    """The worklist's routes (the dock's server mode): next, plan, hold, release, status, an item's
+    pixels and mask, a mask upload with any body and any legend header."""
+    draw = data.draw
+    project = draw(st.one_of(st.just(worklist_project), st.just(worklist_project), names))
+    base = f"/v1/projects/{quote(project, safe='')}"
+    item = f"{base}/items/{quote(str(draw(item_ids)), safe='')}"
+    body = {"holder": draw(st.one_of(st.just("fuzz"), texts)), "order": draw(orders),
+            "count": draw(st.one_of(st.integers(-2, 12), numbers)), "seed": draw(numbers),
+            "lease_s": draw(numbers), "previous_id": draw(st.one_of(st.none(), item_ids)),
+            "previous_status": draw(st.one_of(st.none(), st.sampled_from(["done", "skipped", "x"])))}
+    for key in draw(st.lists(st.sampled_from(list(body)), max_size=3)):
+        body[key] = draw(json_values)
+    raw, as_json = json.dumps(body), {"Content-Type": "application/json"}
+    for route in ("status", "next", "plan", "hold", "release", "set", "image", "mask", "put"):  # every one, each time
+        if route == "status":
+            r = http.get(f"{base}/worklist", params=query(draw, {"holder": texts}))
+        elif route in ("next", "plan"):
+            r = http.post(f"{base}/next" + ("/plan" if route == "plan" else ""), content=raw, headers=as_json)
+        elif route in ("hold", "release"):
+            r = http.post(f"{item}/{route}", content=raw, headers=as_json)
+        elif route == "set":
+            r = http.post(f"{item}/status", content=json.dumps({"holder": "fuzz", "status": draw(texts)}), headers=as_json)
+        elif route in ("image", "mask"):
+            r = http.get(f"{item}/{route}")
+        else:
+            legend = draw(st.one_of(structure_rows, json_values, st.just([{"value": 1, "name": "a", "prompt": "a"}])))
+            r = http.put(f"{item}/mask", params=query(draw, {"holder": texts}), content=draw(bodies()),
+                         headers={"Content-Type": draw(st.sampled_from(["application/x-npy+zstd", "text/plain"])),
+                                  "X-VLSM-Structures": json.dumps(legend)})
+        _check(r, (route, item, raw))
+    http.post(f"/v1/projects/{worklist_project}/items/1/release", json={"holder": "fuzz"})

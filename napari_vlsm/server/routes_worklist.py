@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core import torch_threads
 from ..core.engine import check_threshold
-from .worklists import Holder, check_holder, holder_of, open_worklist, public
+from .worklists import Holder, ItemId, check_holder, holder_of, open_worklist, public
 
 router = APIRouter()
 Order = Literal["in-order", "random", "most-uncertain"]
@@ -31,7 +31,7 @@ class NextIn(BaseModel):
     holder: Holder
     lease_s: float = Field(900.0, gt=0, le=24 * 3600)
     order: Order = "most-uncertain"
-    previous_id: int | None = Field(None, description="the item the annotator leaves")
+    previous_id: int | None = Field(None, ge=1, lt=2**63, description="the item the annotator leaves")
     previous_status: Status | None = Field(None, description="its new status, e.g. done or skipped")
     seed: Seed = None
 
@@ -101,7 +101,7 @@ def plan(request: Request, project: str, body: PlanIn):
 
 
 @router.post("/v1/projects/{project}/items/{item_id}/status")
-def set_status(request: Request, project: str, item_id: int, body: StatusIn):
+def set_status(request: Request, project: str, item_id: ItemId, body: StatusIn):
     holder = holder_of(request, body.holder)
     with open_worklist(request, project) as worklist:
         check_holder(worklist, item_id, holder)

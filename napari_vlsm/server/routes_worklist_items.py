@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ..client.wire import MEDIA_TYPE, encode_array
 from .item_masks import check_labels, check_structures, legend_header
 from .uploads import read_array
-from .worklists import Holder, check_holder, get_item, holder_of, open_worklist, public, read_public
+from .worklists import Holder, ItemId, check_holder, get_item, holder_of, open_worklist, public, read_public
 
 router = APIRouter()
 ITEM = "/v1/projects/{project}/items/{item_id}"
@@ -37,7 +37,7 @@ class ReleaseIn(BaseModel):
 
 
 @router.post(f"{ITEM}/hold")
-def hold(request: Request, project: str, item_id: int, body: HoldIn):
+def hold(request: Request, project: str, item_id: ItemId, body: HoldIn):
     """Lease this item to the holder (its other lease ends); 409 naming who while another has it."""
     holder = holder_of(request, body.holder)
     with open_worklist(request, project) as worklist:
@@ -51,7 +51,7 @@ def hold(request: Request, project: str, item_id: int, body: HoldIn):
 
 
 @router.post(f"{ITEM}/release", status_code=204)
-def release(request: Request, project: str, item_id: int, body: ReleaseIn):
+def release(request: Request, project: str, item_id: ItemId, body: ReleaseIn):
     """Give the item back (the dock closes): another annotator's Next may hand it out again."""
     with open_worklist(request, project) as worklist:
         get_item(worklist, item_id)
@@ -70,7 +70,7 @@ def _volume(data) -> dict | None:
 
 
 @router.get(f"{ITEM}/image")
-def item_image(request: Request, project: str, item_id: int):
+def item_image(request: Request, project: str, item_id: ItemId):
     """The item's pixels (a volume in canonical (z, y, x)), as the predict endpoints take them."""
     import numpy as np
 
@@ -86,7 +86,7 @@ def item_image(request: Request, project: str, item_id: int):
 
 
 @router.get(f"{ITEM}/mask")
-def item_mask(request: Request, project: str, item_id: int):
+def item_mask(request: Request, project: str, item_id: ItemId):
     """The item's saved label map (same layout as its image) + ``X-VLSM-Legend``; 404 when none."""
     from ..core.worklist.saved_masks import mask_files, read_saved_legend
 
@@ -102,7 +102,7 @@ def item_mask(request: Request, project: str, item_id: int):
 
 
 @router.put(f"{ITEM}/mask")
-async def save_mask(request: Request, project: str, item_id: int,
+async def save_mask(request: Request, project: str, item_id: ItemId,
                     holder: str = Query(min_length=1, max_length=128)):
     """Save the client's label map (body: zstd .npy; ``X-VLSM-Structures``: its legend) as the item's
     mask, on the item's own grid; -> the file's name and the item."""

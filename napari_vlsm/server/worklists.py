@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import HTTPException, Request
+from fastapi import Path as PathParam
 from pydantic import Field
 
 from ..core.errors import VLSMError
 from .host import NotFound, check_project
 
 SOURCE_PREFIX = "worklist:"  # a correction made on a server item: "worklist:<id>"
+# SQLite integers are 64-bit: a larger id is a 422 here, never an overflow in the database
+ItemId = Annotated[int, PathParam(ge=1, lt=2**63, description="the item's id (its worklist number)")]
 Holder = Annotated[str, Field(min_length=1, max_length=128, description="the annotator's name (one per window)")]
 
 
