@@ -263,6 +263,7 @@ def test_hold_release_and_corrections_of_an_item(server, tmp_path):
     answers.append(ana.set_status(1, "done"))
     audit = (root / "audit.jsonl").read_text()
     assert '"source":"worklist:1"' in audit
+    assert '"what":"worklist.held"' in audit and '"what":"worklist.released"' in audit
 
     assert main(["worklist", "export", "--project", str(root), "--out", str(tmp_path / "out")]) == 0
     exported = sorted((tmp_path / "out").glob("0001_*.png"))

@@ -55,7 +55,10 @@ def release(request: Request, project: str, item_id: ItemId, body: ReleaseIn):
     """Give the item back (the dock closes): another annotator's Next may hand it out again."""
     with open_worklist(request, project) as worklist:
         get_item(worklist, item_id)
-        worklist.release(item_id, holder_of(request, body.holder))
+        holder = holder_of(request, body.holder)
+        if worklist.holder(item_id) == holder:
+            worklist.release(item_id, holder)
+            request.app.state.host.audit.record(request.state.user, "worklist.released", project, item=item_id)
     return Response(status_code=204)
 
 
