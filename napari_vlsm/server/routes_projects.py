@@ -21,7 +21,7 @@ from ..core.errors import VLSMError
 from ..core.validation import check_batch_size, check_slice_index, check_window
 from .host import NotFound, check_project
 from .jobs import FINISHED, Job
-from .worklists import open_worklist, public_sources, source_path
+from .worklists import SOURCE_PREFIX, open_worklist, public_sources, source_path
 
 router = APIRouter()
 
@@ -79,14 +79,15 @@ def add_correction(request: Request, project: str, body: CorrectionIn):
     with host.store_locks[project]:
         info = owner.add_correction(image, mask, list(prompts), proposal=proposal, source=source,
                                     slice_index=slice_index, window=window)
+        shown = info.source if item_id is None else f"{SOURCE_PREFIX}{item_id}"
         if item_id is not None:
             with open_worklist(request, project) as worklist:
                 worklist.add_corrections(item_id, 1)
         host.audit.record(request.state.user, "correction.added", project, id=info.id, target=info.target,
-                          prompts=list(info.prompts), source=body.source if item_id is not None else info.source,
+                          prompts=list(info.prompts), source=shown,
                           slice_index=info.slice_index, shape=list(info.shape), split=info.split)
     # 201 only after the store's commit rename and the audit line: both survive a crash.
-    return {**info.to_json(), **({"source": body.source} if item_id is not None else {})}
+    return {**info.to_json(), "source": shown}
 
 
 @router.get("/v1/projects/{project}/corrections")
