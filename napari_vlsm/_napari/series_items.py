@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+LEASE_S = 30 * 60.0  # an item on screen is held this long for its window (renewed by each Next)
 _RUNNING: set = set()  # background workers of the series, held until they end (see keep_alive)
 
 
@@ -156,10 +157,15 @@ def prefetch(segmenter, item, prompts: list[str], preset, cancel: threading.Even
     """Worker (a torch thread of its own, niced): read the item, then, unless cancelled meanwhile,
     compute its proposal for ``prompts`` (the engine also keeps the image features in its cache, so
     a proposal asked for again with another prompt needs the decoder only). Returns the ItemData."""
+    lower_priority()
+    return propose_ahead(read_layer(item), segmenter, prompts, preset, cancel)
+
+
+def propose_ahead(found: ItemData, segmenter, prompts, preset, cancel) -> ItemData:
+    """Worker: the proposal for the slice an item opens on, kept with it (unless cancelled, or no
+    engine: then only the pixels were read). The engine is this computer's or the server's."""
     from .segment_jobs import probabilities
 
-    lower_priority()
-    found = read_layer(item)
     if segmenter is not None and prompts and not cancel.is_set():
         window = window_of(preset, found)
         version = segmenter.adapter_version

@@ -44,7 +44,17 @@ from . import layers as L
 from . import series_layers as SL
 from . import series_texts as T
 from . import texts, workers
-from .series_items import Failed, ItemData, keep_alive, mask_target, read_layer, read_or_fail, read_saved, set_aside
+from .series_items import (
+    LEASE_S,
+    Failed,
+    ItemData,
+    keep_alive,
+    mask_target,
+    read_layer,
+    read_or_fail,
+    read_saved,
+    set_aside,
+)
 from .series_learning import Learning
 from .series_prefetch import Prefetcher
 from .series_remote_steps import RemoteSteps
@@ -54,7 +64,6 @@ from .workers import guarded, on_click
 
 ORDERS = {"in-order": "In order", "random": "Random", "most-uncertain": "Most uncertain first"}
 NEXT_KEY = "Shift-N"  # free in napari's viewer and in every layer's keymap (napari/utils/shortcuts.py)
-LEASE_S = 30 * 60.0  # an item on screen is held this long for this window (renewed by each Next)
 DB_NAME = "worklist.sqlite"
 
 
@@ -489,7 +498,7 @@ class SeriesPanel(QWidget):
 
     def _still_holds(self, ready, prompts, found: ItemData) -> bool:
         s = self.session
-        if s.job or s.remote is not None or L.current_plane(self.image, self.viewer.dims) != found.plane:
+        if s.job or L.current_plane(self.image, self.viewer.dims) != found.plane:
             return False
         try:  # the model and adapter the next Segment would use are the ones that made it
             wanted = s.wanted_adapter()

@@ -135,12 +135,15 @@ class Prefetcher:
 
         if self._plan or self.panel.opening:
             return  # read already for the item on screen
-        panel = self.panel
+        panel, s = self.panel, self.panel.session
         self._plan = [-1]  # asked: until the next replan
         self._cancel = cancel = threading.Event()
+        segmenter = None if s.finetuning or s.job else s.segmenter  # the server's engine (RemoteEngine)
+        prompts = LM.split_structures(panel.segment.prompt.currentText())
         self._worker = keep_alive(workers.start(
             read_or_fail, prefetch_remote, panel.worklist, panel.order_key(), DEPTH, self.seed, set(self._ready),
-            cancel, what="reading ahead", on_return=lambda ready: self._remote_done(ready, cancel),
+            segmenter, prompts, s.window_preset, cancel, what="reading ahead",
+            on_return=lambda ready: self._remote_done(ready, cancel),
             on_finish=self._finished, group=panel.session.workers))
 
     def _remote_done(self, found, cancel) -> None:

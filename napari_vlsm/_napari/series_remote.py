@@ -136,7 +136,8 @@ class RemoteSeries:
         saved = self.saved(item_id)
         return found, saved
 
-    def take_next(self, order: str, seed: int | None, leave=None, previous_status: str | None = None, have=()):
+    def take_next(self, order: str, seed: int | None, lease_s: float, leave=None, previous_status: str | None = None,
+                  have=()):
         """Worker: save the mask of the item left (``leave``: (item id, labels, structures)), lease
         the next item (the one left gets ``previous_status``), read it unless read ahead (``have``)
         -> (RemoteItem | None, ItemData | None, saved, listing). The save comes first: the lease of
@@ -144,8 +145,8 @@ class RemoteSeries:
         if leave is not None:
             self.save(*leave)
         previous = None if leave is None or previous_status is None else leave[0]
-        doc = self.api.next(order=order, previous_id=previous, previous_status=previous_status if previous else None,
-                            seed=seed)
+        doc = self.api.next(order=order, lease_s=lease_s, previous_id=previous,
+                            previous_status=previous_status if previous else None, seed=seed)
         if doc is None:
             return None, None, None, self.fetch()
         return (RemoteItem.of(doc), *self._with_pixels(int(doc["id"]), have), self.fetch())
@@ -191,9 +192,11 @@ def volume_of(array, item: RemoteItem, doc: dict | None):
     return MedicalVolume(array, geometry, Path(item.name), str(doc.get("format", "")), str(doc.get("modality", "")))
 
 
-def prefetch_remote(series: RemoteSeries, order: str, count: int, seed: int | None, have, cancel):
-    """Worker (niced): what Next will hand out (the server's own rule), read ahead -> (plan, {id: ItemData})."""
-    from .series_items import lower_priority
+def prefetch_remote(series: RemoteSeries, order: str, count: int, seed: int | None, have, segmenter, prompts,
+                    preset, cancel):
+    """Worker (niced): what Next will hand out (the server's own rule), read ahead with the server's
+    proposal for the slice each opens on -> (plan, {id: ItemData})."""
+    from .series_items import lower_priority, propose_ahead
 
     lower_priority()
     plan, ready = series.plan(order, count, seed), {}
@@ -201,7 +204,7 @@ def prefetch_remote(series: RemoteSeries, order: str, count: int, seed: int | No
         if cancel.is_set():
             break
         if item_id not in have:
-            ready[item_id] = series.read(item_id)
+            ready[item_id] = propose_ahead(series.read(item_id), segmenter, prompts, preset, cancel)
     return plan, ready
 
 

@@ -17,7 +17,7 @@ from napari_vlsm.core.errors import VLSMError
 from . import layers as L
 from . import series_texts as T
 from . import texts, workers
-from .series_items import Failed, keep_alive, read_or_fail
+from .series_items import LEASE_S, Failed, keep_alive, read_or_fail
 
 
 def _call(fn, *args):
@@ -95,7 +95,7 @@ class RemoteSteps:
         p.opening = True
         p._enable()  # noqa: SLF001 - the panel's own buttons
         p.status.setText("Asking the server for the next item…")
-        self._start(self.series.take_next, p.order_key(), p.prefetch.seed, leave, previous_status,
+        self._start(self.series.take_next, p.order_key(), p.prefetch.seed, LEASE_S, leave, previous_status,
                     set(p.prefetch.ready()), what="opening the next item", then=self._next_came)
 
     def _next_came(self, result) -> None:
@@ -114,8 +114,6 @@ class RemoteSteps:
         p = self.panel
         if p.opening:
             return
-        from .series_panel import LEASE_S
-
         leave = self.leaving() if p.item is not None and p.item.id != item_id else None
         p.opening = True
         p._enable()  # noqa: SLF001
