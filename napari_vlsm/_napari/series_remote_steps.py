@@ -38,7 +38,13 @@ class RemoteSteps:
 
     def _start(self, fn, *args, what: str, then) -> None:
         p = self.panel
-        keep_alive(workers.start(_call, fn, *args, what=what, on_return=then, group=p.session.workers))
+
+        def unexpected(*_):  # shown by the worker already; the buttons must not stay off
+            p.opening = False
+            p._enable()  # noqa: SLF001 - the panel's own buttons
+
+        keep_alive(workers.start(_call, fn, *args, what=what, on_return=then, on_error=unexpected,
+                                 group=p.session.workers))
 
     def _failed(self, result, head: str) -> bool:
         if not isinstance(result, Failed):
