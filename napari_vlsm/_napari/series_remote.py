@@ -125,10 +125,8 @@ class RemoteSeries:
         found = self.api.mask(item_id)
         if found is None:
             return None
-        from napari_vlsm.core import labelmap as LM
-
-        labels, legend = found
-        return labels, [s.prompt for s in LM.read_legend(legend)]
+        labels, legend = found  # legend: {"structures": [{"value", "name", "prompt", ...}]}
+        return labels, [row["prompt"] for row in sorted(legend["structures"], key=lambda row: int(row["value"]))]
 
     def _with_pixels(self, item_id: int, have) -> ItemData | None:
         """Worker: the item read, with its saved mask; None when its pixels were read ahead (``have``)."""
