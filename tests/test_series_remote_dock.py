@@ -42,20 +42,28 @@ def write_scan(path):
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     with ServerProcess(tiny_model_dir, tmp_path_factory.mktemp("server")) as proc:
-        folder = tmp_path_factory.mktemp("inputs")
-        write_images(folder, n=3)
-        write_scan(folder / "scan.nii.gz")
-        with Worklist(proc.project_root / PROJECT) as wl:  # as an admin does, on the server
-            wl.add([folder])
         yield proc
 
 
 @pytest.fixture()
-def connect(make_dock, server, tmp_path):
+def project(server, request, tmp_path_factory):
+    """A server project of its own for each test (leases and statuses never leak between tests):
+    three frames and a scan, added as an admin does, on the server."""
+    folder = tmp_path_factory.mktemp("inputs")
+    write_images(folder, n=3)
+    write_scan(folder / "scan.nii.gz")
+    name = f"{PROJECT}-{request.node.name[5:20].replace('_', '-')}"
+    with Worklist(server.project_root / name) as wl:
+        wl.add([folder])
+    return name
+
+
+@pytest.fixture()
+def connect(make_dock, server, project, tmp_path):
     def make():
         viewer, dock = make_dock()
         dock.segment.prompt.setCurrentText("polyp")
-        connect_session(dock.session, server.url, server.token, PROJECT, tmp_path / "outbox")
+        connect_session(dock.session, server.url, server.token, project, tmp_path / "outbox")
         qtbot_wait(lambda: isinstance(dock.series.worklist, RemoteSeries) and dock.series.worklist.items())
         settle(QTBOT["bot"], dock)  # an item this computer held (an earlier test's) has opened again
         return viewer, dock
@@ -76,8 +84,8 @@ def _bot(qtbot):
     QTBOT.clear()
 
 
-def annotator(server, name):
-    return RemoteWorklist(VLSMClient(server.url, server.token, timeout=120), PROJECT, holder=name)
+def annotator(server, project, name):
+    return RemoteWorklist(VLSMClient(server.url, server.token, timeout=120), project, holder=name)
 
 
 def press_next(dock):
@@ -91,7 +99,7 @@ def by_name(listing, name):
     return next(i for i in listing["items"] if i["name"] == name)
 
 
-def test_a_series_on_the_server(qtbot, connect, server):
+def test_a_series_on_the_server(qtbot, connect, server, project):
     viewer, dock = connect()
     series = dock.series
     assert series.table.rowCount() == 4 and series.counts.text().startswith("0 / 4 done")
@@ -104,14 +112,14 @@ def test_a_series_on_the_server(qtbot, connect, server):
     assert L.source_id(images[0], (0, 1)) == f"worklist:{first.id}"  # no server path on this computer
 
     # another annotator never gets the item this dock holds
-    ben = annotator(server, "ben")
+    ben = annotator(server, project, "ben")
     assert ben.plan(count=8) and first.id not in [i["id"] for i in ben.plan(count=8)]
 
     # a correction names the item: the server counts it for the item and can rebuild the mask from it
     masks[0].data_setitem((np.arange(5, 15), np.arange(5, 15)), 1)
     dock.corrections.btn_add.click()
     qtbot.waitUntil(lambda: not dock.corrections.saving, timeout=WAIT_MS)
-    stored = VLSMClient(server.url, server.token).corrections(PROJECT)["samples"]
+    stored = VLSMClient(server.url, server.token).corrections(project)["samples"]
     assert [s["source"] for s in stored] == [f"worklist:{first.id}"]
     qtbot.waitUntil(lambda: series.worklist.get(first.id).corrections == 1, timeout=WAIT_MS)
     assert by_name(ben.status(), first.name)["corrections"] == 1
@@ -121,7 +129,7 @@ def test_a_series_on_the_server(qtbot, connect, server):
     qtbot.waitUntil(lambda: series.status.text().startswith("Done"), timeout=WAIT_MS)
     listing = ben.status()
     assert by_name(listing, first.name)["status"] == "done"
-    saved = list((server.project_root / PROJECT / "masks").glob(f"{first.id:04d}_*"))
+    saved = list((server.project_root / project / "masks").glob(f"{first.id:04d}_*"))
     assert saved, "the server wrote no mask"
     labels, _legend = ben.mask(first.id)
     np.testing.assert_array_equal(labels != 0, masks[0].data != 0)
@@ -134,7 +142,7 @@ def test_a_series_on_the_server(qtbot, connect, server):
     assert by_name(ben.status(), skipped.name)["status"] == "skipped"
 
 
-def test_a_scan_from_the_server_keeps_its_geometry(qtbot, connect, server):
+def test_a_scan_from_the_server_keeps_its_geometry(qtbot, connect, server, project):
     import nibabel as nib
 
     from napari_vlsm.core.medical import read_volume
@@ -145,7 +153,7 @@ def test_a_scan_from_the_server_keeps_its_geometry(qtbot, connect, server):
     series.open_id(scan.id)
     qtbot_wait(lambda: series.item is not None and series.item.id == scan.id and not series.opening)
     settle(qtbot, dock)
-    here = read_volume(_scan_path(server))
+    here = read_volume(_scan_path(server, project))
     image = series.image
     np.testing.assert_allclose(image.scale, here.spacing)
     np.testing.assert_allclose(image.translate, here.origin)
@@ -155,15 +163,15 @@ def test_a_scan_from_the_server_keeps_its_geometry(qtbot, connect, server):
     labels.data[here.shape[0] // 2, 4:10, 4:12] = 1
     series.btn_done.click()
     qtbot.waitUntil(lambda: series.status.text().startswith("Done"), timeout=WAIT_MS)
-    written = next((server.project_root / PROJECT / "masks").glob(f"{scan.id:04d}_*.nii.gz"))
-    mask, source = nib.load(written), nib.load(_scan_path(server))
+    written = next((server.project_root / project / "masks").glob(f"{scan.id:04d}_*.nii.gz"))
+    mask, source = nib.load(written), nib.load(_scan_path(server, project))
     assert mask.shape == source.shape
     np.testing.assert_allclose(mask.affine, source.affine, atol=1e-4)  # on the scan's own grid
     assert int(np.count_nonzero(np.asarray(mask.dataobj))) == 6 * 8
 
 
-def _scan_path(server):
-    with Worklist(server.project_root / PROJECT) as wl:
+def _scan_path(server, project):
+    with Worklist(server.project_root / project) as wl:
         return next(i.path for i in wl.items() if i.name.startswith("scan"))
 
 
@@ -186,9 +194,9 @@ def test_read_ahead_follows_the_server_and_a_dock_opened_again_lands_on_its_item
     assert again.series.mask_layer().data[2:10, 2:10].all()  # its saved mask came back from the server
 
 
-def test_an_item_another_annotator_holds_is_not_opened(qtbot, connect, server, notes):
+def test_an_item_another_annotator_holds_is_not_opened(qtbot, connect, server, project, notes):
     viewer, dock = connect()
-    ana = annotator(server, "ana")
+    ana = annotator(server, project, "ana")
     taken = ana.next(order="in-order")
     assert taken is not None
     dock.series.open_id(taken["id"])

@@ -445,6 +445,7 @@ class SeriesPanel(QWidget):
             SL.show_saved(self.viewer, self.image, *saved)
             self.segment.prompt.setCurrentText(LM.join_structures(saved[1]))
             self.status.setText(f"'{item.name}': its saved mask.")
+            QTimer.singleShot(0, guarded(self._maybe_idle, "the series"))  # no model job: read ahead again now
         else:
             self._propose(found)
         self.segment.refresh_context()  # the legend and the corrections follow the item
