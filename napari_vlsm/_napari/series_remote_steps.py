@@ -17,7 +17,7 @@ from napari_vlsm.core.errors import VLSMError
 from . import layers as L
 from . import series_texts as T
 from . import texts, workers
-from .series_items import LEASE_S, Failed, keep_alive, read_or_fail
+from .series_items import LEASE_S, Failed, keep_alive
 
 
 def _call(fn, *args):
@@ -178,11 +178,9 @@ class RemoteSteps:
         self.panel._held = None  # noqa: SLF001
 
     def give_back(self) -> None:
-        """Another project: the item held on the server is free again (in the background)."""
-        p = self.panel
-        if p._held is not None:  # noqa: SLF001
-            keep_alive(workers.start(read_or_fail, self.series.release, p._held, what="the series"))  # noqa: SLF001
-        p._held = None  # noqa: SLF001
+        """Another project, or disconnected: as at closing, the item stays leased to this computer
+        until its lease ends (no network call here: the connection may be closing, or gone)."""
+        self.panel._held = None  # noqa: SLF001
 
     def rank(self, prompts, threshold: float, adapter, then) -> None:
         """Score the open items on the server (cached there per model, adapter and phrasings)."""
