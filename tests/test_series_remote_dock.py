@@ -16,7 +16,7 @@ from napari.layers import Image, Labels  # noqa: E402
 
 from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm._napari.series_remote import RemoteSeries  # noqa: E402
-from napari_vlsm._napari.server_client import connect_session  # noqa: E402
+from napari_vlsm._napari.server_client import connect_session, detach_engine  # noqa: E402
 from napari_vlsm.client import VLSMClient  # noqa: E402
 from napari_vlsm.client.worklist import RemoteWorklist  # noqa: E402
 from napari_vlsm.core.worklist import Worklist  # noqa: E402
@@ -204,3 +204,16 @@ def test_an_item_another_annotator_holds_is_not_opened(qtbot, connect, server, p
     assert dock.series.item is None or dock.series.item.id != taken["id"]
     assert "held by" in dock.series.status.text()
     ana.release(taken["id"])
+
+
+def test_disconnecting_goes_back_to_this_computers_series(qtbot, connect, server, project, notes):
+    viewer, dock = connect()
+    press_next(dock)
+    held = dock.series.item.id
+    detach_engine(dock.session)
+    qtbot_wait(lambda: not dock.series.remote and dock.series.item is None)
+    assert dock.series.worklist is None  # this computer's project has no series
+    assert not [layer for layer in viewer.layers if isinstance(layer, (Image, Labels))]
+    assert not [n for n in notes if "Traceback" in n or "error" in n.lower()]
+    # the item stays leased to this computer until its lease ends: another annotator passes over it
+    assert held not in [i["id"] for i in annotator(server, project, "ben").plan(count=8)]

@@ -172,9 +172,6 @@ class RemoteSeries:
     def plan(self, order: str, count: int, seed: int | None) -> list[int]:
         return [int(d["id"]) for d in self.api.plan(order=order, count=count, seed=seed)]
 
-    def release(self, item_id: int) -> None:
-        self.api.release(item_id)
-
 
 def volume_of(array, item: RemoteItem, doc: dict | None):
     """The server's description of a scan -> a MedicalVolume here (the same layer as a local scan's:
