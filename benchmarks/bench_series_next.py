@@ -11,8 +11,14 @@ each Next alternates:
 * ``cold``: the read-ahead is off and the engine's image cache holds nothing of the next item:
   Next reads the file, runs the image pass and the decoder (what every image cost before).
 
+With ``--server`` the series is a server project's (``napari-vlsm serve`` started here, on
+127.0.0.1, the frames added to its worklist) and the dock works through it: Next leases from the
+server, pixels come over HTTP, the proposal is the server's. The read-ahead then asks the server for
+the planned items' pixels and proposals; ``cold`` is a frame the server has never seen.
+
     python benchmarks/bench_series_next.py                 # 10 Nexts, full model
     python benchmarks/bench_series_next.py --arch tiny --nexts 4
+    python benchmarks/bench_series_next.py --server        # the same through a local server
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ def parse(argv=None):
     p.add_argument("--images", default=str(KVASIR), help="folder of 2D images (default: kvasir)")
     p.add_argument("--nexts", type=int, default=10, help="timed Nexts (half of them with prefetch)")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--server", action="store_true", help="the series of a napari-vlsm serve on 127.0.0.1")
     return p.parse_args(argv)
 
 
@@ -78,7 +85,12 @@ def run(args) -> dict:
     s.device, s.precision = "cpu", args.precision
     dock.segment.prompt.setCurrentText(PROMPT)
     series.order.setCurrentIndex(series.order.findData("in-order"))
-    series.add_paths(files)  # opens the first frame: loads the model and proposes (untimed)
+    server = start_server(args, files, s) if args.server else None
+    if server is None:
+        series.add_paths(files)  # opens the first frame: loads the model and proposes (untimed)
+    else:
+        wait_until(lambda: series.worklist is not None and series.worklist.items())
+        series.next()
     wait_until(lambda: series.item is not None and series.settled() and series.mask_layer() is not None)
 
     runs = []
@@ -93,7 +105,8 @@ def run(args) -> dict:
                        and not series.prefetch.busy())
         else:
             series.prefetch.replan()  # disabled: forgets what it read
-            s.segmenter._features.clear()  # noqa: SLF001 - nothing of the next image may be cached
+            if server is None:  # (a server has never seen the next frame)
+                s.segmenter._features.clear()  # noqa: SLF001 - nothing of the next image may be cached
             wait_until(lambda: not series.prefetch.busy())
         waited = time.perf_counter() - waited
         time.sleep(0.5)  # a quiet moment, as when the user looks at the mask before clicking
@@ -106,7 +119,25 @@ def run(args) -> dict:
                      "shape": list(series.image.data.shape)})
         print(f"{mode:8s} {runs[-1]['seconds']:.3f} s  {series.item.name}", file=sys.stderr)
     viewer.close()
-    return {"runs": runs}
+    if server is not None:
+        server.stop()
+    return {"runs": runs, "server": bool(server)}
+
+
+def start_server(args, files, session):
+    """``napari-vlsm serve`` on 127.0.0.1 with the same model, the frames in its project's worklist,
+    the dock connected to it (its Series section then shows the server's list)."""
+    from napari_vlsm._napari.server_client import connect_session
+    from napari_vlsm.core.worklist import Worklist
+    from napari_vlsm.server.process import ServerProcess
+
+    work = Path(tempfile.mkdtemp(prefix="bench-series-server-"))
+    server = ServerProcess(args.model, work, env={"OMP_NUM_THREADS": str(os.cpu_count() or 1)},
+                           precision=args.precision).start()
+    with Worklist(server.project_root / "bench") as wl:
+        wl.add(files)
+    connect_session(session, server.url, server.token, "bench", work / "outbox")
+    return server
 
 
 def main(argv=None) -> None:
@@ -123,7 +154,7 @@ def main(argv=None) -> None:
     print(f"cold / prefetch: {med['cold'] / med['prefetch']:.1f}x (median of pairs {statistics.median(pairs):.1f}x)")
     out = {"machine": common.machine(), "args": vars(args), "median_s": med,
            "ratio_cold_over_prefetch": med["cold"] / med["prefetch"], **result}
-    print(f"saved {common.save('series_next', out)}")
+    print(f"saved {common.save('series_next_server' if args.server else 'series_next', out)}")
 
 
 if __name__ == "__main__":

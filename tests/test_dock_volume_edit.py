@@ -142,7 +142,7 @@ def test_ct_display_window_cleanup_and_statistics(qtbot, make_dock, notes, tmp_p
     assert tuple(image.contrast_limits) == (-160.0, 240.0)  # W400 L40, not the model's auto window
     assert dock.session.window_preset == "auto"  # the model's window is its own choice
     dock.segment.image.value = image
-    dock.segment._context_changed()
+    dock.segment.refresh_context()
     assert dock.volume.display.currentData() == "soft-tissue"
     dock.volume.display.setCurrentIndex(dock.volume.display.findData("lung"))
     dock.volume.apply_display()

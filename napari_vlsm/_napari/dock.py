@@ -80,7 +80,7 @@ class VLSMDock(QWidget):
         workers.on_click(self.btn_demo, self.use_demo_model, "writing the demo model")
         self.session.model_changed.connect(workers.guarded(self.check_model_source, "checking the model"))
         self.check_model_source()
-        self.segment._context_changed()
+        self.segment.refresh_context()
         workers.guarded(reader_preference.apply_once, "setting napari's readers")()  # once per user
         self._close_guard = close_guard.install(napari_viewer, self.running_job, self)  # asks once, in words
         workers.guarded(self.series.restore, "opening the series")()  # lands on the item left last time

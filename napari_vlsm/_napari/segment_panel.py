@@ -133,9 +133,9 @@ class SegmentPanel(QWidget):
         self._threshold_timer.timeout.connect(guarded(self.rethreshold, "re-thresholding"))
         bind(s.values, "threshold", self.threshold.valueChanged, self.threshold.setValue, float)
         bind(s.values, "show_probability", self.show_prob.toggled, self.show_prob.setChecked)
-        self.image.changed.connect(self._context_changed)
-        self.prompt.currentTextChanged.connect(self._context_changed)
-        self.legend.picked.connect(guarded(self._context_changed, "choosing a structure"))
+        self.image.changed.connect(self.refresh_context)
+        self.prompt.currentTextChanged.connect(self.refresh_context)
+        self.legend.picked.connect(guarded(self.refresh_context, "choosing a structure"))
         s.busy_changed.connect(self._busy)
         s.resegment_requested.connect(guarded(self.resegment, "segmentation"))
         events = self.viewer.layers.events
@@ -176,7 +176,9 @@ class SegmentPanel(QWidget):
         """The prompt box in its canonical form: 'liver; spleen' (one structure: as typed, stripped)."""
         return LM.join_structures(LM.split_structures(self.prompt.currentText()))
 
-    def _context_changed(self, *_) -> None:
+    def refresh_context(self, *_) -> None:
+        """The legend, the session's image and prompt (what the corrections panel counts) follow the
+        image and prompt in use (also called when another section changed them: the Series' Next)."""
         labels = self._output()
         self.legend.show_layer(labels)
         self.session.image = self.image.value
@@ -272,6 +274,12 @@ class SegmentPanel(QWidget):
             show_info(texts.info(f"Stopped after {len(results)} slice(s); kept\n"
                                  "They are kept (Ctrl+Z removes them)"))
 
+    def show_proposal(self, image, prompts, results) -> None:
+        """A proposal computed elsewhere (the Series section's read-ahead) shown as Segment slice
+        shows its own: the prompt remembered, the mask layer selected and ready to paint."""
+        self._remember(LM.join_structures(prompts))
+        self._apply(image, prompts, results)
+
     def _apply(self, image, prompts, results) -> None:
         labels = outputs.apply_proposals(self.session, image, prompts, results, self.threshold.value())
         if labels is None:
@@ -281,7 +289,7 @@ class SegmentPanel(QWidget):
         if labels.selected_label not in {s.value for s in L.structures_of(labels)}:
             labels.selected_label = L.LABEL
         labels.mode = "paint"  # ready to paint corrections
-        self._context_changed()  # the legend, and the structure the corrections panel counts
+        self.refresh_context()  # the legend, and the structure the corrections panel counts
 
     def cancel(self) -> None:
         if self._cancel is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+LEASE_S = 30 * 60.0  # an item on screen is held this long for its window (renewed by each Next)
 _RUNNING: set = set()  # background workers of the series, held until they end (see keep_alive)
 
 
@@ -74,6 +75,7 @@ class ItemData:
     start: int | None  # volumes: the first slice shown (the most uncertain one, else the middle)
     medical: bool
     proposal: ReadyProposal | None = None  # computed ahead (prefetch), for the slice ``start``
+    saved: tuple | None = None  # a server item: (label map, prompts) it was saved with there
 
     @property
     def plane(self):
@@ -99,23 +101,31 @@ def read_layer(item) -> ItemData:
     """Worker: the item's pixels and layer keywords (ImageError, with the file named, when it fails)."""
     from napari_vlsm.core.worklist import read_item
 
+    found = read_item(item)
+    return item_data(item, found, found if hasattr(found, "geometry") else None)
+
+
+def item_data(item, array, volume=None) -> ItemData:
+    """An item's pixels as napari shows them: a scan (``volume``, a MedicalVolume) through the
+    napari-vlsm reader's own layer (its geometry included), else the image or stack as it is."""
     from .reader import volume_layer
 
-    found = read_item(item)
-    if hasattr(found, "geometry"):  # a MedicalVolume: the reader's own layer, geometry included
-        data, kwargs, _ = volume_layer(found)
+    if volume is not None:
+        data, kwargs, _ = volume_layer(volume)
         kwargs["name"] = item.name
         medical = True
     else:
-        data, kwargs, medical = found, {"name": item.name}, False
+        data, kwargs, medical = array, {"name": item.name}, False
         if data.ndim == 3 and not _looks_rgb(data):
             kwargs["rgb"] = False
-    start = None
     ndim = data.ndim - (1 if kwargs.get("rgb", _looks_rgb(data)) else 0)
-    if ndim == 3:
-        worst = [z for z in (item.worst_slices or ()) if 0 <= z < data.shape[0]]
-        start = worst[0] if worst else data.shape[0] // 2
-    return ItemData(item.id, data, kwargs, start, medical)
+    return ItemData(item.id, data, kwargs, start_of(item, data) if ndim == 3 else None, medical)
+
+
+def start_of(item, data) -> int:
+    """The slice a scan or stack opens on: its most uncertain one when ranked, else the middle."""
+    worst = [z for z in (item.worst_slices or ()) if 0 <= z < data.shape[0]]
+    return worst[0] if worst else data.shape[0] // 2
 
 
 def window_of(preset, found: ItemData):
@@ -147,10 +157,15 @@ def prefetch(segmenter, item, prompts: list[str], preset, cancel: threading.Even
     """Worker (a torch thread of its own, niced): read the item, then, unless cancelled meanwhile,
     compute its proposal for ``prompts`` (the engine also keeps the image features in its cache, so
     a proposal asked for again with another prompt needs the decoder only). Returns the ItemData."""
+    lower_priority()
+    return propose_ahead(read_layer(item), segmenter, prompts, preset, cancel)
+
+
+def propose_ahead(found: ItemData, segmenter, prompts, preset, cancel) -> ItemData:
+    """Worker: the proposal for the slice an item opens on, kept with it (unless cancelled, or no
+    engine: then only the pixels were read). The engine is this computer's or the server's."""
     from .segment_jobs import probabilities
 
-    lower_priority()
-    found = read_layer(item)
     if segmenter is not None and prompts and not cancel.is_set():
         window = window_of(preset, found)
         version = segmenter.adapter_version

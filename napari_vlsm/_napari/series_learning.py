@@ -58,8 +58,9 @@ class Learning:
         panel = self.panel
         if panel.item is None or panel.worklist is None:
             return
-        if not str(getattr(sample, "source", "")).startswith(str(panel.item.path)):
-            return  # a correction of another image (not part of the series)
+        source, item_source = str(getattr(sample, "source", "")), str(panel.item.path)
+        if source != item_source and not source.startswith(item_source + "#"):
+            return  # a correction of another image (not part of the series); "#": a resliced view
         panel.item = panel.worklist.add_corrections(panel.item.id, 1)
         self.new += 1
         self._refresh.start()
@@ -98,13 +99,20 @@ class Learning:
         panel, s = self.panel, self.panel.session
         if not self.rank_wanted or self._ranker is not None or panel.worklist is None:
             return
-        if s.job or s.finetuning or s.closed or s.remote is not None or s.segmenter is None:
+        if s.job or s.finetuning or s.closed or s.segmenter is None:
             return
         if panel.prefetch.busy() or panel.opening or panel.proposing:
             return
         prompts = LM.split_structures(panel.segment.prompt.currentText())
         if not prompts:
             return
+        if panel.remote:  # the server scores its items with its model and the adapter in use
+            self._ranker = True
+            panel.status.setText("Ranking the series on the server…")
+            return panel.remote_steps.rank(prompts, float(panel.segment.threshold.value()), s.segmenter.adapter,
+                                           self._remote_ranked)
+        if s.remote is not None:
+            return  # a local series with the server's model: scoring would send every item
         self._rank_cancel = cancel = threading.Event()
         panel.status.setText("Ranking the series in the background…")
         self._ranker = keep_alive(workers.start(
@@ -118,6 +126,10 @@ class Learning:
             self.panel.status.setText("Series ranked: most uncertain first.")
         self.panel.refresh()
         self.panel.prefetch.replan()
+
+    def _remote_ranked(self, complete: bool) -> None:
+        self._ranker = None
+        self._ranked(complete)
 
     def _rank_finished(self) -> None:
         self._ranker = self._rank_cancel = None

@@ -44,16 +44,26 @@ from . import layers as L
 from . import series_layers as SL
 from . import series_texts as T
 from . import texts, workers
-from .series_items import Failed, ItemData, keep_alive, mask_target, read_layer, read_or_fail, read_saved, set_aside
+from .series_items import (
+    LEASE_S,
+    Failed,
+    ItemData,
+    keep_alive,
+    mask_target,
+    read_layer,
+    read_or_fail,
+    read_saved,
+    set_aside,
+)
 from .series_learning import Learning
 from .series_prefetch import Prefetcher
+from .series_remote_steps import RemoteSteps
 from .series_saving import Saving
 from .series_table import SeriesTable
 from .workers import guarded, on_click
 
 ORDERS = {"in-order": "In order", "random": "Random", "most-uncertain": "Most uncertain first"}
 NEXT_KEY = "Shift-N"  # free in napari's viewer and in every layer's keymap (napari/utils/shortcuts.py)
-LEASE_S = 30 * 60.0  # an item on screen is held this long for this window (renewed by each Next)
 DB_NAME = "worklist.sqlite"
 
 
@@ -79,8 +89,8 @@ class SeriesPanel(QWidget):
         super().__init__(parent)
         self.session, self.segment, self.corrections = session, segment, corrections
         self.viewer = session.viewer
-        self.worklist = None
-        self._worklist_root: Path | None = None
+        self.worklist = None  # core Worklist (this computer's), or RemoteSeries (a server project's)
+        self._source_key = None  # which: the project folder, or ("server", url, project)
         self.item = None  # the Item on screen
         self.image = None  # its Image layer
         self.opening = self.proposing = False
@@ -90,6 +100,7 @@ class SeriesPanel(QWidget):
         self.prefetch = Prefetcher(self)
         self.saving = Saving(self)
         self.learning = Learning(self, finetune)
+        self.remote_steps = RemoteSteps(self)
         self._connect()
 
     # ---------------------------------------------------------------------------- layout
@@ -184,30 +195,51 @@ class SeriesPanel(QWidget):
         return run
 
     # ---------------------------------------------------------------------------- worklist
+    @property
+    def remote(self) -> bool:
+        """The section works through a server project's worklist (series_remote.py)."""
+        return getattr(self.worklist, "remote", False)
+
     def _open_worklist(self):
         """The project's worklist (made on first use); WorklistError, shown by the caller, if unusable."""
         root = self.session.folder
-        if self.worklist is None or self._worklist_root != root:
-            self.worklist, self._worklist_root = None, root
+        if self.worklist is None or self.remote or Path(self.worklist.root) != root:
+            self.worklist = None
             self.worklist = self.session.local_project.worklist  # the project owns it (core/project)
         return self.worklist
 
+    def _wanted_key(self):
+        s = self.session
+        if s.remote is not None and s.remote.project:
+            return ("server", s.remote.client.url, s.remote.project)
+        return s.folder
+
     def _project_maybe_changed(self) -> None:
-        if self._worklist_root is not None and self._worklist_root == self.session.folder:
+        if self._source_key is not None and self._source_key == self._wanted_key():
             return
         if self.worklist is not None:
-            self._leave()
+            if self.remote:
+                self.remote_steps.give_back()
+            else:
+                self._leave()
+                self._give_back()
             self._remove_layers()
-            self._give_back()
             self.worklist.close()
             self.worklist, self.item = None, None
-        self._worklist_root = None
+        self._source_key = None
         self.restore()
 
     def restore(self) -> None:
         """A project with a series: show it and reopen the item the user was on (after a restart)."""
         if self.item is not None or self.opening:
             return self.refresh()
+        key = self._wanted_key()
+        if isinstance(key, tuple):  # a server project: its worklist, if it has one
+            from .series_remote import RemoteSeries
+
+            self._source_key = key
+            return self.remote_steps.restore(RemoteSeries(self.session.remote.client, self.session.remote.project))
+        self._source_key = key
         if not (self.session.folder / DB_NAME).is_file():
             self.refresh()
             return
@@ -220,6 +252,24 @@ class SeriesPanel(QWidget):
         self.refresh()
         if current is not None:
             self.open_id(current)
+
+    def server_has_no_series(self, series, err) -> None:
+        """The server's project has no worklist (or cannot be asked): this computer's series is used."""
+        from napari_vlsm.client import ServerError
+
+        if isinstance(err, ServerError) and err.status == 404:
+            self.status.setText("The server's project has no series; Open series… works on this computer's files.")
+        else:
+            self._problem(err)
+        if self._wanted_key() != series.key:
+            return  # the dock moved on meanwhile
+        self.worklist = None
+        if (self.session.folder / DB_NAME).is_file():
+            try:
+                self._open_worklist()
+            except WorklistError as error:
+                self._problem(error)
+        self.refresh()
 
     def order_key(self) -> str:
         return self.order.currentData()
@@ -260,6 +310,9 @@ class SeriesPanel(QWidget):
 
     def add_paths(self, paths) -> None:
         """Add files/folders to the project's worklist in the background; opens the first item."""
+        if self.remote:
+            raise VLSMError(f"the items of server project '{self.session.remote.project}' are added on the server: "
+                            f"napari-vlsm worklist add --project <project-root>/{self.session.remote.project} INPUTS...")
         try:
             self._open_worklist()
         except WorklistError as err:
@@ -295,16 +348,21 @@ class SeriesPanel(QWidget):
         wl = self._need_worklist()
         if self.opening:
             return
+        if self.remote:
+            return self.remote_steps.next()
         self._leave()
         item = self._take_next(wl)
         if item is None:
-            self._remove_layers()
-            self.item = None
-            self.refresh()
-            self.status.setText("Series finished.")
-            show_info(texts.toast(T.finished()))
-            return
+            return self.finished()
         self._open(item, advance=True)
+
+    def finished(self) -> None:
+        """Nothing left for Next: every item is done, skipped, unreadable or held elsewhere."""
+        self._remove_layers()
+        self.item = None
+        self.refresh()
+        self.status.setText("Series finished.")
+        show_info(texts.toast(T.finished()))
 
     def _take_next(self, wl):
         """The next item, held for this window (another window on the project never gets it)."""
@@ -322,6 +380,8 @@ class SeriesPanel(QWidget):
         wl = self._need_worklist()
         if self.opening:
             return
+        if self.remote:
+            return self.remote_steps.open_id(item_id)
         item = wl.get(item_id)
         held = wl.holder(item.id)
         try:  # leased to this window, as Next's items are: another window's Next passes over it
@@ -359,6 +419,14 @@ class SeriesPanel(QWidget):
         wl = self._need_worklist()
         if isinstance(found, Failed):
             return self._unopenable(wl, item, found.error, advance)
+        self.item = wl.mark_opened(item.id)
+        wl.set_current(item.id)
+        self.show_item(self.item, advance, found)
+
+    def show_item(self, item, advance: bool, found) -> None:
+        """An item read (here or from the server) on screen: its saved mask, or the model's proposal."""
+        self.opening = False
+        self.item = item
         saved = self._saved_mask(item, found)
         prompts = saved[1] if saved else LM.split_structures(self.segment.prompt.currentText())
         if SL.can_reuse(self.viewer, self.image, found):
@@ -371,17 +439,16 @@ class SeriesPanel(QWidget):
             self.viewer.dims.set_current_step(0, found.start)
         self.segment.image.reset_choices()
         self.segment.image.value = self.image
-        self.item = wl.mark_opened(item.id)
-        wl.set_current(item.id)
         self.refresh()
         self.item_shown.emit(item.id)
         if saved:
             SL.show_saved(self.viewer, self.image, *saved)
             self.segment.prompt.setCurrentText(LM.join_structures(saved[1]))
             self.status.setText(f"'{item.name}': its saved mask.")
+            QTimer.singleShot(0, guarded(self._maybe_idle, "the series"))  # no model job: read ahead again now
         else:
             self._propose(found)
-        self.segment._context_changed()  # noqa: SLF001 - the legend and the corrections follow the item
+        self.segment.refresh_context()  # the legend and the corrections follow the item
         self.prefetch.replan()
         self._enable()
 
@@ -401,9 +468,12 @@ class SeriesPanel(QWidget):
     def _saved_mask(self, item, found: ItemData):
         """(label map, prompts) the item was saved with, or None (a saved mask that no longer fits
         the image is kept aside under another name, and the item gets a new proposal)."""
+        fits = lambda saved: saved[0].shape == tuple(found.data.shape[: found.ndim])  # noqa: E731
+        if self.remote:  # read with the item; a mask that no longer fits is replaced at the next save
+            return found.saved if found.saved is not None and fits(found.saved) else None
         target, legend = mask_target(item, self.session.folder)
         saved = read_saved(target, legend)
-        if saved is not None and saved[0].shape != tuple(found.data.shape[: found.ndim]):
+        if saved is not None and not fits(saved):
             show_warning(texts.toast(T.stale_mask(item.name, set_aside(target, legend))))
             return None
         return saved
@@ -417,8 +487,7 @@ class SeriesPanel(QWidget):
             return
         ready = found.proposal
         if ready is not None and self._still_holds(ready, prompts, found):
-            self.segment._apply(self.image, prompts, [(found.plane, ready.probability)])  # noqa: SLF001
-            self.segment._remember(LM.join_structures(prompts))  # noqa: SLF001
+            self.segment.show_proposal(self.image, prompts, [(found.plane, ready.probability)])
             self._proposed()
             return
         self.proposing = True
@@ -430,7 +499,7 @@ class SeriesPanel(QWidget):
 
     def _still_holds(self, ready, prompts, found: ItemData) -> bool:
         s = self.session
-        if s.job or s.remote is not None or L.current_plane(self.image, self.viewer.dims) != found.plane:
+        if s.job or L.current_plane(self.image, self.viewer.dims) != found.plane:
             return False
         try:  # the model and adapter the next Segment would use are the ones that made it
             wanted = s.wanted_adapter()
@@ -441,8 +510,9 @@ class SeriesPanel(QWidget):
     def _proposed(self) -> None:
         """A proposal for the item on screen is in its mask layer: note which adapter made it."""
         if self.item is not None and self.worklist is not None:
-            adapter = self.session.held_adapter
-            self.item = self.worklist.set_adapter(self.item.id, Path(adapter).name if adapter else "")
+            if not self.remote:  # a server item's adapter is the server's business
+                adapter = self.session.held_adapter
+                self.item = self.worklist.set_adapter(self.item.id, Path(adapter).name if adapter else "")
             self.status.setText(f"'{self.item.name}': the model's proposal.")
 
     def _busy_changed(self, job: str) -> None:
@@ -473,6 +543,8 @@ class SeriesPanel(QWidget):
         wl = self._need_worklist()
         if self.item is None:
             raise VLSMError("no series item is open: press Next first")
+        if self.remote:
+            return self.remote_steps.next(previous_status="skipped")
         self.item = wl.set_status(self.item.id, "skipped")
         self.next()
 
@@ -516,6 +588,8 @@ class SeriesPanel(QWidget):
             self.viewer.bind_key(NEXT_KEY, None)
         except (KeyError, ValueError):
             pass
+        if self.remote:
+            return self.remote_steps.close()
         if self.item is not None and self.image is not None and self.worklist is not None:
             labels = self.mask_layer()
             if labels is not None:

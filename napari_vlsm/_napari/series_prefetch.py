@@ -58,6 +58,9 @@ class Prefetcher:
             return
         if panel.item is not None and self._plan and self._plan[0] == panel.item.id:
             self._seeds = self._seeds[1:] + [random.randrange(2**31)]  # Next took the first: shift
+        if panel.remote:  # the server's own plan, asked in the worker (series_remote.prefetch_remote)
+            self._plan = []
+            return self._kick()
         plan, after, others = [], panel.item.id if panel.item else None, set()
         for seed in self._seeds:
             item = wl.next_item(panel.order_key(), after=after, exclude=others | set(plan), seed=seed)
@@ -108,6 +111,8 @@ class Prefetcher:
         s = self.panel.session
         if self._worker is not None or self._paused or self._stopped or s.closed or not self.enabled:
             return
+        if self.panel.remote:
+            return self._kick_remote()
         todo = [i for i in self._plan if i not in self._ready]
         if not todo or s.job:
             return
@@ -123,6 +128,33 @@ class Prefetcher:
             on_return=lambda found: self._done(item.id, cancel, found), on_finish=self._finished,
             group=s.workers, torch_job=True,
         ))
+
+    def _kick_remote(self) -> None:
+        """Read ahead what the server's Next will hand out (its pixels; the proposal is the server's)."""
+        from .series_remote import prefetch_remote
+
+        if self._plan or self.panel.opening:
+            return  # read already for the item on screen
+        panel, s = self.panel, self.panel.session
+        self._plan = [-1]  # asked: until the next replan
+        self._cancel = cancel = threading.Event()
+        segmenter = None if s.finetuning or s.job else s.segmenter  # the server's engine (RemoteEngine)
+        prompts = LM.split_structures(panel.segment.prompt.currentText())
+        self._worker = keep_alive(workers.start(
+            read_or_fail, prefetch_remote, panel.worklist, panel.order_key(), DEPTH, self.seed, set(self._ready),
+            segmenter, prompts, s.window_preset, cancel, what="reading ahead",
+            on_return=lambda ready: self._remote_done(ready, cancel),
+            on_finish=self._finished, group=panel.session.workers))
+
+    def _remote_done(self, found, cancel) -> None:
+        if not self.panel.remote:
+            return
+        if cancel.is_set():
+            self._plan = []  # asked again when it resumes
+        elif isinstance(found, tuple):  # (an error is left for Next, which says it)
+            plan, ready = found
+            self._plan = list(plan) or [-1]
+            self._ready = {i: ready.get(i) or self._ready.get(i) for i in plan if i in ready or i in self._ready}
 
     def _done(self, item_id: int, cancel, found) -> None:
         # An item that cannot be read is left for Next, which says so when the user gets there.

@@ -45,6 +45,8 @@ class Saving:
             raise VLSMError(f"'{p.item.name}' has no mask yet: type a prompt and press Segment slice")
         if not labels.data.any() and not self.confirm_empty(p.item.name):
             return
+        if p.remote:  # the server writes it on the scan's grid, then sets the status
+            return p.remote_steps.mark_done(labels)
         p.corrections.watcher.flush()
         item = p.item
         self.write_mask(labels, on_saved=lambda target: self._done(wl, item, target))

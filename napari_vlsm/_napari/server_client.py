@@ -28,11 +28,16 @@ class RemoteEngine(RemoteSegmenter):
             self._server_info = self.client.info()
         return {**self._server_info, "server": self.client.url, "project": self.project, "adapter": self.adapter}
 
+    _version = 0
+    adapter_version = property(lambda self: self._version)  # as the engine's: a proposal made before is stale
+
     def load_adapter(self, name: str) -> None:
         self.adapter, self._provenance = str(name), None
+        self._version += 1
 
     def clear_adapter(self) -> None:
         self.adapter, self._provenance = None, None
+        self._version += 1
 
     def set_adapters(self, adapters, metadata=None, path=None) -> None:
         """A finetune's new adapter (``path``: its name on the server) is the one in use."""

@@ -166,7 +166,11 @@ class DockSession(QObject):
     def engine_key(self) -> tuple | None:
         """What the loaded engine is (model, device, precision; adapter), None before a load: it
         changes exactly when the engine's proposals may change."""
-        return None if self.segmenter is None else (self._loaded_key, self._adapter_key)
+        if self.segmenter is None:
+            return None
+        if self.remote is not None:  # the server's engine: its adapter is chosen by name there
+            return (self._loaded_key, f"server:{self.remote.adapter}")
+        return (self._loaded_key, self._adapter_key)
 
     def holds(self, adapter: str | None) -> bool:
         """The engine loaded now is the wanted model with ``adapter``: nothing to load first."""
