@@ -6,8 +6,9 @@
 * :func:`prefetch` is that read plus the image pass of the slice the item will open on, run while
   the user corrects the current item: the engine keeps the image features in its cache, so Next
   only runs the text side and the small decoder.
-* :func:`read_saved` reads back the mask an item was saved with (the worked-on item comes back with
-  it, not with a new proposal); :func:`mask_target` says which file that is.
+The mask an item was saved with (the worked-on item comes back with it, not with a new proposal)
+is the core's: ``core.worklist.saved_masks`` (where it lives, reading it back, setting aside one
+that no longer fits), shared with the server.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -172,58 +172,3 @@ def propose_ahead(found: ItemData, segmenter, prompts, preset, cancel) -> ItemDa
         probability = probabilities(segmenter.predict(start_plane(found), list(prompts), window=window))
         found.proposal = ReadyProposal(tuple(prompts), segmenter, version, window, probability)
     return found
-
-
-# ----------------------------------------------------------------------------- saved masks
-def mask_target(item, project: Path) -> tuple[Path, Path]:
-    """The mask file of an item and its JSON legend, in the project's masks folder (ProjectLayout)
-    under the worklist's own name (NIfTI for a scan, TIFF for a stack, PNG in 2D): the files
-    ``napari-vlsm worklist export`` copies."""
-    from napari_vlsm.core.project import ProjectLayout
-    from napari_vlsm.core.worklist.export import item_files
-
-    return item_files(item, ProjectLayout(project).masks)
-
-
-def read_saved(target: Path, legend: Path) -> tuple[np.ndarray, list[str]] | None:
-    """Worker: (label map, prompts) of a saved mask, or None when there is none."""
-    if not target.is_file():
-        return None
-    import json
-
-    from napari_vlsm.core import labelmap as LM
-    from napari_vlsm.core.errors import ImageError
-
-    name = target.name.lower()
-    try:
-        if name.endswith((".nii.gz", ".nii")):
-            from napari_vlsm.core.medical import read_volume
-
-            data = np.asarray(read_volume(target).array)
-        else:
-            from napari_vlsm.core.image_files import read_image
-
-            data = np.asarray(read_image(target))
-        structures = LM.read_legend(json.loads(legend.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as err:
-        raise ImageError(f"cannot read the saved mask {target}: {err}") from None
-    return data, [s.prompt for s in structures]
-
-
-def set_aside(target: Path, legend: Path) -> Path:
-    """Keep a saved mask that no longer fits its image (the file changed shape) under another name:
-    nothing is lost, and the item gets a new mask. Returns where it went."""
-    import time
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    moved = None
-    for path in (target, legend):
-        if path.exists():
-            name = path.name
-            for suffix in (".nii.gz", ".nii", ".png", ".tif", ".json"):
-                if name.lower().endswith(suffix):
-                    name = f"{name[: -len(suffix)]}.old-{stamp}{name[-len(suffix):]}"
-                    break
-            os.replace(path, path.with_name(name))
-            moved = moved or path.with_name(name)
-    return moved

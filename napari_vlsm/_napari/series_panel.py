@@ -44,17 +44,7 @@ from . import layers as L
 from . import series_layers as SL
 from . import series_texts as T
 from . import texts, workers
-from .series_items import (
-    LEASE_S,
-    Failed,
-    ItemData,
-    keep_alive,
-    mask_target,
-    read_layer,
-    read_or_fail,
-    read_saved,
-    set_aside,
-)
+from .series_items import LEASE_S, Failed, ItemData, keep_alive, read_layer, read_or_fail
 from .series_learning import Learning
 from .series_prefetch import Prefetcher
 from .series_remote_steps import RemoteSteps
@@ -471,7 +461,9 @@ class SeriesPanel(QWidget):
         fits = lambda saved: saved[0].shape == tuple(found.data.shape[: found.ndim])  # noqa: E731
         if self.remote:  # read with the item; a mask that no longer fits is replaced at the next save
             return found.saved if found.saved is not None and fits(found.saved) else None
-        target, legend = mask_target(item, self.session.folder)
+        from napari_vlsm.core.worklist.saved_masks import mask_files, read_saved, set_aside
+
+        target, legend = mask_files(item, self.session.folder)
         saved = read_saved(target, legend)
         if saved is not None and not fits(saved):
             show_warning(texts.toast(T.stale_mask(item.name, set_aside(target, legend))))

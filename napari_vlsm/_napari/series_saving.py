@@ -17,7 +17,7 @@ from napari_vlsm.core.errors import VLSMError
 from . import layers as L
 from . import series_texts as T
 from . import texts, workers
-from .series_items import Failed, keep_alive, mask_target, read_or_fail
+from .series_items import Failed, keep_alive, read_or_fail
 
 
 class Saving:
@@ -68,7 +68,9 @@ class Saving:
         from .export import snapshot, write_export
 
         p = self.panel
-        target, _ = mask_target(p.item, p.session.folder)
+        from napari_vlsm.core.worklist.saved_masks import mask_files
+
+        target, _ = mask_files(p.item, p.session.folder)
         item = snapshot(labels, p.image)
         if wait:  # the dock is closing: write now, the app may be gone in a moment
             write_export(item, target)
