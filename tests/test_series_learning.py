@@ -32,13 +32,13 @@ def test_the_next_item_is_read_and_proposed_ahead(qtbot, make_dock, tmp_path, mo
     qtbot.waitUntil(lambda: prefetched(dock), timeout=WAIT_MS)
     series, seg = dock.series, dock.session.segmenter
     planned = series.prefetch.planned()[0]
-    import napari_vlsm._napari.series_panel as panel_module
+    import napari_vlsm._napari.series_local_steps as steps_module
 
     def not_again(*args, **kwargs):
         raise AssertionError("Next read or segmented the item again although it was done ahead")
 
     with monkeypatch.context() as m:
-        m.setattr(panel_module, "read_layer", not_again)
+        m.setattr(steps_module, "read_layer", not_again)
         m.setattr(seg, "predict", not_again)
         next_item(qtbot, dock)
     assert series.item.id == planned

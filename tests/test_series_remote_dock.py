@@ -182,8 +182,16 @@ def test_read_ahead_follows_the_server_and_a_dock_opened_again_lands_on_its_item
     press_next(dock)
     qtbot_wait(lambda: series.prefetch.ready())
     planned = series.prefetch.ready()[0]
-    press_next(dock)
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("Next read or segmented the item again although it was done ahead")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(series.worklist, "read", not_again)
+        m.setattr(dock.session.segmenter, "predict", not_again)
+        press_next(dock)
     assert series.item.id == planned  # the item read ahead is the one the server handed out
+    assert series.status.text().endswith("the model's proposal.")  # the server's, computed ahead
     held = series.item.id
     series.mask_layer().data[2:10, 2:10] = 1
     viewer.window.remove_dock_widget(dock)  # the dock closes: the mask goes to the server, the lease stays

@@ -10,15 +10,19 @@ run in the background (series_prefetch.py), so Next needs only the decoder.
 
 *Mark done* (series_saving.py) writes the mask into ``<project>/masks`` (ProjectLayout.masks,
 atomically; NIfTI on the scan's grid for a scan, PNG for a 2D image, with its JSON legend); an
-empty mask asks first. The worklist remembers
-the item on screen: a dock reopened on the project lands on it again (:meth:`restore`).
+empty mask asks first. The worklist remembers the item on screen: a dock reopened on the project
+lands on it again (:meth:`restore`).
+
+The worklist is the project folder's (series_local_steps.py) or, while connected to a server whose
+project has one, the server's, shared by several annotators (series_remote.py,
+series_remote_steps.py). This panel is the view and what both share: showing an item, its saved
+mask or the model's proposal, the order, the statuses.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from functools import partial
 from pathlib import Path
 
 from napari.utils.notifications import show_info, show_warning
@@ -43,9 +47,10 @@ from napari_vlsm.core.errors import VLSMError, WorklistError
 from . import layers as L
 from . import series_layers as SL
 from . import series_texts as T
-from . import texts, workers
-from .series_items import LEASE_S, Failed, ItemData, keep_alive, read_layer, read_or_fail
+from . import texts
+from .series_items import ItemData
 from .series_learning import Learning
+from .series_local_steps import LocalSteps
 from .series_prefetch import Prefetcher
 from .series_remote_steps import RemoteSteps
 from .series_saving import Saving
@@ -55,21 +60,6 @@ from .workers import guarded, on_click
 ORDERS = {"in-order": "In order", "random": "Random", "most-uncertain": "Most uncertain first"}
 NEXT_KEY = "Shift-N"  # free in napari's viewer and in every layer's keymap (napari/utils/shortcuts.py)
 DB_NAME = "worklist.sqlite"
-
-
-def _gone(holder: str) -> bool:
-    """True when ``holder`` is a dock of a napari on this machine that has ended (closed or
-    crashed without giving its item back): its lease is stale, the item may be taken over."""
-    parts = holder.split(":")
-    if len(parts) < 3 or parts[0] != "dock" or parts[1] != socket.gethostname():
-        return False
-    try:
-        os.kill(int(parts[2]), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, OSError):
-        return False
-    return False
 
 
 class SeriesPanel(QWidget):
@@ -90,7 +80,7 @@ class SeriesPanel(QWidget):
         self.prefetch = Prefetcher(self)
         self.saving = Saving(self)
         self.learning = Learning(self, finetune)
-        self.remote_steps = RemoteSteps(self)
+        self.local_steps, self.remote_steps = LocalSteps(self), RemoteSteps(self)
         self._connect()
 
     # ---------------------------------------------------------------------------- layout
@@ -211,8 +201,8 @@ class SeriesPanel(QWidget):
             if self.remote:
                 self.remote_steps.give_back()
             else:
-                self._leave()
-                self._give_back()
+                self.local_steps.leave()
+                self.local_steps.give_back()
             self._remove_layers()
             self.worklist.close()
             self.worklist, self.item = None, None
@@ -303,34 +293,7 @@ class SeriesPanel(QWidget):
         if self.remote:
             raise VLSMError(f"the items of server project '{self.session.remote.project}' are added on the server: "
                             f"napari-vlsm worklist add --project <project-root>/{self.session.remote.project} INPUTS...")
-        try:
-            self._open_worklist()
-        except WorklistError as err:
-            return self._problem(err)
-        from napari_vlsm.core.worklist import Worklist
-
-        self.status.setText("Adding to the series…")
-        root = self.session.folder
-
-        def add(paths):
-            wl = Worklist(root)  # its own connection: the GUI keeps using the panel's
-            try:
-                return wl.add([Path(p) for p in paths])
-            except WorklistError as err:
-                return err
-            finally:
-                wl.close()
-
-        keep_alive(workers.start(add, list(paths), what="adding to the series", on_return=self._added))
-
-    def _added(self, report) -> None:
-        if isinstance(report, VLSMError):
-            return self._problem(report)
-        show_info(texts.toast(T.added(len(report.added) - len(report.unreadable), len(report.duplicates), report.unreadable)))
-        self.status.setText("")
-        self.refresh()
-        if self.item is None and not self.opening:
-            self.next()
+        self.local_steps.add_paths(paths)
 
     # ---------------------------------------------------------------------------- moving
     def next(self) -> None:
@@ -338,13 +301,7 @@ class SeriesPanel(QWidget):
         wl = self._need_worklist()
         if self.opening:
             return
-        if self.remote:
-            return self.remote_steps.next()
-        self._leave()
-        item = self._take_next(wl)
-        if item is None:
-            return self.finished()
-        self._open(item, advance=True)
+        return self.remote_steps.next() if self.remote else self.local_steps.next(wl)
 
     def finished(self) -> None:
         """Nothing left for Next: every item is done, skipped, unreadable or held elsewhere."""
@@ -354,64 +311,12 @@ class SeriesPanel(QWidget):
         self.status.setText("Series finished.")
         show_info(texts.toast(T.finished()))
 
-    def _take_next(self, wl):
-        """The next item, held for this window (another window on the project never gets it)."""
-        planned = self.prefetch.planned()
-        item = wl.lease(self._holder, LEASE_S, self.order_key(), seed=self.prefetch.seed)
-        if item is not None and self.item is not None and item.id == self.item.id:
-            item = wl.lease(self._holder, LEASE_S, self.order_key(), seed=self.prefetch.seed)  # the one after it
-        if item is not None and planned and item.id != planned[0]:
-            self.prefetch.replan()
-        self._held = item.id if item is not None else None  # lease() ended the previous one
-        return item
-
     def open_id(self, item_id: int) -> None:
         """Open one item (double-click, or the item a restart comes back to)."""
         wl = self._need_worklist()
         if self.opening:
             return
-        if self.remote:
-            return self.remote_steps.open_id(item_id)
-        item = wl.get(item_id)
-        held = wl.holder(item.id)
-        try:  # leased to this window, as Next's items are: another window's Next passes over it
-            item = wl.hold(item.id, self._holder, LEASE_S, replace=(held,) if held and _gone(held) else ())
-            self._held = item.id
-        except WorklistError:
-            self.status.setText(f"'{item.name}' is open in another window.")
-            show_warning(texts.toast(T.note("Item open in another window", f"'{item.name}' is being corrected elsewhere; "
-                                "pick another row or press Next.")))
-            return
-        if self.item is not None and self.item.id != item.id:
-            self._leave()
-        self._open(item, advance=False)
-
-    def _open(self, item, advance: bool) -> None:
-        if item.status in ("unreadable", "missing"):
-            self.status.setText(f"'{item.name}' is {item.status}: {item.reason}")
-            return self.next() if advance else None
-        self.opening = True
-        self._enable()
-        ready = self.prefetch.take(item.id)
-        if ready is not None:
-            return self._show(item, advance, ready)
-        self.status.setText(f"Opening '{item.name}'…")
-        keep_alive(workers.start(read_or_fail, read_layer, item, what="opening the item",
-                                 on_return=partial(self._show, item, advance),
-                                 on_error=lambda *_: self._opened_failed(), group=self.session.workers))
-
-    def _opened_failed(self) -> None:
-        self.opening = False
-        self._enable()
-
-    def _show(self, item, advance: bool, found) -> None:
-        self.opening = False
-        wl = self._need_worklist()
-        if isinstance(found, Failed):
-            return self._unopenable(wl, item, found.error, advance)
-        self.item = wl.mark_opened(item.id)
-        wl.set_current(item.id)
-        self.show_item(self.item, advance, found)
+        return self.remote_steps.open_id(item_id) if self.remote else self.local_steps.open_id(wl, item_id)
 
     def show_item(self, item, advance: bool, found) -> None:
         """An item read (here or from the server) on screen: its saved mask, or the model's proposal."""
@@ -442,33 +347,12 @@ class SeriesPanel(QWidget):
         self.prefetch.replan()
         self._enable()
 
-    def _unopenable(self, wl, item, err, advance: bool) -> None:
-        if not item.path.exists():
-            wl.refresh_missing()
-            show_warning(texts.toast(T.missing(item.name, item.path)))
-        else:
-            wl.mark_unreadable(item.id, str(err))
-            show_warning(texts.toast(T.unreadable(item.name, " ".join(str(err).split()))))
-        self.prefetch.replan()
-        self.refresh()
-        self._enable()
-        if advance:
-            self.next()
-
     def _saved_mask(self, item, found: ItemData):
-        """(label map, prompts) the item was saved with, or None (a saved mask that no longer fits
-        the image is kept aside under another name, and the item gets a new proposal)."""
+        """(label map, prompts) the item was saved with, or None: then it gets a new proposal."""
         fits = lambda saved: saved[0].shape == tuple(found.data.shape[: found.ndim])  # noqa: E731
         if self.remote:  # read with the item; a mask that no longer fits is replaced at the next save
             return found.saved if found.saved is not None and fits(found.saved) else None
-        from napari_vlsm.core.worklist.saved_masks import mask_files, read_saved, set_aside
-
-        target, legend = mask_files(item, self.session.folder)
-        saved = read_saved(target, legend)
-        if saved is not None and not fits(saved):
-            show_warning(texts.toast(T.stale_mask(item.name, set_aside(target, legend))))
-            return None
-        return saved
+        return self.local_steps.saved_mask(item, fits)
 
     def _propose(self, found: ItemData) -> None:
         """The model's proposal for the item just opened: the one computed ahead when it still
@@ -556,17 +440,6 @@ class SeriesPanel(QWidget):
         """The mask layer of the item on screen (series_saving.py)."""
         return self.saving.mask_layer()
 
-    def _leave(self) -> None:
-        """Before the item on screen goes: auto-saved edits are stored, its mask is saved."""
-        self.prefetch.pause()
-        self.learning.pause_rank()
-        if self.item is None or self.image is None or self.worklist is None:
-            return
-        self.corrections.watcher.flush()
-        labels = self.mask_layer()
-        if labels is not None:
-            self.saving.write_mask(labels)
-
     def _remove_layers(self) -> None:
         if self.image is not None:
             SL.remove(self.viewer, self.session, self.image)
@@ -580,19 +453,7 @@ class SeriesPanel(QWidget):
             self.viewer.bind_key(NEXT_KEY, None)
         except (KeyError, ValueError):
             pass
-        if self.remote:
-            return self.remote_steps.close()
-        if self.item is not None and self.image is not None and self.worklist is not None:
-            labels = self.mask_layer()
-            if labels is not None:
-                guarded(partial(self.saving.write_mask, labels, wait=True), "saving the mask")()
-        self._give_back()
-
-    def _give_back(self) -> None:
-        """The item leased to this window is free again (even one whose opening was under way)."""
-        if self._held is not None and self.worklist is not None:
-            guarded(partial(self.worklist.release, self._held, self._holder), "the series")()
-        self._held = None
+        (self.remote_steps if self.remote else self.local_steps).close()
 
     # ---------------------------------------------------------------------------- view
     def _need_worklist(self):
