@@ -22,11 +22,15 @@ def server(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def frames(server, tmp_path_factory):
     """Three frames in the server project "colon", added the way an admin does (on the server)."""
-    folder = tmp_path_factory.mktemp("frames")
-    rng = np.random.default_rng(0)
-    for n in range(3):
-        iio.imwrite(folder / f"f{n}.png", rng.integers(0, 256, (36, 44, 3), dtype=np.uint8))
+    folder = _write_frames(tmp_path_factory.mktemp("frames"), "f", 3, (36, 44, 3), seed=0)
     Worklist(server.project_root / "colon").add([folder])
+    return folder
+
+
+def _write_frames(folder, prefix, n, shape, seed):
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        iio.imwrite(folder / f"{prefix}{k}.png", rng.integers(0, 256, shape, dtype=np.uint8))
     return folder
 
 
@@ -174,10 +178,7 @@ def test_shared_scans_fit_the_header_and_a_ct_mask_lands_on_its_grid(server, sha
 @pytest.fixture(scope="module")
 def series(server, tmp_path_factory):
     """Ten small frames in the server project "series"."""
-    folder = tmp_path_factory.mktemp("series")
-    rng = np.random.default_rng(2)
-    for n in range(10):
-        iio.imwrite(folder / f"s{n}.png", rng.integers(0, 256, (24, 28, 3), dtype=np.uint8))
+    folder = _write_frames(tmp_path_factory.mktemp("series"), "s", 10, (24, 28, 3), seed=2)
     _project(server, "series", [folder])
     return folder
 
