@@ -225,3 +225,81 @@ def test_disconnecting_goes_back_to_this_computers_series(qtbot, connect, server
     assert not [n for n in notes if "Traceback" in n or "error" in n.lower()]
     # the item stays leased to this computer until its lease ends: another annotator passes over it
     assert held not in [i["id"] for i in annotator(server, project, "ben").plan(count=8)]
+
+
+def test_what_was_read_for_one_project_is_never_shown_for_another(qtbot, connect, server, project, tmp_path_factory):
+    other = f"{project}-b"  # item ids repeat between projects: ids 1-4 here too, other pixels
+    folder = tmp_path_factory.mktemp("other")
+    write_images(folder, n=4, shape=(64, 80))
+    with Worklist(server.project_root / other) as wl:
+        wl.add([folder])
+    viewer, dock = connect()
+    series = dock.series
+    series.order.setCurrentIndex(series.order.findData("in-order"))
+    press_next(dock)
+    qtbot_wait(lambda: series.prefetch.ready())
+    ahead = series.prefetch.ready()[0]
+    connect_session(dock.session, server.url, server.token, other, tmp_path_factory.mktemp("outbox"))
+    qtbot_wait(lambda: series.remote and series.worklist.key[2] == other and series.worklist.items() and series.settled())
+    series.open_id(ahead)
+    qtbot_wait(lambda: series.item is not None and series.item.id == ahead and series.settled())
+    assert series.image.data.shape[:2] == (64, 80)  # the other project's frame, not the one read ahead
+
+
+def test_a_disconnect_while_next_is_on_its_way_drops_the_answer(qtbot, connect, server, project, notes, monkeypatch):
+    import time
+
+    viewer, dock = connect()
+    series = dock.series
+    press_next(dock)
+    slow = series.worklist.take_next
+
+    def take_next(*args):
+        time.sleep(1.5)  # the server answers while the user disconnects
+        return slow(*args)
+
+    monkeypatch.setattr(series.worklist, "take_next", take_next)
+    series.btn_next.click()
+    assert series.opening
+    detach_engine(dock.session)
+    qtbot.wait(2500)
+    qtbot_wait(lambda: not series.opening and not series.remote and series.item is None)
+    assert series.btn_next.isEnabled() is False  # this computer's project has no series
+    assert not [n for n in notes if "bug" in n.lower() or "Traceback" in n]
+
+
+def test_the_item_on_screen_stays_leased_and_a_lost_one_is_never_overwritten(qtbot, connect, server, project,
+                                                                            notes, monkeypatch):
+    from napari_vlsm._napari import series_remote_steps
+
+    monkeypatch.setattr(series_remote_steps, "LEASE_S", 2.0)  # renewed every 0.67 s
+    viewer, dock = connect()
+    series = dock.series
+    press_next(dock)
+    mine = series.item.id
+    qtbot.wait(4000)  # twice the lease: renewed meanwhile
+    ben = annotator(server, project, "ben")
+    assert mine not in [i["id"] for i in ben.plan(count=8)]
+    # the dock stops renewing (a laptop asleep): the lease ends, a colleague takes the item and saves
+    series.remote_steps._renewal.stop()  # noqa: SLF001 - stands for a computer asleep
+    qtbot.wait(2500)
+    ben.hold(mine, 600)
+    ben.save_mask(mine, np.full(series.image.data.shape[:2], 1, np.uint8), [{"value": 1, "name": "polyp", "prompt": "polyp"}])
+    series.mask_layer().data[:] = 0
+    press_next(dock)  # the dock moves on; its mask of the lost item is not sent
+    assert series.item.id != mine
+    assert any("Mask not sent" in n for n in notes)
+    labels, _ = ben.mask(mine)
+    assert labels.all()  # ben's mask, not overwritten by the dock's empty one
+
+
+def test_skip_without_a_mask_sets_the_status(qtbot, connect, server, project):
+    viewer, dock = connect()
+    series = dock.series
+    dock.segment.prompt.setCurrentText("")  # no prompt: no proposal, no mask layer
+    press_next(dock)
+    skipped = series.item
+    assert series.mask_layer() is None
+    series.btn_skip.click()
+    qtbot_wait(lambda: not series.opening and series.item is not None and series.item.id != skipped.id)
+    assert by_name(annotator(server, project, "ben").status(), skipped.name)["status"] == "skipped"

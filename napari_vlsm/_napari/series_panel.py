@@ -197,9 +197,10 @@ class SeriesPanel(QWidget):
     def _project_maybe_changed(self) -> None:
         if self._source_key is not None and self._source_key == self._wanted_key():
             return
+        self.prefetch.reset()
         if self.worklist is not None:
             if self.remote:
-                self.remote_steps.give_back()
+                self.remote_steps.leave()
             else:
                 self.local_steps.leave()
                 self.local_steps.give_back()
@@ -420,7 +421,7 @@ class SeriesPanel(QWidget):
         if self.item is None:
             raise VLSMError("no series item is open: press Next first")
         if self.remote:
-            return self.remote_steps.next(previous_status="skipped")
+            return self.remote_steps.next(status="skipped")
         self.item = wl.set_status(self.item.id, "skipped")
         self.next()
 
@@ -453,7 +454,10 @@ class SeriesPanel(QWidget):
             self.viewer.bind_key(NEXT_KEY, None)
         except (KeyError, ValueError):
             pass
-        (self.remote_steps if self.remote else self.local_steps).close()
+        if self.remote:
+            self.remote_steps.leave()
+        else:
+            self.local_steps.close()
 
     # ---------------------------------------------------------------------------- view
     def _need_worklist(self):

@@ -75,6 +75,13 @@ class Prefetcher:
         self._ready = {k: v for k, v in self._ready.items() if k in plan}
         self._kick()
 
+    def reset(self) -> None:
+        """Another project (or server): nothing read for the one left may be shown for this one
+        (item ids repeat between projects)."""
+        if self._cancel is not None:
+            self._cancel.set()
+        self._plan, self._ready = [], {}
+
     def take(self, item_id: int) -> ItemData | None:
         return self._ready.pop(item_id, None)
 
@@ -123,9 +130,10 @@ class Prefetcher:
         segmenter = s.segmenter if local else None  # finetuning: read only, the CPU is the training's
         prompts = LM.split_structures(self.panel.segment.prompt.currentText())
         self._cancel = cancel = threading.Event()
+        source = self.panel.worklist
         self._worker = keep_alive(workers.start(
             read_or_fail, prefetch, segmenter, item, prompts, s.window_preset, cancel, what="reading ahead",
-            on_return=lambda found: self._done(item.id, cancel, found), on_finish=self._finished,
+            on_return=lambda found: self._done(item.id, cancel, found, source), on_finish=self._finished,
             group=s.workers, torch_job=True,
         ))
 
@@ -140,15 +148,16 @@ class Prefetcher:
         self._cancel = cancel = threading.Event()
         segmenter = None if s.finetuning or s.job else s.segmenter  # the server's engine (RemoteEngine)
         prompts = LM.split_structures(panel.segment.prompt.currentText())
+        source = panel.worklist
         self._worker = keep_alive(workers.start(
-            read_or_fail, prefetch_remote, panel.worklist, panel.order_key(), DEPTH, self.seed, set(self._ready),
+            read_or_fail, prefetch_remote, source, panel.order_key(), DEPTH, self.seed, set(self._ready),
             segmenter, prompts, s.window_preset, cancel, what="reading ahead",
-            on_return=lambda ready: self._remote_done(ready, cancel),
+            on_return=lambda ready: self._remote_done(ready, cancel, source),
             on_finish=self._finished, group=panel.session.workers))
 
-    def _remote_done(self, found, cancel) -> None:
-        if not self.panel.remote:
-            return
+    def _remote_done(self, found, cancel, source) -> None:
+        if self.panel.worklist is not source:
+            return  # read for a series left meanwhile
         if cancel.is_set():
             self._plan = []  # asked again when it resumes
         elif isinstance(found, tuple):  # (an error is left for Next, which says it)
@@ -156,8 +165,10 @@ class Prefetcher:
             self._plan = list(plan) or [-1]
             self._ready = {i: ready.get(i) or self._ready.get(i) for i in plan if i in ready or i in self._ready}
 
-    def _done(self, item_id: int, cancel, found) -> None:
+    def _done(self, item_id: int, cancel, found, source) -> None:
         # An item that cannot be read is left for Next, which says so when the user gets there.
+        if self.panel.worklist is not source:
+            return  # read for a series left meanwhile
         if isinstance(found, ItemData) and item_id in self._plan and not cancel.is_set():
             self._ready[item_id] = found
 

@@ -15,6 +15,8 @@ the last listing the server gave (:class:`RemoteSeries`).
 
 from __future__ import annotations
 
+import atexit
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +24,6 @@ from pathlib import Path
 from napari_vlsm.core.errors import WorklistError
 
 from .series_items import ItemData, item_data
-
-SOURCE_PREFIX = "worklist:"  # a correction's source on a server item: the server maps it to the item's file
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,49 @@ class RemoteItem:
 
     @property
     def path(self) -> str:
-        """What the item's layer names as its source (the server knows the file behind it)."""
-        return f"{SOURCE_PREFIX}{self.id}"
+        """What the item's layer names as its source, ``worklist:<id>`` (the server maps it to the file)."""
+        from napari_vlsm.client.worklist import item_source
+
+        return item_source(self.id)
 
 
 def holder_name() -> str:
-    """This computer's name for its leases: the same after a restart, so the dock lands on the item
-    it held (the server prefixes it with the token's name)."""
-    return f"dock@{socket.gethostname()}"[:128]
+    """This napari's name for its leases (the server puts the token's name before it): the same
+    after napari restarts, so the dock lands on the item it held; another one for a second napari
+    running on this computer at the same time, so two windows never share items."""
+    if not _SLOT:
+        _SLOT.append(_take_slot())
+    return _SLOT[0][1]
+
+
+_SLOT: list = []  # (the lock file this process holds, its holder name), taken once
+
+
+def _take_slot():
+    """The first free numbered slot on this computer: a lock file held while this process lives
+    (the operating system frees it when the process ends, crashed or not)."""
+    host = socket.gethostname()[:80]
+    try:
+        import fcntl
+    except ImportError:  # Windows: one name per computer
+        return None, f"dock@{host}"
+    from .settings import user_config_dir
+
+    folder = user_config_dir() / "leases"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(64):
+            handle = open(folder / f"napari-{n}.lock", "a")  # noqa: SIM115 - held until the process ends
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            atexit.register(handle.close)
+            return handle, f"dock@{host}" + (f"#{n + 1}" if n else "")
+    except OSError:
+        pass
+    return None, f"dock@{host}:pid{os.getpid()}"  # no slot: its own name, no resume after a restart
 
 
 class RemoteSeries:
@@ -128,42 +163,67 @@ class RemoteSeries:
         labels, legend = found  # legend: {"structures": [{"value", "name", "prompt", ...}]}
         return labels, [row["prompt"] for row in sorted(legend["structures"], key=lambda row: int(row["value"]))]
 
-    def _with_pixels(self, item_id: int, have) -> ItemData | None:
-        """Worker: the item read, with its saved mask; None when its pixels were read ahead (``have``)."""
+    def _with_pixels(self, item_id: int, have):
+        """Worker: (the item read, or None when its pixels were read ahead (``have``), its saved mask)."""
         found = None if item_id in have else self.read(item_id)
-        saved = self.saved(item_id)
-        return found, saved
+        return found, self.saved(item_id)
 
-    def take_next(self, order: str, seed: int | None, lease_s: float, leave=None, previous_status: str | None = None,
-                  have=()):
-        """Worker: save the mask of the item left (``leave``: (item id, labels, structures)), lease
-        the next item (the one left gets ``previous_status``), read it unless read ahead (``have``)
-        -> (RemoteItem | None, ItemData | None, saved, listing). The save comes first: the lease of
-        the item left ends with the next one."""
-        if leave is not None:
-            self.save(*leave)
-        previous = None if leave is None or previous_status is None else leave[0]
-        doc = self.api.next(order=order, lease_s=lease_s, previous_id=previous,
-                            previous_status=previous_status if previous else None, seed=seed)
+    def _leave(self, leave, lease_s: float) -> str:
+        """Worker: send the mask of the item left; "" when sent, else why not (the item was taken
+        by someone else after this dock's lease ended: the corrections are stored all the same)."""
+        from napari_vlsm.client import ServerError
+
+        if leave is None:
+            return ""
+        try:
+            self.save(*leave, lease_s=lease_s)
+        except ServerError as err:
+            if err.status != 409:
+                raise
+            return str(err)
+        return ""
+
+    def take_next(self, order: str, seed: int | None, lease_s: float, leave=None, left: int | None = None,
+                  status: str | None = None, have=()):
+        """Worker: send the mask of the item left (``leave``: (item id, labels, structures)), lease
+        the next item (the item ``left`` gets ``status``, e.g. skipped), read it unless read ahead
+        (``have``) -> (RemoteItem | None, ItemData | None, saved, listing, why the mask was not sent)."""
+        lost = self._leave(leave, lease_s)
+        if lost or status is None:
+            left = None  # no longer ours: its status is the new holder's
+        doc = self.api.next(order=order, lease_s=lease_s, previous_id=left, previous_status=status if left else None,
+                            seed=seed)
         if doc is None:
-            return None, None, None, self.fetch()
-        return (RemoteItem.of(doc), *self._with_pixels(int(doc["id"]), have), self.fetch())
+            return None, None, None, self.fetch(), lost
+        return (RemoteItem.of(doc), *self._with_pixels(int(doc["id"]), have), self.fetch(), lost)
 
     def open(self, item_id: int, lease_s: float, leave=None, have=()):
-        """Worker: save the item left, hold ``item_id`` for this dock, read it (as take_next)."""
-        if leave is not None:
-            self.save(*leave)
+        """Worker: send the mask of the item left, hold ``item_id`` for this dock, read it (as take_next)."""
+        lost = self._leave(leave, lease_s)
         item = RemoteItem.of(self.api.hold(item_id, lease_s))
-        return (item, *self._with_pixels(item_id, have), self.fetch())
+        return (item, *self._with_pixels(item_id, have), self.fetch(), lost)
 
-    def save(self, item_id: int, labels, structures) -> str:
-        """Worker: the server writes the mask (its masks folder, on the scan's grid); -> file name."""
+    def renew(self, item_id: int, lease_s: float) -> RemoteItem:
+        """Worker: the item on screen stays this dock's while it is worked on (409 if it was taken)."""
+        return RemoteItem.of(self.api.hold(item_id, lease_s))
+
+    def save(self, item_id: int, labels, structures, lease_s: float, timeout: float | None = None) -> str:
+        """Worker: the server writes the mask (its masks folder, on the scan's grid); -> file name.
+        A lease that ended with nobody else taking the item is taken again first (a laptop asleep)."""
+        from napari_vlsm.client import ServerError
+
         rows = [{"value": s.value, "name": s.name, "prompt": s.prompt} for s in structures]
-        return self.api.save_mask(item_id, labels, rows)["mask"]
+        try:
+            return self.api.save_mask(item_id, labels, rows, timeout=timeout)["mask"]
+        except ServerError as err:
+            if err.status != 409:
+                raise
+            self.api.hold(item_id, lease_s)  # 409 again (naming who) when someone else holds it now
+            return self.api.save_mask(item_id, labels, rows, timeout=timeout)["mask"]
 
-    def mark_done(self, item_id: int, labels, structures):
+    def mark_done(self, item_id: int, labels, structures, lease_s: float):
         """Worker: the mask first, then the status (done only once the mask is on the server's disk)."""
-        name = self.save(item_id, labels, structures)
+        name = self.save(item_id, labels, structures, lease_s)
         return name, RemoteItem.of(self.api.set_status(item_id, "done")), self.fetch()
 
     def set_status(self, item_id: int, status: str):

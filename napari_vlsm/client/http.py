@@ -115,6 +115,11 @@ class VLSMClient:
         for attempt in range(self.busy_retries + 1):
             try:
                 response = self._http.request(method, path, **kwargs)
+            except RuntimeError:
+                if not self._http.is_closed:
+                    raise
+                # disconnected by the user while this request waited in a worker
+                raise ConnectionLost(f"the connection to the napari-vlsm server at {self.url} was closed") from None
             except httpx.TransportError as err:
                 if "CERTIFICATE_VERIFY_FAILED" in str(err):
                     raise ConnectionLost(f"the certificate of {self.url} is not trusted ({err}); pass --ca-bundle "

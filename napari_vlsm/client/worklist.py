@@ -83,14 +83,16 @@ class RemoteWorklist:
             raise
         return decode_array(response.content), json.loads(response.headers["X-VLSM-Legend"])
 
-    def save_mask(self, item_id: int, labels, structures) -> dict:
+    def save_mask(self, item_id: int, labels, structures, timeout: float | None = None) -> dict:
         """Save ``labels`` (integers, the item's shape) as the item's mask on the server, on the item's
         own grid; ``structures``: ``[{"value", "name", "prompt"}]`` (a "color"/"colour" is kept).
+        ``timeout``: seconds for this request (the client's own otherwise), e.g. while napari closes.
         -> ``{"mask": file name, "item": the item}``."""
         rows = [_structure_row(s) for s in structures]
         headers = {"Content-Type": MEDIA_TYPE, "X-VLSM-Structures": json.dumps(rows, ensure_ascii=True)}
+        extra = {} if timeout is None else {"timeout": timeout}
         return self.client._request("PUT", self._path(f"items/{item_id}/mask"), params={"holder": self.holder},
-                                    content=encode_array(labels), headers=headers).json()
+                                    content=encode_array(labels), headers=headers, **extra).json()
 
     def rank(self, prompts, threshold: float = 0.5, adapter: str | None = None) -> dict:
         """Score the open items on the server (cached there); items most uncertain first."""
