@@ -151,7 +151,9 @@ def test_a_write_needs_a_live_lease_of_ones_own(server, tmp_path):
     bens = np.zeros((20, 26), np.uint8)
     bens[3:9, 4:12] = 1
     ben.save_mask(1, bens, STRUCTURES)
-    assert ben.set_status(1, "done")["status"] == "done"  # done ends ben's lease
+    assert ben.set_status(1, "done")["status"] == "done"
+    ben.save_mask(1, bens, STRUCTURES)  # done keeps the lease: the dock saves the mask again at Next
+    assert ben.next(order="in-order", previous_id=1, previous_status="done")["id"] == 2  # ben moves on
     no_longer = r"you no longer hold item 1 \(its lease ended\); hold it again or press Next"
     _refused(lambda: ana.save_mask(1, np.ones((20, 26), np.uint8), STRUCTURES), 409, no_longer)
     _refused(lambda: ana.set_status(1, "skipped"), 409, no_longer)

@@ -110,7 +110,10 @@ def set_status(request: Request, project: str, item_id: ItemId, body: StatusIn):
         check_lease(worklist, item_id, holder)
         with redacting(item, worklist.root):
             item = worklist.set_status(item_id, body.status)
-        if body.status in ("done", "skipped", "unseen"):
+        # unseen: open again, for anyone's Next. done/skipped keep the lease: the window still shows
+        # the item and saves its mask when it leaves it (a write needs a live lease); its Next or
+        # hold moves the lease on, release or the lease's end frees it.
+        if body.status == "unseen":
             worklist.release(item_id, holder)
         request.app.state.host.audit.record(request.state.user, "worklist.status", project, item=item_id,
                                             status=body.status)
