@@ -73,20 +73,20 @@ def holder_of(request: Request, name: str) -> str:
     return f"{request.state.user}/{name}"
 
 
-def check_holder(worklist, item_id: int, holder: str) -> None:
+def check_holder(worklist, item_id: int, holder: str, own_lease: bool = False) -> None:
     """409 naming who, when another holder has a live lease on the item (what ``hold`` checks: an
-    item nobody holds may be taken)."""
-    other = worklist.holder(item_id)
+    item nobody holds may be taken). ``own_lease``: also 409 unless ``holder`` has one itself."""
+    other = worklist.holder(item_id)  # one read: the lease may end between two
     if other and other != holder:
         raise HTTPException(409, f"item {item_id} is held by {other}; ask for the next item instead")
+    if own_lease and other != holder:
+        raise HTTPException(409, f"you no longer hold item {item_id} (its lease ended); hold it again or press Next")
 
 
 def check_lease(worklist, item_id: int, holder: str) -> None:
-    """409 unless ``holder`` has a live lease on the item: what a write needs (a mask, a status),
-    so a window whose lease ended cannot overwrite what a colleague did meanwhile."""
-    check_holder(worklist, item_id, holder)
-    if worklist.holder(item_id) != holder:
-        raise HTTPException(409, f"you no longer hold item {item_id} (its lease ended); hold it again or press Next")
+    """409 unless ``holder`` has a live lease on the item: what a write needs (a mask, a status), so
+    a window whose lease ended cannot overwrite what a colleague did meanwhile (``hold`` takes it back)."""
+    check_holder(worklist, item_id, holder, own_lease=True)
 
 
 def get_item(worklist, item_id: int):
