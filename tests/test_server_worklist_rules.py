@@ -130,6 +130,8 @@ def test_no_answer_shows_the_server_folders_of_a_missing_item(server, tmp_path):
     for private in {str(folder), str(folder.resolve()), str(server.project_root), str(root)}:
         assert private not in text
     assert "f2.png is gone" in text
+    _frames(folder, 2)  # f1.png comes back (f0.png is written again, the same): hold takes item 2 at once
+    assert ana.hold(2)["status"] == "in-progress"
 
 
 def _wait_until_lease_ends(annotator, item_id):

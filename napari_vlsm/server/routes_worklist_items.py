@@ -55,8 +55,8 @@ def hold(request: Request, project: str, item_id: ItemId, body: HoldIn):
     holder = holder_of(request, body.holder)
     with open_worklist(request, project) as worklist:
         item = get_item(worklist, item_id)
-        if not item.path.exists():
-            worklist.refresh_missing()  # gone since it was listed: missing, with its reason
+        if not item.path.exists() or item.status == "missing":
+            worklist.refresh_missing()  # gone since it was listed (missing, with its reason), or back
             item = worklist.get(item_id)
         if item.status in ("missing", "unreadable"):
             raise WorklistError(redact(f"item {item_id} ({item.name}) is {item.status}: {item.reason}; "
