@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import json
 
+from ..core.worklist.items import SOURCE_PREFIX, item_source
 from .http import ServerError, VLSMClient
 from .wire import MEDIA_TYPE, decode_array, encode_array
 
-SOURCE_PREFIX = "worklist:"  # the correction source of a server item (the server maps it to the item)
-
-
-def item_source(item_id: int) -> str:
-    """The ``source`` a correction made on this server item is sent with."""
-    return f"{SOURCE_PREFIX}{int(item_id)}"
+__all__ = ["SOURCE_PREFIX", "RemoteWorklist", "item_source"]  # the source rule lives in the core (items.py)
 
 
 class RemoteWorklist:

@@ -21,7 +21,7 @@ from ..core.errors import VLSMError
 from ..core.validation import check_batch_size, check_slice_index, check_window
 from .host import NotFound, check_project
 from .jobs import FINISHED, Job
-from .worklists import SOURCE_PREFIX, open_worklist, public_sources, source_path
+from .worklists import open_worklist, public_source, public_sources, source_path
 
 router = APIRouter()
 
@@ -73,13 +73,13 @@ def add_correction(request: Request, project: str, body: CorrectionIn):
     owner = host.project(check_project(project))
     image, mask = _array(request, body.image, "image"), _array(request, body.mask, "mask")
     proposal = None if body.proposal is None else _array(request, body.proposal, "proposal")
-    # "worklist:<id>": stored under the item's path, so `worklist export` rebuilds the item from it;
-    # every answer shows "worklist:<id>" again, never the path.
-    source, item_id = source_path(request, project, body.source)
+    # "worklist:<id>[#view]": stored under the item's path (+ #view), so `worklist export` rebuilds the
+    # item from it; every answer shows "worklist:<id>[#view]" again, never the path.
+    source, shown, item_id = source_path(request, project, body.source)
     with host.store_locks[project]:
         info = owner.add_correction(image, mask, list(prompts), proposal=proposal, source=source,
                                     slice_index=slice_index, window=window)
-        shown = info.source if item_id is None else f"{SOURCE_PREFIX}{item_id}"
+        shown = info.source if item_id is None else shown
         if item_id is not None:
             with open_worklist(request, project) as worklist:
                 worklist.add_corrections(item_id, 1)
@@ -93,10 +93,10 @@ def add_correction(request: Request, project: str, body: CorrectionIn):
 @router.get("/v1/projects/{project}/corrections")
 def list_corrections(request: Request, project: str, target: str | None = None):
     owner = request.app.state.host.project(check_project(project))
-    shown = public_sources(request, project)  # a worklist item's path -> "worklist:<id>"
+    paths = public_sources(request, project)  # a worklist item's path -> "worklist:<id>"
     # metadata only: listing a project never decodes its images
     samples = [s.to_json() for s in owner.corrections(target)]
-    return {"samples": [{**s, "source": shown.get(s["source"], s["source"])} for s in samples],
+    return {"samples": [{**s, "source": public_source(s["source"], paths)} for s in samples],
             "counts": owner.counts(target)}
 
 

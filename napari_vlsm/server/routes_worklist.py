@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core import torch_threads
 from ..core.engine import check_threshold
-from .worklists import Holder, ItemId, check_holder, holder_of, open_worklist, public
+from .worklists import Holder, ItemId, check_lease, get_item, holder_of, open_worklist, public, redacting
 
 router = APIRouter()
 Order = Literal["in-order", "random", "most-uncertain"]
@@ -58,7 +58,7 @@ class RankIn(BaseModel):
 
 
 def _listing(worklist, items=None) -> dict:
-    return {"items": [public(i) for i in (items if items is not None else worklist.items())],
+    return {"items": [public(i, worklist.root) for i in (items if items is not None else worklist.items())],
             "counts": worklist.counts()}
 
 
@@ -80,14 +80,16 @@ def next_item(request: Request, project: str, body: NextIn):
     audit, holder = request.app.state.host.audit, holder_of(request, body.holder)
     with open_worklist(request, project) as worklist:
         if body.previous_id is not None and body.previous_status is not None:
-            check_holder(worklist, body.previous_id, holder)
-            worklist.set_status(body.previous_id, body.previous_status)
+            left = get_item(worklist, body.previous_id)
+            check_lease(worklist, left.id, holder)  # an ended lease: a colleague may have done it meanwhile
+            with redacting(left, worklist.root):
+                worklist.set_status(left.id, body.previous_status)
             audit.record(request.state.user, "worklist.status", project, item=body.previous_id,
                          status=body.previous_status)
         item = worklist.lease(holder, body.lease_s, order=body.order, seed=body.seed)
         if item is not None:
             audit.record(request.state.user, "worklist.leased", project, item=item.id, lease_s=body.lease_s)
-        return {"item": None if item is None else public(item),
+        return {"item": None if item is None else public(item, worklist.root),
                 "lease_s": body.lease_s if item is not None else None, "counts": worklist.counts()}
 
 
@@ -97,20 +99,25 @@ def plan(request: Request, project: str, body: PlanIn):
     by anyone are passed over); exact when each item is left done or skipped."""
     with open_worklist(request, project) as worklist:
         items = worklist.plan(holder_of(request, body.holder), body.order, body.count, body.seed)
-        return {"items": [public(i) for i in items]}
+        return {"items": [public(i, worklist.root) for i in items]}
 
 
 @router.post("/v1/projects/{project}/items/{item_id}/status")
 def set_status(request: Request, project: str, item_id: ItemId, body: StatusIn):
     holder = holder_of(request, body.holder)
     with open_worklist(request, project) as worklist:
-        check_holder(worklist, item_id, holder)
-        item = worklist.set_status(item_id, body.status)
-        if body.status in ("done", "skipped", "unseen"):
+        item = get_item(worklist, item_id)
+        check_lease(worklist, item_id, holder)
+        with redacting(item, worklist.root):
+            item = worklist.set_status(item_id, body.status)
+        # unseen: open again, for anyone's Next. done/skipped keep the lease: the window still shows
+        # the item and saves its mask when it leaves it (a write needs a live lease); its Next or
+        # hold moves the lease on, release or the lease's end frees it.
+        if body.status == "unseen":
             worklist.release(item_id, holder)
         request.app.state.host.audit.record(request.state.user, "worklist.status", project, item=item_id,
                                             status=body.status)
-        return public(item)
+        return public(item, worklist.root)
 
 
 @router.post("/v1/projects/{project}/worklist/rank")

@@ -17,9 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..client.wire import MEDIA_TYPE, encode_array
+from ..core.errors import VLSMError, WorklistError
 from .item_masks import check_labels, check_structures, legend_header
 from .uploads import read_array
-from .worklists import Holder, ItemId, check_holder, get_item, holder_of, open_worklist, public, read_public
+from .worklists import (
+    Holder,
+    ItemId,
+    check_holder,
+    check_lease,
+    get_item,
+    holder_of,
+    open_worklist,
+    public,
+    read_public,
+    redact,
+)
 
 router = APIRouter()
 ITEM = "/v1/projects/{project}/items/{item_id}"
@@ -38,21 +50,29 @@ class ReleaseIn(BaseModel):
 
 @router.post(f"{ITEM}/hold")
 def hold(request: Request, project: str, item_id: ItemId, body: HoldIn):
-    """Lease this item to the holder (its other lease ends); 409 naming who while another has it."""
+    """Lease this item to the holder (its other lease ends); 409 naming who while another has it,
+    422 with the reason when its file is missing or unreadable (nothing to correct)."""
     holder = holder_of(request, body.holder)
     with open_worklist(request, project) as worklist:
-        get_item(worklist, item_id)
+        item = get_item(worklist, item_id)
+        if not item.path.exists() or item.status == "missing":
+            worklist.refresh_missing()  # gone since it was listed (missing, with its reason), or back
+            item = worklist.get(item_id)
+        if item.status in ("missing", "unreadable"):
+            raise WorklistError(redact(f"item {item_id} ({item.name}) is {item.status}: {item.reason}; "
+                                       "fix the file on the server, or pick another item", item, worklist.root))
         check_holder(worklist, item_id, holder)
         worklist.hold(item_id, holder, body.lease_s)
         item = worklist.mark_opened(item_id)
         request.app.state.host.audit.record(request.state.user, "worklist.held", project, item=item_id,
                                             lease_s=body.lease_s)
-        return public(item)
+        return public(item, worklist.root)
 
 
 @router.post(f"{ITEM}/release", status_code=204)
 def release(request: Request, project: str, item_id: ItemId, body: ReleaseIn):
-    """Give the item back (the dock closes): another annotator's Next may hand it out again."""
+    """Give the item back: another annotator's Next may hand it out again (the dock keeps its lease
+    when it closes, so napari reopened lands on the item; the lease ends by itself)."""
     with open_worklist(request, project) as worklist:
         get_item(worklist, item_id)
         holder = holder_of(request, body.holder)
@@ -79,13 +99,30 @@ def item_image(request: Request, project: str, item_id: ItemId):
 
     with open_worklist(request, project) as worklist:
         item = get_item(worklist, item_id)
-    data = read_public(item)
-    array = np.asarray(getattr(data, "array", data))
+        root = worklist.root
+    try:
+        data = read_public(item, root)
+        array = np.asarray(getattr(data, "array", data))
+    except (VLSMError, OSError, ValueError) as err:  # a lazily read stack fails when its pixels are read
+        _unopenable(request, project, item, redact(str(err), item, root))
     cfg = request.app.state.config
     if array.nbytes > cfg.max_array_bytes:
         raise HTTPException(413, f"item {item_id} is {array.nbytes} bytes, over this server's limit")
-    header = {**public(item), "volume": _volume(data)}
+    header = {**public(item, root), "volume": _volume(data)}
     return Response(encode_array(array), media_type=MEDIA_TYPE, headers={"X-VLSM-Item": json.dumps(header)})
+
+
+def _unopenable(request: Request, project: str, item, why: str):
+    """An item whose pixels cannot be read, as the local dock does: its file gone -> ``missing``, a
+    reader's failure -> ``unreadable`` with the (redacted) reason, so Next passes over it; then the
+    422 naming why. No lease is touched."""
+    with open_worklist(request, project) as worklist:
+        if not item.path.exists():
+            worklist.refresh_missing()
+        else:
+            worklist.mark_unreadable(item.id, why)
+        status = worklist.get(item.id).status
+    raise WorklistError(f"item {item.id} ({item.name}) cannot be read and is now {status}: {why}")
 
 
 @router.get(f"{ITEM}/mask")
@@ -117,7 +154,7 @@ async def save_mask(request: Request, project: str, item_id: ItemId,
 
     def may_write():
         with open_worklist(request, project) as worklist:
-            check_holder(worklist, get_item(worklist, item_id).id, mine)
+            check_lease(worklist, get_item(worklist, item_id).id, mine)  # a live lease of its own: see check_lease
 
     await run_in_threadpool(may_write)  # before the upload: a refused save costs no transfer
     labels = await read_array(request)
@@ -130,14 +167,14 @@ def _save(request: Request, project: str, item_id: int, holder: str, labels, str
 
     with open_worklist(request, project) as worklist:
         item = get_item(worklist, item_id)
-        data = read_public(item)
+        data = read_public(item, worklist.root)
         shape = label_shape(item, data)
         labels = check_labels(labels, shape, structures, item_id)
-        check_holder(worklist, item_id, holder)  # again: a lease may have changed hands during the upload
+        check_lease(worklist, item_id, holder)  # again: a lease may have ended or changed hands during the upload
         pixels = getattr(data, "array", data)
         target = write_saved(item, worklist.root, labels, structures, geometry=getattr(data, "geometry", None),
                              image=pixels if tuple(pixels.shape) == labels.shape else None,
                              info={"layer": item.name, "image": item.name})
         request.app.state.host.audit.record(request.state.user, "worklist.mask_saved", project, item=item_id,
                                             structures=structures, shape=list(labels.shape))
-        return {"mask": target.name, "item": public(worklist.get(item_id))}
+        return {"mask": target.name, "item": public(worklist.get(item_id), worklist.root)}

@@ -14,6 +14,13 @@ ORDERS = ("in-order", "random", "most-uncertain")
 KINDS = ("image", "stack", "volume")
 USER_STATUSES = ("unseen", "in-progress", "done", "skipped")  # what a person (or the server) may set
 OPEN_STATUSES = ("unseen", "in-progress")  # what Next may hand out
+SOURCE_PREFIX = "worklist:"  # a correction made on a server's item: "worklist:<id>" (the server maps it to the item)
+
+
+def item_source(item_id: int) -> str:
+    """The ``source`` a correction made on a server's worklist item is sent with (one rule for the
+    client, the dock and the server)."""
+    return f"{SOURCE_PREFIX}{int(item_id)}"
 
 
 @dataclass(frozen=True)
