@@ -190,3 +190,16 @@ def test_an_unreadable_item_is_marked_on_the_server(server, tmp_path):
     texts.append(_refused(lambda: ana.hold(1), 422, "unreadable"))
     assert ana.next(order="in-order")["id"] == 2  # Next passes over the unreadable item
     assert str(folder) not in "\n".join(texts) and str(folder.resolve()) not in "\n".join(texts)
+
+
+def test_a_body_with_infinity_or_nan_is_a_422_naming_the_field(server, tmp_path):
+    """Python's JSON reads Infinity and NaN: the 422 that refuses them must itself be valid JSON
+    (the fuzz test once got a 500 while FastAPI wrote its answer)."""
+    _project(server, "infinite", [_frames(tmp_path / "frames", 1)])
+    client = VLSMClient(server.url, server.token, timeout=60)
+    for value in ("Infinity", "-Infinity", "NaN"):
+        body = f'{{"holder": "ana", "order": "random", "lease_s": {value}}}'
+        response = client._http.post("/v1/projects/infinite/next", content=body,
+                                     headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, (value, response.status_code, response.text[:300])
+        assert "lease_s" in json.dumps(response.json()["detail"])

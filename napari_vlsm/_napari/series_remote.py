@@ -49,7 +49,7 @@ class RemoteItem:
     @property
     def path(self) -> str:
         """What the item's layer names as its source, ``worklist:<id>`` (the server maps it to the file)."""
-        from napari_vlsm.client.worklist import item_source
+        from napari_vlsm.core.worklist.items import item_source
 
         return item_source(self.id)
 

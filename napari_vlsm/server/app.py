@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
@@ -43,6 +46,22 @@ class ServerConfig:
     max_waiting: int = 16  # requests queued for the model before 503
 
 
+def _finite(value):
+    """A validation error's values as JSON can carry them: a body with ``Infinity`` or ``NaN`` (Python's
+    JSON reads both) is a 422 naming the field, not a 500 while writing the answer."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _invalid(request, err: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": _finite(jsonable_encoder(err.errors()))}, status_code=422)
+
+
 def _json(status: int, message: str, headers=None) -> JSONResponse:
     return JSONResponse({"detail": " ".join(str(message).split())}, status_code=status, headers=headers)
 
@@ -52,6 +71,7 @@ def _add_error_handlers(app: FastAPI, host: ModelHost) -> None:
         return Response(status_code=400)
 
     app.add_exception_handler(ClientDisconnect, quiet_disconnect)
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(WireError, lambda r, e: _json(e.status, str(e)))
     app.add_exception_handler(Busy, lambda r, e: _json(503, str(e), {"Retry-After": str(RETRY_AFTER_S)}))
     app.add_exception_handler(NotFound, lambda r, e: _json(404, str(e)))
