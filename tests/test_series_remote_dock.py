@@ -18,12 +18,12 @@ from napari_vlsm._napari import layers as L  # noqa: E402
 from napari_vlsm._napari.series_remote import RemoteSeries  # noqa: E402
 from napari_vlsm._napari.server_client import connect_session, detach_engine  # noqa: E402
 from napari_vlsm.client import VLSMClient  # noqa: E402
-from napari_vlsm.client.worklist import RemoteWorklist  # noqa: E402
 from napari_vlsm.core.worklist import Worklist  # noqa: E402
 from napari_vlsm.server.process import ServerProcess  # noqa: E402
 
 from dock_helpers import WAIT_MS  # noqa: E402
 from series_helpers import settle, write_images  # noqa: E402
+from worklist_helpers import annotator  # noqa: E402
 
 pytestmark = pytest.mark.gui
 PROJECT = "colon"
@@ -84,15 +84,20 @@ def _bot(qtbot):
     QTBOT.clear()
 
 
-def annotator(server, project, name):
-    return RemoteWorklist(VLSMClient(server.url, server.token, timeout=120), project, holder=name)
-
-
 def press_next(dock):
     before = dock.series.item.id if dock.series.item else None
     dock.series.btn_next.click()
     qtbot_wait(lambda: not dock.series.opening and (dock.series.item is None or dock.series.item.id != before))
     settle(QTBOT["bot"], dock)
+
+
+def read_ahead_after_next(dock):
+    """In order: Next, then wait for the read-ahead; -> the id it read first."""
+    series = dock.series
+    series.order.setCurrentIndex(series.order.findData("in-order"))
+    press_next(dock)
+    qtbot_wait(lambda: series.prefetch.ready())
+    return series.prefetch.ready()[0]
 
 
 def by_name(listing, name):
@@ -178,10 +183,7 @@ def _scan_path(server, project):
 def test_read_ahead_follows_the_server_and_a_dock_opened_again_lands_on_its_item(qtbot, connect, server):
     viewer, dock = connect()
     series = dock.series
-    series.order.setCurrentIndex(series.order.findData("in-order"))
-    press_next(dock)
-    qtbot_wait(lambda: series.prefetch.ready())
-    planned = series.prefetch.ready()[0]
+    planned = read_ahead_after_next(dock)
 
     def not_again(*args, **kwargs):
         raise AssertionError("Next read or segmented the item again although it was done ahead")
@@ -235,10 +237,7 @@ def test_what_was_read_for_one_project_is_never_shown_for_another(qtbot, connect
         wl.add([folder])
     viewer, dock = connect()
     series = dock.series
-    series.order.setCurrentIndex(series.order.findData("in-order"))
-    press_next(dock)
-    qtbot_wait(lambda: series.prefetch.ready())
-    ahead = series.prefetch.ready()[0]
+    ahead = read_ahead_after_next(dock)
     connect_session(dock.session, server.url, server.token, other, tmp_path_factory.mktemp("outbox"))
     qtbot_wait(lambda: series.remote and series.worklist.key[2] == other and series.worklist.items() and series.settled())
     series.open_id(ahead)
@@ -280,9 +279,10 @@ def test_the_item_on_screen_stays_leased_and_a_lost_one_is_never_overwritten(qtb
     qtbot.wait(4000)  # twice the lease: renewed meanwhile
     ben = annotator(server, project, "ben")
     assert mine not in [i["id"] for i in ben.plan(count=8)]
-    # the dock stops renewing (a laptop asleep): the lease ends, a colleague takes the item and saves
-    series.remote_steps._renewal.stop()  # noqa: SLF001 - stands for a computer asleep
-    qtbot.wait(2500)
+    # the dock's renewals stop reaching the server (a laptop asleep): the lease ends, a colleague
+    # takes the item and saves
+    monkeypatch.setattr(series.worklist, "renew", lambda item_id, lease_s: series.worklist.get(item_id))
+    qtbot.wait(3000)
     ben.hold(mine, 600)
     ben.save_mask(mine, np.full(series.image.data.shape[:2], 1, np.uint8), [{"value": 1, "name": "polyp", "prompt": "polyp"}])
     series.mask_layer().data[:] = 0

@@ -12,6 +12,8 @@ from napari_vlsm.client.worklist import RemoteWorklist
 from napari_vlsm.core.worklist import Worklist
 from napari_vlsm.server.process import ServerProcess
 
+from worklist_helpers import annotator, server_project, write_frames
+
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
@@ -22,24 +24,13 @@ def server(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def frames(server, tmp_path_factory):
     """Three frames in the server project "colon", added the way an admin does (on the server)."""
-    folder = _write_frames(tmp_path_factory.mktemp("frames"), "f", 3, (36, 44, 3), seed=0)
+    folder = write_frames(tmp_path_factory.mktemp("frames"), 3, (36, 44, 3), seed=0, prefix="f")
     Worklist(server.project_root / "colon").add([folder])
     return folder
 
 
-def _write_frames(folder, prefix, n, shape, seed):
-    rng = np.random.default_rng(seed)
-    for k in range(n):
-        iio.imwrite(folder / f"{prefix}{k}.png", rng.integers(0, 256, shape, dtype=np.uint8))
-    return folder
-
-
-def _annotator(server, name):
-    return RemoteWorklist(VLSMClient(server.url, server.token, timeout=120), "colon", holder=name)
-
-
 def test_two_annotators_never_get_the_same_item(server, frames):
-    ana, ben = _annotator(server, "ana"), _annotator(server, "ben")
+    ana, ben = annotator(server, "colon", "ana"), annotator(server, "colon", "ben")
     ranked = ana.rank(["polyp"])
     scores = [i["score"] for i in ranked["items"]]
     assert None not in scores and scores == sorted(scores, reverse=True)
@@ -75,7 +66,7 @@ def test_server_paths_stay_private_and_every_status_change_is_audited(server, fr
     and status changes are in the audit log under the token's name (issue 21)."""
     import json
 
-    ana = _annotator(server, "ana-audit")
+    ana = annotator(server, "colon", "ana-audit")
     status = ana.status()
     assert status["items"] and all(str(frames) not in json.dumps(i) for i in status["items"])
     assert all("/" not in i["path"] for i in status["items"])
@@ -93,17 +84,6 @@ def test_server_paths_stay_private_and_every_status_change_is_audited(server, fr
 
 
 # ------------------------------------------------------------------ the dock's server mode (issue 19)
-def _project(server, name, paths):
-    """A server project with a worklist of ``paths``, added the way an admin does (on the server)."""
-    with Worklist(server.project_root / name) as wl:
-        wl.add(paths)
-    return server.project_root / name
-
-
-def _as(server, project, name):
-    return RemoteWorklist(VLSMClient(server.url, server.token, timeout=120), project, holder=name)
-
-
 def _scan_round_trip(server, project, item_id):
     """The item's pixels and grid from the server, a mask saved onto that grid and read back."""
     import json
@@ -113,7 +93,7 @@ def _scan_round_trip(server, project, item_id):
     from napari_vlsm.core.medical import Geometry
     from napari_vlsm.core.worklist import read_item
 
-    ana, ben = _as(server, project, "ana"), _as(server, project, "ben")
+    ana, ben = annotator(server, project, "ana"), annotator(server, project, "ben")
     assert ana.hold(item_id)["status"] == "in-progress"
     with Worklist(server.project_root / project) as wl:
         local = read_item(wl.get(item_id))
@@ -159,14 +139,14 @@ def test_a_synthetic_scan_mask_lands_on_its_grid(server, tmp_path):
     affine = np.array([[0.0, -0.9, 0, 30], [0.8, 0, 0, -12], [0, 0, 2.5, 7], [0, 0, 0, 1]])  # axes swapped
     data = np.random.default_rng(1).integers(-100, 300, (14, 11, 6)).astype(np.int16)
     nib.save(nib.Nifti1Image(data, affine), tmp_path / "ct.nii.gz")
-    _project(server, "scans", [tmp_path / "ct.nii.gz"])
+    server_project(server, "scans", [tmp_path / "ct.nii.gz"])
     _scan_round_trip(server, "scans", 1)
 
 
 def test_shared_scans_fit_the_header_and_a_ct_mask_lands_on_its_grid(server, shared_data):
     folder = shared_data / "geometry" / "totalseg"
-    _project(server, "shared-scans", [folder])
-    ana = _as(server, "shared-scans", "ana")
+    server_project(server, "shared-scans", [folder])
+    ana = annotator(server, "shared-scans", "ana")
     items = {i["name"]: i for i in ana.status()["items"]}
     for item in items.values():  # every readable scan of the folder, DICOM series included
         if item["status"] != "unreadable":
@@ -179,8 +159,8 @@ def test_shared_scans_fit_the_header_and_a_ct_mask_lands_on_its_grid(server, sha
 @pytest.fixture(scope="module")
 def series(server, tmp_path_factory):
     """Ten small frames in the server project "series"."""
-    folder = _write_frames(tmp_path_factory.mktemp("series"), "s", 10, (24, 28, 3), seed=2)
-    _project(server, "series", [folder])
+    folder = write_frames(tmp_path_factory.mktemp("series"), 10, (24, 28, 3), seed=2, prefix="s")
+    server_project(server, "series", [folder])
     return folder
 
 
@@ -196,7 +176,7 @@ def _next_ids(annotator, order, count, seed=None, previous=None):
 
 
 def test_the_plan_is_what_next_hands_out(server, series):
-    ana, ben = _as(server, "series", "ana"), _as(server, "series", "ben")
+    ana, ben = annotator(server, "series", "ana"), annotator(server, "series", "ben")
     held_by_ben = ben.next(order="in-order")["id"]
     assert held_by_ben == 1
     planned = [i["id"] for i in ana.plan(order="in-order", count=3)]
@@ -231,8 +211,8 @@ def test_hold_release_and_corrections_of_an_item(server, tmp_path):
     folder.mkdir()
     for n in range(2):
         iio.imwrite(folder / f"h{n}.png", rng.integers(0, 256, (20, 26, 3), dtype=np.uint8))
-    root = _project(server, "held", [folder])
-    ana, ben = _as(server, "held", "ana"), _as(server, "held", "ben")
+    root = server_project(server, "held", [folder])
+    ana, ben = annotator(server, "held", "ana"), annotator(server, "held", "ben")
     answers = [ana.hold(1)]
     assert answers[-1]["status"] == "in-progress"
     answers.append(ana.status())

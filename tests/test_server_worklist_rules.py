@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import time
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 
 from napari_vlsm.client import ServerError, VLSMClient
-from napari_vlsm.client.worklist import RemoteWorklist
-from napari_vlsm.core.worklist import Worklist
 from napari_vlsm.server.process import ServerProcess
+
+from worklist_helpers import annotator, server_project, write_frames
 
 STRUCTURES = [{"value": 1, "name": "polyp", "prompt": "polyp"}]
 
@@ -26,23 +25,7 @@ def server(tiny_model_dir, tmp_path_factory):
         yield proc
 
 
-def _frames(folder, n, shape=(20, 26, 3), seed=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for k in range(n):
-        iio.imwrite(folder / f"f{k}.png", rng.integers(0, 256, shape, dtype=np.uint8))
-    return folder
 
-
-def _project(server, name, paths):
-    """A server project with a worklist of ``paths``, added the way an admin does (on the server)."""
-    with Worklist(server.project_root / name) as wl:
-        wl.add(paths)
-    return server.project_root / name
-
-
-def _as(server, project, name):
-    return RemoteWorklist(VLSMClient(server.url, server.token, timeout=120), project, holder=name)
 
 
 def _refused(call, status, match):
@@ -72,8 +55,8 @@ def test_a_resliced_correction_is_kept_shown_back_and_not_exported(server, tmp_p
 
     data = np.random.default_rng(4).integers(0, 200, (10, 8, 8)).astype(np.int16)  # (x, y, z): y == z
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "ct.nii.gz")
-    root = _project(server, "resliced", [tmp_path / "ct.nii.gz"])
-    ana = _as(server, "resliced", "ana")
+    root = server_project(server, "resliced", [tmp_path / "ct.nii.gz"])
+    ana = annotator(server, "resliced", "ana")
     ana.hold(1)
     volume, _ = ana.image(1)
     z, y, x = volume.shape
@@ -105,9 +88,9 @@ def test_a_resliced_correction_is_kept_shown_back_and_not_exported(server, tmp_p
 def test_no_answer_shows_the_server_folders_of_a_missing_item(server, tmp_path):
     """An item's reason (``<path> is gone``) and every error built from an item leave the server
     without its folders; hold refuses a missing item."""
-    folder = _frames(tmp_path / "inputs-private", 3)
-    root = _project(server, "gone", [folder])
-    ana = _as(server, "gone", "ana")
+    folder = write_frames(tmp_path / "inputs-private", 3)
+    root = server_project(server, "gone", [folder])
+    ana = annotator(server, "gone", "ana")
     texts = [json.dumps(ana.next(order="in-order"))]  # item 1, held by ana
     (folder / "f1.png").unlink()  # item 2 goes away on the server
     listing = ana.status()
@@ -130,7 +113,7 @@ def test_no_answer_shows_the_server_folders_of_a_missing_item(server, tmp_path):
     for private in {str(folder), str(folder.resolve()), str(server.project_root), str(root)}:
         assert private not in text
     assert "f2.png is gone" in text
-    _frames(folder, 2)  # f1.png comes back (f0.png is written again, the same): hold takes item 2 at once
+    write_frames(folder, 2)  # f1.png comes back (f0.png is written again, the same): hold takes item 2 at once
     assert ana.hold(2)["status"] == "in-progress"
 
 
@@ -145,8 +128,8 @@ def _wait_until_lease_ends(annotator, item_id):
 def test_a_write_needs_a_live_lease_of_ones_own(server, tmp_path):
     """A window whose lease ended cannot overwrite a colleague's mask, nor turn their done into
     skipped; hold takes the item back."""
-    _project(server, "leases", [_frames(tmp_path / "frames", 2, seed=5)])
-    ana, ben = _as(server, "leases", "ana"), _as(server, "leases", "ben")
+    server_project(server, "leases", [write_frames(tmp_path / "frames", 2, seed=5)])
+    ana, ben = annotator(server, "leases", "ana"), annotator(server, "leases", "ben")
     assert ana.next(order="in-order", lease_s=0.2)["id"] == 1
     _wait_until_lease_ends(ana, 1)
     ben.hold(1)
@@ -176,10 +159,10 @@ def test_a_write_needs_a_live_lease_of_ones_own(server, tmp_path):
 def test_an_unreadable_item_is_marked_on_the_server(server, tmp_path):
     """Pixels that cannot be read: 422 naming why, the item becomes unreadable with that reason
     (Next and hold pass over it), and no lease changes."""
-    folder = _frames(tmp_path / "inputs-garbage", 2, seed=6)
-    _project(server, "garbage", [folder])
+    folder = write_frames(tmp_path / "inputs-garbage", 2, seed=6)
+    server_project(server, "garbage", [folder])
     (folder / "f0.png").write_bytes(b"this is not a png at all" * 10)
-    ana = _as(server, "garbage", "ana")
+    ana = annotator(server, "garbage", "ana")
     ana.hold(2)
     texts = [_refused(lambda: ana.image(1), 422, "cannot be read")]
     listing = ana.status()
@@ -195,7 +178,7 @@ def test_an_unreadable_item_is_marked_on_the_server(server, tmp_path):
 def test_a_body_with_infinity_or_nan_is_a_422_naming_the_field(server, tmp_path):
     """Python's JSON reads Infinity and NaN: the 422 that refuses them must itself be valid JSON
     (the fuzz test once got a 500 while FastAPI wrote its answer)."""
-    _project(server, "infinite", [_frames(tmp_path / "frames", 1)])
+    server_project(server, "infinite", [write_frames(tmp_path / "frames", 1)])
     client = VLSMClient(server.url, server.token, timeout=60)
     for value in ("Infinity", "-Infinity", "NaN"):
         body = f'{{"holder": "ana", "order": "random", "lease_s": {value}}}'
