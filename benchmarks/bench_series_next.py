@@ -109,6 +109,9 @@ def run(args) -> dict:
                 s.segmenter._features.clear()  # noqa: SLF001 - nothing of the next image may be cached
             wait_until(lambda: not series.prefetch.busy())
         waited = time.perf_counter() - waited
+        # Nothing is read ahead for the item after this one (a server's cache would keep what a
+        # read-ahead started, and the next "cold" Next would not be cold).
+        series.prefetch.enabled = False
         time.sleep(0.5)  # a quiet moment, as when the user looks at the mask before clicking
         before = series.item.id
         start = time.perf_counter()
