@@ -173,7 +173,7 @@ def _save(request: Request, project: str, item_id: int, holder: str, labels, str
         check_lease(worklist, item_id, holder)  # again: a lease may have ended or changed hands during the upload
         pixels = getattr(data, "array", data)
         target = write_saved(item, worklist.root, labels, structures, geometry=getattr(data, "geometry", None),
-                             image=pixels if tuple(pixels.shape) == labels.shape else None,
+                             image=pixels,  # statistics inside each structure (2D RGB: none; write_saved says)
                              info={"layer": item.name, "image": item.name})
         request.app.state.host.audit.record(request.state.user, "worklist.mask_saved", project, item=item_id,
                                             structures=structures, shape=list(labels.shape))
