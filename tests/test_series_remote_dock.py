@@ -23,7 +23,7 @@ from napari_vlsm.server.process import ServerProcess  # noqa: E402
 
 from dock_helpers import WAIT_MS  # noqa: E402
 from series_helpers import settle, write_images  # noqa: E402
-from worklist_helpers import annotator  # noqa: E402
+from worklist_helpers import annotator, server_project  # noqa: E402
 
 pytestmark = pytest.mark.gui
 PROJECT = "colon"
@@ -303,3 +303,45 @@ def test_skip_without_a_mask_sets_the_status(qtbot, connect, server, project):
     series.btn_skip.click()
     qtbot_wait(lambda: not series.opening and series.item is not None and series.item.id != skipped.id)
     assert by_name(annotator(server, project, "ben").status(), skipped.name)["status"] == "skipped"
+
+
+def test_a_real_ct_series_through_the_server_sits_on_its_scan(qtbot, make_dock, server, shared_data, tmp_path):
+    """The DICOM CT of ../shared (20 slices, LAS) and a MR: through the server each opens with the
+    spacing and origin this computer's reader gives, and a mask marked done is written by the server
+    on the CT's own grid: TotalSegmentator's segmentation of that series has the same shape and affine."""
+    import nibabel as nib
+
+    from napari_vlsm.core.worklist import read_item
+
+    base = shared_data / "geometry" / "totalseg"
+    project = server_project(server, "shared-ct", [base / "example_ct_dicom", base / "example_mr_sm.nii.gz"])
+    viewer, dock = make_dock()
+    dock.segment.prompt.setCurrentText("liver")
+    connect_session(dock.session, server.url, server.token, "shared-ct", tmp_path / "outbox")
+    series = dock.series
+    qtbot_wait(lambda: series.remote and len(series.worklist.items()) == 2)
+    with Worklist(project) as wl:
+        local = {i.id: read_item(i) for i in wl.items()}
+    for item in series.worklist.items():
+        series.open_id(item.id)
+        qtbot_wait(lambda item=item: series.item is not None and series.item.id == item.id and series.settled())
+        here = local[item.id]
+        np.testing.assert_allclose(series.image.scale, here.spacing, rtol=1e-6)
+        np.testing.assert_allclose(series.image.translate, here.origin, rtol=1e-6, atol=1e-4)
+        assert series.image.data.shape == here.shape
+    ct = next(i for i in series.worklist.items() if i.name == "example_ct_dicom")
+    series.open_id(ct.id)
+    qtbot_wait(lambda: series.item.id == ct.id and series.settled())
+    labels = series.mask_layer()
+    labels.data[:] = 0  # the (random) model's proposal goes: only this region is the mask
+    labels.data[10, 200:260, 220:300] = 1
+    series.btn_done.click()
+    qtbot.waitUntil(lambda: series.status.text().startswith("Done"), timeout=WAIT_MS)
+    written = nib.load(next((project / "masks").glob(f"{ct.id:04d}_*.nii.gz")))
+    reference = nib.load(base / "example_seg_dicom.nii.gz")
+    # the same voxels in the world (the files may store the rows in opposite orders: a DICOM series
+    # has no NIfTI header of its own to copy), so any viewer overlays them
+    ours, theirs = nib.as_closest_canonical(written), nib.as_closest_canonical(reference)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours.affine, theirs.affine, atol=1e-3)
+    assert int(np.count_nonzero(np.asarray(written.dataobj))) == 60 * 80
