@@ -33,6 +33,7 @@ class Prefetcher:
         self._worker = None
         self._cancel: threading.Event | None = None
         self._paused = self._stopped = False
+        self._asked = False  # a server series: its plan was asked for (until the next replan)
         panel.viewer.mouse_drag_callbacks.append(self._mouse)
 
     @property
@@ -59,7 +60,7 @@ class Prefetcher:
         if panel.item is not None and self._plan and self._plan[0] == panel.item.id:
             self._seeds = self._seeds[1:] + [random.randrange(2**31)]  # Next took the first: shift
         if panel.remote:  # the server's own plan, asked in the worker (series_remote.prefetch_remote)
-            self._plan = []
+            self._plan, self._asked = [], False
             return self._kick()
         plan, after, others = [], panel.item.id if panel.item else None, set()
         for seed in self._seeds:
@@ -80,7 +81,7 @@ class Prefetcher:
         (item ids repeat between projects)."""
         if self._cancel is not None:
             self._cancel.set()
-        self._plan, self._ready = [], {}
+        self._plan, self._ready, self._asked = [], {}, False
 
     def take(self, item_id: int) -> ItemData | None:
         return self._ready.pop(item_id, None)
@@ -141,10 +142,10 @@ class Prefetcher:
         """Read ahead what the server's Next will hand out (its pixels; the proposal is the server's)."""
         from .series_remote import prefetch_remote
 
-        if self._plan or self.panel.opening:
-            return  # read already for the item on screen
+        if self._asked or self.panel.opening:
+            return  # asked already for the item on screen (until the next replan)
         panel, s = self.panel, self.panel.session
-        self._plan = [-1]  # asked: until the next replan
+        self._asked = True
         self._cancel = cancel = threading.Event()
         segmenter = None if s.finetuning or s.job else s.segmenter  # the server's engine (RemoteEngine)
         prompts = LM.split_structures(panel.segment.prompt.currentText())
@@ -159,10 +160,10 @@ class Prefetcher:
         if self.panel.worklist is not source:
             return  # read for a series left meanwhile
         if cancel.is_set():
-            self._plan = []  # asked again when it resumes
+            self._asked = False  # asked again when it resumes
         elif isinstance(found, tuple):  # (an error is left for Next, which says it)
             plan, ready = found
-            self._plan = list(plan) or [-1]
+            self._plan = list(plan)
             self._ready = {i: ready.get(i) or self._ready.get(i) for i in plan if i in ready or i in self._ready}
 
     def _done(self, item_id: int, cancel, found, source) -> None:

@@ -226,9 +226,6 @@ class RemoteSeries:
         name = self.save(item_id, labels, structures, lease_s)
         return name, RemoteItem.of(self.api.set_status(item_id, "done")), self.fetch()
 
-    def set_status(self, item_id: int, status: str):
-        return RemoteItem.of(self.api.set_status(item_id, status)), self.fetch()
-
     def plan(self, order: str, count: int, seed: int | None) -> list[int]:
         return [int(d["id"]) for d in self.api.plan(order=order, count=count, seed=seed)]
 

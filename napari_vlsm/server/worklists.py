@@ -126,13 +126,14 @@ def source_path(request: Request, project: str, source: str) -> tuple[str, str, 
     folder = request.app.state.host.project_dir(check_project(project))
     if not (folder / DB_NAME).is_file():
         raise VLSMError(f"source {source!r}: project {project} has no worklist")
+    from ..core.errors import WorklistError
     from ..core.worklist import Worklist
 
     with Worklist(folder) as worklist:
-        known = {i.id: i for i in worklist.items()}
-    item = known.get(int(number))
-    if item is None:
-        raise VLSMError(f"source {source!r}: project {project}'s worklist has no item {int(number)}")
+        try:
+            item = worklist.get(int(number))  # one row, not the whole list, for every correction
+        except WorklistError:
+            raise VLSMError(f"source {source!r}: project {project}'s worklist has no item {int(number)}") from None
     return f"{item.path}{hash_}{view}", f"{item_source(item.id)}{hash_}{view}", item.id
 
 
